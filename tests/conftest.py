@@ -10,6 +10,10 @@ from typing import Any
 
 import pytest
 
+# huggingface_hub reads these when first imported: no telemetry calls to huggingface.co.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+
 pytest_plugins = ["tests.fixtures.hub", "tests.fixtures.openbao", "tests.fixtures.seaweedfs"]
 
 

@@ -1,0 +1,185 @@
+"""State changes of import requests: each atomic, with an explicit actor, writing its event."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import django_rq
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.utils import timezone
+
+from aegis_catalog.lib.hub import HubError, validate_repo_id, validate_revision
+from imports.models import ImportEvent, ImportRequest
+from registry.models import ModelVersion, name_validator, version_validator
+
+QUEUE_NAME = "imports"
+
+
+class ImportRejected(Exception):
+    """The import cannot be started as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    repo_id: str
+    model_name: str
+    version: str
+    revision: str = "main"
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    sign_key: str = ""
+    upload_s3: bool = False
+    s3_bucket: str = ""
+    register: bool = True
+
+
+def _validate(options: ImportOptions) -> ImportOptions:
+    from django.core.exceptions import ValidationError
+
+    try:
+        repo_id = validate_repo_id(options.repo_id)
+        revision = validate_revision(options.revision or "main")
+    except HubError as error:
+        raise ImportRejected(str(error)) from None
+    for label, validator, value in (
+        ("model name", name_validator, options.model_name),
+        ("version", version_validator, options.version),
+    ):
+        try:
+            validator(value)
+        except ValidationError as error:
+            raise ImportRejected(f"invalid {label} {value!r}: {' '.join(error.messages)}") from None
+    patterns = [*options.include, *options.exclude]
+    for pattern in patterns:
+        if not pattern.strip() or len(pattern) > 300 or "\x00" in pattern:
+            raise ImportRejected(f"invalid file pattern {pattern!r}")
+    bucket = options.s3_bucket or (settings.AEGIS_S3_BUCKET or "")
+    if options.upload_s3 and not bucket:
+        raise ImportRejected("upload to S3 needs a bucket: pass --s3-bucket or set AEGIS_S3_BUCKET")
+    if options.register and ModelVersion.objects.filter(
+        model__name=options.model_name, version=options.version
+    ).exists():
+        raise ImportRejected(
+            f"{options.model_name} already has a version {options.version} in the registry"
+        )
+    return ImportOptions(
+        repo_id=repo_id,
+        model_name=options.model_name,
+        version=options.version,
+        revision=revision,
+        include=[p.strip() for p in options.include],
+        exclude=[p.strip() for p in options.exclude],
+        sign_key=options.sign_key or settings.AEGIS_SIGN_KEY,
+        upload_s3=options.upload_s3,
+        s3_bucket=bucket if options.upload_s3 else "",
+        register=options.register,
+    )
+
+
+def record_event(
+    request: ImportRequest,
+    kind: str,
+    message: str,
+    *,
+    stage: str = "",
+    details: dict[str, Any] | None = None,
+) -> ImportEvent:
+    return ImportEvent.objects.create(
+        request=request, kind=kind, stage=stage, message=message, details=details or {}
+    )
+
+
+def enqueue_import(request: ImportRequest) -> None:
+    """Queue the job once the row is committed (a worker must be able to read it)."""
+    from imports.jobs import run_import
+
+    request_id = request.pk
+
+    def _enqueue() -> None:
+        queue = django_rq.get_queue(QUEUE_NAME)
+        job = queue.enqueue(run_import, request_id, job_id=f"import-{request_id}-{timezone.now():%s%f}")
+        ImportRequest.objects.filter(pk=request_id).update(job_id=job.id)
+
+    transaction.on_commit(_enqueue)
+
+
+@transaction.atomic
+def start_import(
+    options: ImportOptions,
+    *,
+    actor: str,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    source: str = ImportRequest.Source.WEB,
+    enqueue: bool = True,
+) -> ImportRequest:
+    """Validate the options, write the ImportRequest row and, unless told not to, queue its job."""
+    clean = _validate(options)
+    request = ImportRequest.objects.create(
+        repo_id=clean.repo_id,
+        revision=clean.revision,
+        model_name=clean.model_name,
+        version=clean.version,
+        include_patterns=list(clean.include),
+        exclude_patterns=list(clean.exclude),
+        sign_key=clean.sign_key,
+        upload_s3=clean.upload_s3,
+        s3_bucket=clean.s3_bucket,
+        register=clean.register,
+        source=source,
+        requested_by=user if user is not None and user.is_authenticated else None,
+        actor=actor,
+    )
+    record_event(
+        request,
+        ImportEvent.Kind.REQUESTED,
+        f"{actor} asked to import {clean.repo_id}@{clean.revision} as "
+        f"{clean.model_name} {clean.version}",
+        details={"include": list(clean.include), "exclude": list(clean.exclude)},
+    )
+    if enqueue:
+        enqueue_import(request)
+    return request
+
+
+@transaction.atomic
+def retry_import(request: ImportRequest, *, actor: str, enqueue: bool = True) -> ImportRequest:
+    """Queue a failed or cancelled import again; finished stages are not redone."""
+    updated = ImportRequest.objects.filter(
+        pk=request.pk,
+        status__in=[ImportRequest.Status.FAILED, ImportRequest.Status.CANCELLED],
+    ).update(
+        status=ImportRequest.Status.QUEUED,
+        error="",
+        error_code="",
+        cancel_requested=False,
+        finished_at=None,
+    )
+    if not updated:
+        raise ImportRejected(f"import #{request.pk} is {request.status}: only failed or cancelled imports can be retried")
+    request.refresh_from_db()
+    record_event(request, ImportEvent.Kind.RETRIED, f"{actor} retried the import")
+    if enqueue:
+        enqueue_import(request)
+    return request
+
+
+@transaction.atomic
+def cancel_import(request: ImportRequest, *, actor: str) -> ImportRequest:
+    """Cancel a queued import now; ask a running one to stop at its next checkpoint."""
+    if ImportRequest.objects.filter(pk=request.pk, status=ImportRequest.Status.QUEUED).update(
+        status=ImportRequest.Status.CANCELLED, finished_at=timezone.now(), cancel_requested=True
+    ):
+        request.refresh_from_db()
+        record_event(request, ImportEvent.Kind.CANCELLED, f"{actor} cancelled the import")
+        return request
+    if ImportRequest.objects.filter(pk=request.pk, status=ImportRequest.Status.RUNNING).update(
+        cancel_requested=True
+    ):
+        request.refresh_from_db()
+        record_event(request, ImportEvent.Kind.NOTE, f"{actor} asked the running import to stop")
+        return request
+    raise ImportRejected(f"import #{request.pk} is {request.status}: it cannot be cancelled")

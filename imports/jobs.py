@@ -1,0 +1,55 @@
+"""RQ entry points: thin. Load the row, claim it, run the pipeline, record the outcome."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db.models import F
+from django.utils import timezone
+
+from imports.actions import record_event
+from imports.models import ImportEvent, ImportRequest
+from collections.abc import Callable
+
+from imports.runner import KNOWN_ERRORS, ImportCancelled, ImportRunner, Services, fail_import
+
+logger = logging.getLogger(__name__)
+
+
+def claim(request_id: int) -> ImportRequest | None:
+    """Move a queued request to running; None when another worker (or a cancel) got there first."""
+    claimed = ImportRequest.objects.filter(pk=request_id, status=ImportRequest.Status.QUEUED).update(
+        status=ImportRequest.Status.RUNNING,
+        started_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
+        return None
+    request = ImportRequest.objects.select_related("requested_by").get(pk=request_id)
+    record_event(request, ImportEvent.Kind.STARTED, f"attempt {request.attempts} started")
+    return request
+
+
+def run_import(
+    request_id: int,
+    services: Services | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> str:
+    """Run one import to its end. Returns the final status; never raises for known failures."""
+    request = claim(request_id)
+    if request is None:
+        logger.info("import %s was not queued any more; nothing to do", request_id)
+        return "skipped"
+    try:
+        runner = ImportRunner(request, services)
+        runner.on_progress = on_progress
+        runner.run()
+    except BaseException as error:
+        if not isinstance(error, (*KNOWN_ERRORS, ImportCancelled)):
+            logger.exception("import %s failed", request_id)
+        fail_import(request, error)
+        if not isinstance(error, Exception):
+            raise
+    request.refresh_from_db(fields=["status"])
+    return request.status

@@ -1,0 +1,167 @@
+"""The organisation's model registry: models, their signed versions, and the signing trust store."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.urls import reverse
+
+# Registry names end up in storage keys and tarball member names: keep them boring.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+name_validator = RegexValidator(
+    NAME_PATTERN,
+    "Use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+)
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
+version_validator = RegexValidator(
+    VERSION_PATTERN,
+    "Use 1-64 letters, digits, '.', '_', '+' or '-', starting with a letter or digit.",
+)
+
+
+class GatedChoices(models.TextChoices):
+    NO = "no", "not gated"
+    AUTO = "auto", "gated (automatic approval)"
+    MANUAL = "manual", "gated (manual approval)"
+
+
+class RegisteredModel(models.Model):
+    """A model in the registry; its card metadata is kept as real fields, searchable and filterable."""
+
+    name = models.CharField(max_length=100, unique=True, validators=[name_validator])
+    source_repo = models.CharField(max_length=200, help_text="Hub repo id of the latest import")
+    author = models.CharField(max_length=100, blank=True, db_index=True)
+    license = models.CharField(max_length=100, blank=True, db_index=True)
+    pipeline_tag = models.CharField(max_length=100, blank=True, db_index=True)
+    library_name = models.CharField(max_length=100, blank=True, db_index=True)
+    base_model = models.CharField(max_length=300, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    datasets = models.JSONField(default=list, blank=True)
+    languages = models.JSONField(default=list, blank=True)
+    gated = models.CharField(max_length=10, choices=GatedChoices.choices, default=GatedChoices.NO)
+    card_data = models.JSONField(default=dict, blank=True, help_text="raw YAML card metadata")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("registry:model", args=[self.name])
+
+
+class SigningKey(models.Model):
+    """One version of a Vault Transit signing key, as read from Vault: the trust store.
+
+    Rows are never deleted: artifacts signed before a key rotation, or before the OpenBao dev
+    server forgot its keys, still verify offline from here. A version Vault no longer lists
+    (below ``min_decryption_version``) is marked revoked.
+    """
+
+    name = models.CharField(max_length=200)
+    version = models.PositiveIntegerField()
+    algorithm = models.CharField(max_length=40)
+    public_key_pem = models.TextField()
+    fingerprint = models.CharField(max_length=64, db_index=True, help_text="sha256 of the PEM")
+    vault_addr = models.CharField(max_length=300, blank=True)
+    transit_mount = models.CharField(max_length=100, default="transit")
+    vault_created_at = models.DateTimeField(null=True, blank=True)
+    fetched_at = models.DateTimeField(auto_now_add=True)
+    revoked = models.BooleanField(default=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vault_addr", "transit_mount", "name", "version", "fingerprint"],
+                name="signing_key_unique_version",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version} ({self.fingerprint[:12]})"
+
+
+class ModelVersion(models.Model):
+    """One signed, stored artifact of a registered model, imported from a pinned Hub commit."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "active"
+        DEPRECATED = "deprecated", "deprecated"
+        YANKED = "yanked", "yanked"
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=64, validators=[version_validator])
+    model_path = models.CharField(max_length=1024, help_text="file:// or s3:// URL of the tar.gz")
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size = models.BigIntegerField()
+    file_count = models.PositiveIntegerField()
+    manifest = models.JSONField(help_text="files with size, sha256 and the Hub's digests")
+    model_signature = models.JSONField(help_text="OpenSSF model-signing bundle (model.sig)")
+    attestation = models.JSONField(help_text="signed in-toto SLSA provenance bundle")
+    signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="+")
+    source_repo = models.CharField(max_length=200)
+    source_revision = models.CharField(max_length=200)
+    source_commit = models.CharField(max_length=40)
+    source_endpoint = models.CharField(max_length=300)
+    import_options = models.JSONField(default=dict, blank=True)
+    scan_results = models.JSONField(default=list, blank=True)
+    imported_by = models.CharField(max_length=300)
+    imported_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    imported_at = models.DateTimeField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    status_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["model__name", "-imported_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "version"], name="model_version_unique")
+        ]
+        indexes = [models.Index(fields=["source_repo", "source_commit"])]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} {self.version}"
+
+    @property
+    def signing_key_name(self) -> str:
+        return self.signing_key.name
+
+    @property
+    def signing_key_version(self) -> int:
+        return self.signing_key.version
+
+    @property
+    def attestation_path(self) -> str:
+        return self.model_path + ".sigstore.json"
+
+    def get_absolute_url(self) -> str:
+        return reverse("registry:version", args=[self.model.name, self.version])
+
+
+class IssuedSignature(models.Model):
+    """Every signature Aegis obtained from Vault Transit, by the digest of the payload signed.
+
+    ECDSA signatures are randomised, so signing the same ``model/`` twice would give a different
+    ``model.sig`` and break byte-reproducible tarballs; an import of content already signed with
+    the same, still trusted, key version reuses the signature issued before.
+    """
+
+    pae_sha256 = models.CharField(max_length=64, help_text="sha256 of the DSSE PAE bytes signed")
+    signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="+")
+    signature_der = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pae_sha256", "signing_key"],
+                name="issued_signature_unique_payload",
+            )
+        ]

@@ -1,0 +1,293 @@
+"""Runtime verification of a stored artifact, offline from the trust store.
+
+``verify_model_artifact`` checks, in order: the artifact can be fetched, the provenance
+attestation's signature, that the signing key is trusted and not revoked, the tarball digest
+against the attestation (and the registry), that the version is not yanked, safe extraction,
+``model.sig`` over ``model/``, and optionally that safetensors weights load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aegis_catalog import services
+from aegis_catalog.lib.storage import StorageError, sha256_file
+from imports.packaging import UnsafeArchive, read_member, safe_extract
+from registry import attestation
+from registry.models import ModelVersion, SigningKey
+
+
+class VerificationError(Exception):
+    """A check failed; ``check`` names it."""
+
+    check = "verification"
+
+
+class ArtifactUnavailable(VerificationError):
+    check = "fetch"
+
+
+class AttestationInvalid(VerificationError):
+    check = "attestation_signature"
+
+
+class UntrustedKey(VerificationError):
+    check = "trusted_key"
+
+
+class KeyRevoked(VerificationError):
+    check = "key_not_revoked"
+
+
+class DigestMismatch(VerificationError):
+    check = "digest"
+
+
+class VersionYanked(VerificationError):
+    check = "not_yanked"
+
+
+class UnsafeArtifact(VerificationError):
+    check = "safe_extraction"
+
+
+class ModelSignatureInvalid(VerificationError):
+    check = "model_signature"
+
+
+class WeightsLoadFailed(VerificationError):
+    check = "load"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    detail: str
+
+
+@dataclass
+class VerificationResult:
+    """What was verified; every entry of ``checks`` passed (a failure raises instead)."""
+
+    artifact: str
+    sha256: str = ""
+    size: int = 0
+    checks: list[Check] = field(default_factory=list)
+    statement: dict[str, Any] = field(default_factory=dict)
+    signing_key: SigningKey | None = None
+    version: ModelVersion | None = None
+    extracted_to: Path | None = None
+
+    def passed(self, name: str, detail: str) -> None:
+        self.checks.append(Check(name, detail))
+
+    @property
+    def check_names(self) -> list[str]:
+        return [item.name for item in self.checks]
+
+
+def _key_for(bundle: dict[str, Any], public_key: str | None) -> tuple[str, SigningKey | None]:
+    """The PEM to verify with and its trust-store row (None only for a caller-given key)."""
+    hint = attestation.bundle_key_hint(bundle)
+    if public_key is not None:
+        fingerprint = attestation.public_key_fingerprint(public_key)
+        row = SigningKey.objects.filter(fingerprint=fingerprint).order_by("-revoked").first()
+        return public_key, row
+    if not hint:
+        raise UntrustedKey("the bundle names no public key, and none was given")
+    row = SigningKey.objects.filter(fingerprint=hint).order_by("-revoked").first()
+    if row is None:
+        raise UntrustedKey(
+            f"signed by a key that is not in the trust store (fingerprint {hint[:16]}...)"
+        )
+    return row.public_key_pem, row
+
+
+def _verify_bundle(
+    bundle: dict[str, Any], public_key: str | None, error: type[VerificationError], what: str
+) -> tuple[dict[str, Any], SigningKey | None]:
+    pem, row = _key_for(bundle, public_key)
+    if row is not None and row.revoked:
+        raise KeyRevoked(f"{what} was signed by {row}, which is revoked")
+    try:
+        statement = attestation.verify_bundle(bundle, pem)
+    except attestation.AttestationError as failure:
+        raise error(f"{what}: {failure}") from failure
+    return statement, row
+
+
+@contextmanager
+def _fetched(source: str, workdir: Path) -> Iterator[tuple[Path, bytes]]:
+    """The tarball as a local path and its attestation bundle bytes."""
+    if source.startswith(("file://", "s3://")):
+        store = services.store_for(source)
+        try:
+            local = store.download(source, workdir / Path(source).name)
+            bundle_path = store.download(
+                source + ".sigstore.json", workdir / (Path(source).name + ".sigstore.json")
+            )
+        except StorageError as failure:
+            raise ArtifactUnavailable(str(failure)) from failure
+        yield local, bundle_path.read_bytes()
+        return
+    local = Path(source)
+    bundle_path = Path(source + ".sigstore.json")
+    if not local.is_file():
+        raise ArtifactUnavailable(f"{source} does not exist")
+    if not bundle_path.is_file():
+        raise ArtifactUnavailable(f"the attestation {bundle_path} is missing beside the artifact")
+    yield local, bundle_path.read_bytes()
+
+
+def verify_model_artifact(
+    path_or_url_or_version: str | Path | ModelVersion,
+    *,
+    public_key: str | None = None,
+    extract_to: Path | None = None,
+    load: bool = False,
+) -> VerificationResult:
+    """Verify an artifact; raise the ``VerificationError`` subclass naming the first failed check.
+
+    ``public_key`` (a PEM) replaces the trust-store lookup for the attestation and ``model.sig``;
+    a key the trust store knows as revoked is still refused.
+    """
+    version = path_or_url_or_version if isinstance(path_or_url_or_version, ModelVersion) else None
+    source = version.model_path if version else str(path_or_url_or_version)
+    result = VerificationResult(artifact=source, version=version)
+    with tempfile.TemporaryDirectory(prefix="aegis-verify-") as scratch:
+        workdir = Path(scratch)
+        with _fetched(source, workdir) as (tarball, bundle_bytes):
+            result.passed("fetch", f"fetched {source}")
+            try:
+                bundle = attestation.load_bundle(bundle_bytes)
+            except attestation.AttestationError as failure:
+                raise AttestationInvalid(f"the attestation is malformed: {failure}") from failure
+            statement, key = _verify_bundle(
+                bundle, public_key, AttestationInvalid, "the provenance attestation"
+            )
+            result.statement = statement
+            result.signing_key = key
+            result.passed("attestation_signature", "the provenance signature verifies")
+            result.passed(
+                "key_not_revoked",
+                f"signed by {key}" if key else "signed by the given public key",
+            )
+            digest = sha256_file(tarball)
+            result.sha256, result.size = digest, tarball.stat().st_size
+            subjects = {
+                item.get("digest", {}).get("sha256") for item in statement.get("subject", [])
+            }
+            if digest not in subjects:
+                raise DigestMismatch(
+                    f"the artifact's sha256 {digest} is not the one the attestation signs "
+                    f"({', '.join(sorted(s for s in subjects if s)) or 'none'})"
+                )
+            if version is not None and version.sha256 != digest:
+                raise DigestMismatch(
+                    f"the artifact's sha256 {digest} differs from the registry's {version.sha256}"
+                )
+            result.passed("digest", f"sha256 {digest}")
+            if version is None:
+                version = (
+                    ModelVersion.objects.select_related("model")
+                    .filter(sha256=digest)
+                    .order_by("-imported_at")
+                    .first()
+                )
+                result.version = version
+            if version is not None and version.status == ModelVersion.Status.YANKED:
+                raise VersionYanked(
+                    f"{version.model.name} {version.version} is yanked: {version.status_reason}"
+                )
+            result.passed(
+                "not_yanked",
+                f"{version.model.name} {version.version} is {version.status}"
+                if version
+                else "not in this registry",
+            )
+            destination = extract_to or workdir / "extracted"
+            try:
+                safe_extract(tarball, destination)
+            except UnsafeArchive as failure:
+                raise UnsafeArtifact(str(failure)) from failure
+            result.passed("safe_extraction", f"extracted into {destination}")
+            result.extracted_to = destination if extract_to else None
+            _check_model_signature(tarball, destination, public_key, result)
+            if load:
+                _load_weights(destination, result)
+    return result
+
+
+def _artifact_root(destination: Path) -> Path:
+    roots = [item for item in destination.iterdir() if item.is_dir()]
+    if len(roots) != 1 or not (roots[0] / "model.sig").is_file():
+        raise ModelSignatureInvalid("the artifact has no <name>-<version>/model.sig")
+    return roots[0]
+
+
+def _check_model_signature(
+    tarball: Path, destination: Path, public_key: str | None, result: VerificationResult
+) -> None:
+    root = _artifact_root(destination)
+    try:
+        bundle = attestation.load_bundle((root / "model.sig").read_bytes())
+    except attestation.AttestationError as failure:
+        raise ModelSignatureInvalid(f"model.sig is malformed: {failure}") from failure
+    statement, _ = _verify_bundle(bundle, public_key, ModelSignatureInvalid, "model.sig")
+    try:
+        signed = attestation.statement_files(statement)
+    except attestation.AttestationError as failure:
+        raise ModelSignatureInvalid(f"model.sig: {failure}") from failure
+    ignored = statement["predicate"]["serialization"].get("ignore_paths") or ()
+    model_dir = root / "model"
+    on_disk = {
+        name: path
+        for path in sorted(model_dir.rglob("*"))
+        if path.is_file()
+        and not attestation.is_ignored_by_model_signing(
+            name := path.relative_to(model_dir).as_posix(), ignored
+        )
+    }
+    if set(signed) != set(on_disk):
+        missing = sorted(set(signed) - set(on_disk))
+        extra = sorted(set(on_disk) - set(signed))
+        raise ModelSignatureInvalid(
+            f"model/ does not hold the signed files (missing: {missing or 'none'}, "
+            f"not signed: {extra or 'none'})"
+        )
+    for name, path in on_disk.items():
+        if sha256_file(path) != signed[name]:
+            raise ModelSignatureInvalid(f"model/{name} differs from its signed sha256")
+    result.passed("model_signature", f"model.sig covers the {len(signed)} files of model/")
+
+
+def _load_weights(destination: Path, result: VerificationResult) -> None:
+    from safetensors import safe_open
+
+    files = sorted(_artifact_root(destination).glob("model/**/*.safetensors"))
+    tensors = 0
+    for path in files:
+        try:
+            with safe_open(str(path), framework="numpy") as handle:
+                for name in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
+                    handle.get_tensor(name)
+                    tensors += 1
+        except Exception as failure:
+            raise WeightsLoadFailed(f"{path.name} does not load: {failure}") from failure
+    result.passed("load", f"{tensors} tensors loaded from {len(files)} safetensors files")
+
+
+def read_artifact_member(tarball: Path, name: str) -> bytes:
+    """One member of an artifact (e.g. ``<root>/aegis.json``), without extracting the rest."""
+    return read_member(tarball, name)
+
+
+def digest_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

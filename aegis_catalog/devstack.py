@@ -70,13 +70,18 @@ def main() -> int:
         _manage("migrate", "--noinput", env=env)
         _manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
         password = _admin_password()
-        _manage("ensure_admin", "--username", "admin", "--password-file",
-                str(VAR_DIR / "admin-password"), env=env)
+        _manage(
+            "ensure_admin",
+            "--username",
+            "admin",
+            "--password-file",
+            str(VAR_DIR / "admin-password"),
+            env=env,
+        )
         _manage("sync_signing_keys", env=env)
         children.append(
             subprocess.Popen(
-                [sys.executable, "manage.py", "rqworker", "imports", "default",
-                 "--with-scheduler"],
+                [sys.executable, "manage.py", "rqworker", "imports", "default", "--with-scheduler"],
                 cwd=BASE_DIR,
                 env=env,
             )
@@ -84,9 +89,20 @@ def main() -> int:
         port = env.get("AEGIS_PORT", "8000")
         children.append(
             subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "aegis_catalog.wsgi", "--bind",
-                 f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
-                 "--access-logfile", "-"],
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "aegis_catalog.wsgi",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    "2",
+                    "--threads",
+                    "4",
+                    "--access-logfile",
+                    "-",
+                ],
                 cwd=BASE_DIR,
                 env=env,
             )

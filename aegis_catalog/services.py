@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+from typing import cast
 
 from django.conf import settings
 
 from aegis_catalog.lib.hub import HubClient
 from aegis_catalog.lib.storage import ArtifactStore, LocalStore, S3Config, S3Store, store_for_url
-from aegis_catalog.lib.vault import TransitClient, VaultConfig, github_actions_oidc_token
+from aegis_catalog.lib.vault import (
+    AuthMethod,
+    TransitClient,
+    VaultConfig,
+    github_actions_oidc_token,
+)
 
 
 def hub_client() -> HubClient:
@@ -27,7 +33,7 @@ def _jwt() -> str | None:
 def vault_config() -> VaultConfig:
     return VaultConfig(
         addr=settings.VAULT_ADDR,
-        auth_method=settings.VAULT_AUTH_METHOD,
+        auth_method=cast(AuthMethod, settings.VAULT_AUTH_METHOD),
         token=settings.VAULT_TOKEN,
         namespace=settings.VAULT_NAMESPACE,
         role_id=settings.VAULT_ROLE_ID,

@@ -49,7 +49,7 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 
 
 def env_secret(name: str, default: str = "") -> str:
-    """A secret from ``NAME`` or from the file named by ``NAME_FILE`` (Docker/Kubernetes secrets)."""
+    """A secret from ``NAME``, or from the file named by ``NAME_FILE`` (container secrets)."""
     file_name = os.environ.get(f"{name}_FILE")
     if file_name:
         try:

@@ -8,7 +8,7 @@ from typing import Any
 
 import django_rq
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
 
@@ -60,9 +60,12 @@ def _validate(options: ImportOptions) -> ImportOptions:
     bucket = options.s3_bucket or (settings.AEGIS_S3_BUCKET or "")
     if options.upload_s3 and not bucket:
         raise ImportRejected("upload to S3 needs a bucket: pass --s3-bucket or set AEGIS_S3_BUCKET")
-    if options.register and ModelVersion.objects.filter(
-        model__name=options.model_name, version=options.version
-    ).exists():
+    if (
+        options.register
+        and ModelVersion.objects.filter(
+            model__name=options.model_name, version=options.version
+        ).exists()
+    ):
         raise ImportRejected(
             f"{options.model_name} already has a version {options.version} in the registry"
         )
@@ -101,7 +104,9 @@ def enqueue_import(request: ImportRequest) -> None:
 
     def _enqueue() -> None:
         queue = django_rq.get_queue(QUEUE_NAME)
-        job = queue.enqueue(run_import, request_id, job_id=f"import-{request_id}-{timezone.now():%s%f}")
+        job = queue.enqueue(
+            run_import, request_id, job_id=f"import-{request_id}-{timezone.now():%s%f}"
+        )
         ImportRequest.objects.filter(pk=request_id).update(job_id=job.id)
 
     transaction.on_commit(_enqueue)
@@ -112,7 +117,7 @@ def start_import(
     options: ImportOptions,
     *,
     actor: str,
-    user: AbstractBaseUser | AnonymousUser | None = None,
+    user: User | AnonymousUser | None = None,
     source: str = ImportRequest.Source.WEB,
     enqueue: bool = True,
 ) -> ImportRequest:
@@ -130,7 +135,7 @@ def start_import(
         s3_bucket=clean.s3_bucket,
         register=clean.register,
         source=source,
-        requested_by=user if user is not None and user.is_authenticated else None,
+        requested_by=user if isinstance(user, User) else None,
         actor=actor,
     )
     record_event(
@@ -159,7 +164,10 @@ def retry_import(request: ImportRequest, *, actor: str, enqueue: bool = True) ->
         finished_at=None,
     )
     if not updated:
-        raise ImportRejected(f"import #{request.pk} is {request.status}: only failed or cancelled imports can be retried")
+        raise ImportRejected(
+            f"import #{request.pk} is {request.status}: "
+            "only failed or cancelled imports can be retried"
+        )
     request.refresh_from_db()
     record_event(request, ImportEvent.Kind.RETRIED, f"{actor} retried the import")
     if enqueue:

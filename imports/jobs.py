@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.db.models import F
 from django.utils import timezone
 
 from imports.actions import record_event
 from imports.models import ImportEvent, ImportRequest
-from collections.abc import Callable
-
 from imports.runner import KNOWN_ERRORS, ImportCancelled, ImportRunner, Services, fail_import
 
 logger = logging.getLogger(__name__)
@@ -18,7 +17,9 @@ logger = logging.getLogger(__name__)
 
 def claim(request_id: int) -> ImportRequest | None:
     """Move a queued request to running; None when another worker (or a cancel) got there first."""
-    claimed = ImportRequest.objects.filter(pk=request_id, status=ImportRequest.Status.QUEUED).update(
+    claimed = ImportRequest.objects.filter(
+        pk=request_id, status=ImportRequest.Status.QUEUED
+    ).update(
         status=ImportRequest.Status.RUNNING,
         started_at=timezone.now(),
         heartbeat_at=timezone.now(),

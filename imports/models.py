@@ -59,7 +59,9 @@ class ImportRequest(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    actor = models.CharField(max_length=300, help_text="who asked: user name, CI identity or OS user")
+    actor = models.CharField(
+        max_length=300, help_text="who asked: user name, CI identity or OS user"
+    )
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     stage = models.CharField(max_length=12, choices=Stage.choices, blank=True)
@@ -86,14 +88,16 @@ class ImportRequest(models.Model):
         indexes = [models.Index(fields=["repo_id", "commit"])]
 
     def __str__(self) -> str:
-        return f"import #{self.pk} {self.repo_id}@{self.revision} -> {self.model_name} {self.version}"
+        return (
+            f"import #{self.pk} {self.repo_id}@{self.revision} -> {self.model_name} {self.version}"
+        )
+
+    def get_absolute_url(self) -> str:
+        return reverse("imports:detail", args=[self.pk])
 
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL
-
-    def get_absolute_url(self) -> str:
-        return reverse("imports:detail", args=[self.pk])
 
 
 class ImportEvent(models.Model):

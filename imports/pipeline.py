@@ -122,7 +122,9 @@ def card_metadata(model: HubModel) -> CardMetadata:
     """The registry's card fields from the card's YAML, falling back to the Hub's own fields."""
     card = model.card_data or {}
     gated = model.gated
-    gated_value = "no" if not gated else (str(gated) if str(gated) in ("auto", "manual") else "auto")
+    gated_value = (
+        "no" if not gated else (str(gated) if str(gated) in ("auto", "manual") else "auto")
+    )
     base_models = _as_list(card.get("base_model"))
     return CardMetadata(
         author=str(model.author or model.repo_id.split("/", 1)[0]),
@@ -183,7 +185,8 @@ def preflight(
     if total > max_import_bytes:
         raise PreflightError(
             f"{resolution.repo_id}@{resolution.commit[:12]} selects {total:,} bytes, above the "
-            f"limit of {max_import_bytes:,} (AEGIS_MAX_IMPORT_BYTES); narrow it with --include/--exclude"
+            f"limit of {max_import_bytes:,} (AEGIS_MAX_IMPORT_BYTES); "
+            "narrow it with --include/--exclude"
         )
     if resolution.metadata.gated != "no" and not has_hub_token:
         raise PreflightError(
@@ -468,7 +471,9 @@ def package_artifact(
     """The byte-reproducible tar.gz: ``model/``, ``model.sig`` and ``aegis.json``."""
     base = artifact_basename(model_name, version)
     record = canonical_json(
-        import_record(resolution, checked, model_name=model_name, version=version, endpoint=endpoint)
+        import_record(
+            resolution, checked, model_name=model_name, version=version, endpoint=endpoint
+        )
     )
     model_sig = attestation.bundle_to_bytes(dict(model_signature))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -612,5 +617,3 @@ def stored_still_present(store: ArtifactStore, stored: Stored, packaged: Package
     except Exception:
         return False
     return head.size == packaged.size and store.exists(stored.attestation.url)
-
-

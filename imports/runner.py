@@ -93,7 +93,9 @@ def default_services(request: ImportRequest) -> Services:
     return Services(
         hub=services.hub_client(),
         transit=services.transit_client(),
-        store=services.artifact_store(upload_s3=request.upload_s3, bucket=request.s3_bucket or None),
+        store=services.artifact_store(
+            upload_s3=request.upload_s3, bucket=request.s3_bucket or None
+        ),
         endpoint=settings.HF_ENDPOINT,
     )
 
@@ -168,9 +170,10 @@ class ImportRunner:
     # --- bookkeeping ---------------------------------------------------------------------
 
     def _check_cancelled(self) -> None:
-        if self.reporter.cancelled.is_set() or ImportRequest.objects.filter(
-            pk=self.request.pk, cancel_requested=True
-        ).exists():
+        if (
+            self.reporter.cancelled.is_set()
+            or ImportRequest.objects.filter(pk=self.request.pk, cancel_requested=True).exists()
+        ):
             raise ImportCancelled("the import was cancelled")
 
     def _progress(self, stage: str) -> Callable[[int, int], None]:
@@ -371,7 +374,14 @@ class ImportRunner:
                 version = self._stage(
                     Stage.REGISTER,
                     lambda: self._register(
-                        resolution, checked, scan, model_signature, packaged, provenance, stored, key
+                        resolution,
+                        checked,
+                        scan,
+                        model_signature,
+                        packaged,
+                        provenance,
+                        stored,
+                        key,
                     ),
                 )
             except BaseException:
@@ -509,8 +519,10 @@ def fail_import(request: ImportRequest, error: BaseException) -> None:
         message = "cancelled"
     else:
         status, kind = ImportRequest.Status.FAILED, ImportEvent.Kind.FAILED
-        message = str(error) if isinstance(error, KNOWN_ERRORS) else (
-            f"internal error ({type(error).__name__}); the details are in the worker's log"
+        message = (
+            str(error)
+            if isinstance(error, KNOWN_ERRORS)
+            else (f"internal error ({type(error).__name__}); the details are in the worker's log")
         )
     current = ImportRequest.objects.filter(pk=request.pk).values_list("stage", flat=True).first()
     ImportRequest.objects.filter(pk=request.pk).update(

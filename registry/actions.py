@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -118,10 +118,10 @@ def _clean(instance: Any, exclude: Sequence[str] = ()) -> None:
         raise RegistryError(f"the registry refused {instance}: {problems}") from None
 
 
-def _user_or_none(user: AbstractBaseUser | AnonymousUser | None) -> AbstractBaseUser | None:
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    return user  # type: ignore[return-value]
+def _user_or_none(user: User | AnonymousUser | None) -> User | None:
+    if isinstance(user, User):
+        return user
+    return None
 
 
 @transaction.atomic
@@ -146,7 +146,7 @@ def register(
     import_options: Mapping[str, Any],
     scan_results: Sequence[Mapping[str, Any]],
     imported_at: datetime | None = None,
-    user: AbstractBaseUser | AnonymousUser | None = None,
+    user: User | AnonymousUser | None = None,
 ) -> ModelVersion:
     """Create or update the registered model from its card, and add the signed version.
 

@@ -27,7 +27,7 @@ class GatedChoices(models.TextChoices):
 
 
 class RegisteredModel(models.Model):
-    """A model in the registry; its card metadata is kept as real fields, searchable and filterable."""
+    """A model in the registry; its card metadata is kept as real, filterable fields."""
 
     name = models.CharField(max_length=100, unique=True, validators=[name_validator])
     source_repo = models.CharField(max_length=200, help_text="Hub repo id of the latest import")
@@ -129,20 +129,12 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.model.name} {self.version}"
 
-    @property
-    def signing_key_name(self) -> str:
-        return self.signing_key.name
-
-    @property
-    def signing_key_version(self) -> int:
-        return self.signing_key.version
+    def get_absolute_url(self) -> str:
+        return reverse("registry:version", args=[self.model.name, self.version])
 
     @property
     def attestation_path(self) -> str:
         return self.model_path + ".sigstore.json"
-
-    def get_absolute_url(self) -> str:
-        return reverse("registry:version", args=[self.model.name, self.version])
 
 
 class IssuedSignature(models.Model):
@@ -165,3 +157,6 @@ class IssuedSignature(models.Model):
                 name="issued_signature_unique_payload",
             )
         ]
+
+    def __str__(self) -> str:
+        return f"signature by {self.signing_key} over {self.pae_sha256[:16]}"

@@ -9,7 +9,6 @@ against the attestation (and the registry), that the version is not yanked, safe
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager

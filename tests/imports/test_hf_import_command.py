@@ -17,7 +17,6 @@ from registry.verify import verify_model_artifact
 pytestmark = pytest.mark.django_db
 
 
-
 def model_signing_binary() -> str:
     import shutil
     import sys
@@ -112,9 +111,10 @@ def test_it_imports_a_multi_file_repo_into_s3_that_standard_tools_verify(aegis_s
     assert model.languages == ["en"]
     assert model.card_data["license"] == "apache-2.0"
     manifest = {item["path"]: item for item in version.manifest}
-    assert manifest["tokenizer/vocab.txt"]["sha256"] == hashlib.sha256(
-        aegis_s3.hub.files("acme/tiny-bert")["tokenizer/vocab.txt"]
-    ).hexdigest()
+    assert (
+        manifest["tokenizer/vocab.txt"]["sha256"]
+        == hashlib.sha256(aegis_s3.hub.files("acme/tiny-bert")["tokenizer/vocab.txt"]).hexdigest()
+    )
     assert manifest["model.safetensors"]["hub_digest_kind"] == "lfs-sha256"
 
 

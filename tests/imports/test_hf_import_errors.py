@@ -80,7 +80,9 @@ def _closed_port() -> int:
 def test_it_reports_an_unreachable_vault_and_stores_nothing(aegis):
     aegis.settings.VAULT_ADDR = f"http://127.0.0.1:{_closed_port()}"
     with pytest.raises(CommandError) as error:
-        hf_import("--repo-id", "acme/tiny-bert", "--model-name", "m", "--version", "1", "--register")
+        hf_import(
+            "--repo-id", "acme/tiny-bert", "--model-name", "m", "--version", "1", "--register"
+        )
     message = str(error.value)
     assert "Vault" in message
     assert aegis.settings.VAULT_ADDR in message
@@ -91,7 +93,9 @@ def test_it_reports_an_unreachable_vault_and_stores_nothing(aegis):
 def test_it_names_vault_and_the_key_when_the_token_is_refused(aegis):
     aegis.settings.VAULT_TOKEN = "not-a-valid-token"
     with pytest.raises(CommandError) as error:
-        hf_import("--repo-id", "acme/tiny-bert", "--model-name", "m", "--version", "1", "--register")
+        hf_import(
+            "--repo-id", "acme/tiny-bert", "--model-name", "m", "--version", "1", "--register"
+        )
     message = str(error.value)
     assert aegis.settings.VAULT_ADDR in message
     assert "aegis-model-sign" in message
@@ -121,7 +125,9 @@ def test_it_refuses_a_download_whose_sha256_differs_from_the_hubs(aegis, fresh_h
     fresh_hub_double.corrupt("acme/corrupted", "model.safetensors")
     aegis.settings.HF_ENDPOINT = fresh_hub_double.url
     with pytest.raises(CommandError) as error:
-        hf_import("--repo-id", "acme/corrupted", "--model-name", "c", "--version", "1", "--register")
+        hf_import(
+            "--repo-id", "acme/corrupted", "--model-name", "c", "--version", "1", "--register"
+        )
     message = str(error.value)
     assert "model.safetensors" in message
     assert "sha256" in message
@@ -153,5 +159,7 @@ def test_it_refuses_a_pickle_that_would_run_code(aegis, fresh_hub_double):
 def test_it_refuses_a_version_that_already_exists(aegis):
     hf_import("--repo-id", "acme/tiny-bert", "--model-name", "m", "--version", "1", "--register")
     with pytest.raises(CommandError, match="already has a version 1"):
-        hf_import("--repo-id", "acme/tiny-bert", "--model-name", "m", "--version", "1", "--register")
+        hf_import(
+            "--repo-id", "acme/tiny-bert", "--model-name", "m", "--version", "1", "--register"
+        )
     assert ModelVersion.objects.count() == 1

@@ -134,8 +134,6 @@ class Command(BaseCommand):
         self.stdout.write(f"artifact:    {result['artifact_url']}")
         self.stdout.write(f"attestation: {result['attestation_url']}")
         self.stdout.write(f"sha256:      {result['sha256']}")
-        self.stdout.write(
-            f"signed by:   {result['signing_key']} v{result['signing_key_version']}"
-        )
+        self.stdout.write(f"signed by:   {result['signing_key']} v{result['signing_key_version']}")
         if request.model_version_id:
             self.stdout.write(f"registered:  {request.model_name} {request.version}")

@@ -28,7 +28,9 @@ class Command(BaseCommand):
             try:
                 public_key = Path(options["public_key"]).read_text()
             except OSError as error:
-                raise CommandError(f"cannot read {options['public_key']}: {error.strerror}") from None
+                raise CommandError(
+                    f"cannot read {options['public_key']}: {error.strerror}"
+                ) from None
         try:
             result = verify_model_artifact(
                 options["artifact"],

@@ -156,6 +156,8 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web server, RQ worker, CLI) share the file: wait for locks.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # A file, not memory: tests run real worker processes against the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-aegis.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_secret("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -163,6 +165,7 @@ RQ_QUEUES = {
     "imports": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("AEGIS_IMPORT_TIMEOUT", 6 * 3600)},
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
 }
+RQ = {"WORKER_CLASS": "imports.worker.ImportWorker"}
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -230,6 +233,8 @@ AEGIS_WORK_DIR = Path(env_str("AEGIS_WORK_DIR", str(VAR_DIR / "work")))
 # Free space the preflight stage demands beyond the snapshot's size (download + package copies).
 AEGIS_MIN_FREE_BYTES = env_int("AEGIS_MIN_FREE_BYTES", 256 * 1024 * 1024, minimum=0)
 AEGIS_MAX_IMPORT_BYTES = env_int("AEGIS_MAX_IMPORT_BYTES", 200 * 1024**3, minimum=1)
+# A running import whose worker wrote no heartbeat for this long is marked failed (worker lost).
+AEGIS_IMPORT_HEARTBEAT_TIMEOUT = env_int("AEGIS_IMPORT_HEARTBEAT_TIMEOUT", 30, minimum=5)
 AEGIS_BUILDER_ID = env_str("AEGIS_BUILDER_ID", "https://aegis-catalog.local/builder")
 
 LOGGING = {

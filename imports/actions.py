@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import uuid4
 
 import django_rq
 from django.conf import settings
@@ -105,7 +106,7 @@ def enqueue_import(request: ImportRequest) -> None:
     def _enqueue() -> None:
         queue = django_rq.get_queue(QUEUE_NAME)
         job = queue.enqueue(
-            run_import, request_id, job_id=f"import-{request_id}-{timezone.now():%s%f}"
+            run_import, request_id, job_id=f"import-{request_id}-{uuid4().hex[:12]}"
         )
         ImportRequest.objects.filter(pk=request_id).update(job_id=job.id)
 

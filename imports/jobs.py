@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable
 
 from django.db.models import F
@@ -28,7 +30,12 @@ def claim(request_id: int) -> ImportRequest | None:
     if not claimed:
         return None
     request = ImportRequest.objects.select_related("requested_by").get(pk=request_id)
-    record_event(request, ImportEvent.Kind.STARTED, f"attempt {request.attempts} started")
+    record_event(
+        request,
+        ImportEvent.Kind.STARTED,
+        f"attempt {request.attempts} started on {socket.gethostname()}",
+        details={"host": socket.gethostname(), "pid": os.getpid()},
+    )
     return request
 
 

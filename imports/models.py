@@ -74,6 +74,11 @@ class ImportRequest(models.Model):
     model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    content_key = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="sha256 of repo, commit and options, held while running or once succeeded",
+    )
     job_id = models.CharField(max_length=100, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
@@ -86,6 +91,14 @@ class ImportRequest(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["repo_id", "commit"])]
+        constraints = [
+            # One import does the work for a given content; the others link to its result.
+            models.UniqueConstraint(
+                fields=["content_key"],
+                condition=models.Q(status__in=["running", "succeeded"]) & ~models.Q(content_key=""),
+                name="one_import_per_content",
+            )
+        ]
 
     def __str__(self) -> str:
         return (

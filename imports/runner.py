@@ -6,6 +6,8 @@ stages whose outputs are still valid and redoes everything after the first one i
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 import threading
@@ -13,11 +15,12 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from aegis_catalog import services
@@ -155,8 +158,64 @@ class ProgressReporter(threading.Thread):
             self.join(timeout=10)
 
 
+def content_key(request: ImportRequest, resolution: pipeline.Resolution) -> str:
+    """What makes two imports the same work: repo, commit, patterns and destination."""
+    options = {
+        "repo": resolution.repo_id,
+        "commit": resolution.commit,
+        "include": sorted(request.include_patterns),
+        "exclude": sorted(request.exclude_patterns),
+        "model_name": request.model_name,
+        "register": request.register,
+        "upload_s3": request.upload_s3,
+        "s3_bucket": request.s3_bucket,
+        "sign_key": request.sign_key,
+    }
+    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()
+
+
+def fail_stale_imports(ids: list[int] | None = None, *, max_silence: float | None = None) -> int:
+    """Mark running imports whose heartbeat stopped as failed: their worker died.
+
+    Returns how many were marked. Called by the pages that show imports and by waiting imports.
+    """
+    silence = timedelta(seconds=max_silence or settings.AEGIS_IMPORT_HEARTBEAT_TIMEOUT)
+    stale = ImportRequest.objects.filter(
+        status=ImportRequest.Status.RUNNING, heartbeat_at__lt=timezone.now() - silence
+    )
+    if ids is not None:
+        stale = stale.filter(pk__in=ids)
+    marked = 0
+    for request in stale:
+        updated = ImportRequest.objects.filter(
+            pk=request.pk, status=ImportRequest.Status.RUNNING, heartbeat_at=request.heartbeat_at
+        ).update(
+            status=ImportRequest.Status.FAILED,
+            error=(
+                f"the worker running this import stopped responding during the {request.stage} "
+                f"stage (no heartbeat since {request.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); "
+                "retry to resume from the last finished stage"
+            ),
+            error_code="worker_lost",
+            finished_at=timezone.now(),
+            content_key="",
+        )
+        if updated:
+            marked += 1
+            record_event(
+                request,
+                ImportEvent.Kind.FAILED,
+                "the worker stopped responding",
+                stage=request.stage,
+                details={"code": "worker_lost"},
+            )
+    return marked
+
+
 class ImportRunner:
     """Runs one claimed ImportRequest to its end."""
+
+    wait_interval = 1.0
 
     def __init__(self, request: ImportRequest, services_: Services | None = None) -> None:
         self.request = request
@@ -257,6 +316,10 @@ class ImportRunner:
             restore=pipeline.Resolution.from_json,
             dump=lambda value: value.to_json(),
         )
+        holder = self._claim_content(resolution)
+        if holder is not None:
+            self._link_to(holder)
+            return holder.model_version
         if request.commit != resolution.commit:
             ImportRequest.objects.filter(pk=request.pk).update(commit=resolution.commit)
             request.commit = resolution.commit
@@ -391,6 +454,67 @@ class ImportRunner:
         return version
 
     # --- helpers for the stages ------------------------------------------------------------
+
+    def _claim_content(self, resolution: pipeline.Resolution) -> ImportRequest | None:
+        """Become the one import doing the work for this content, or return the import that
+        already did it. While another import of the same content runs, wait for its end."""
+        key = content_key(self.request, resolution)
+        waiting_for: int | None = None
+        while True:
+            try:
+                with transaction.atomic():
+                    ImportRequest.objects.filter(pk=self.request.pk).update(content_key=key)
+                return None
+            except IntegrityError:
+                pass
+            holder = (
+                ImportRequest.objects.filter(content_key=key)
+                .exclude(pk=self.request.pk)
+                .filter(status__in=[ImportRequest.Status.RUNNING, ImportRequest.Status.SUCCEEDED])
+                .first()
+            )
+            if holder is None:
+                continue  # it ended without success just now: try to claim again
+            if holder.status == ImportRequest.Status.SUCCEEDED:
+                return holder
+            if fail_stale_imports([holder.pk]):
+                continue
+            if waiting_for != holder.pk:
+                waiting_for = holder.pk
+                record_event(
+                    self.request,
+                    ImportEvent.Kind.NOTE,
+                    f"import #{holder.pk} is importing the same commit with the same options: "
+                    "waiting for it",
+                    stage=Stage.RESOLVE,
+                    details={"waiting_for": holder.pk},
+                )
+            self._check_cancelled()
+            time.sleep(self.wait_interval)
+
+    def _link_to(self, holder: ImportRequest) -> None:
+        """Finish as a link to an earlier import of the same content: no second artifact."""
+        request = self.request
+        result = {**holder.result, "linked_to": holder.pk}
+        ImportRequest.objects.filter(pk=request.pk).update(
+            status=ImportRequest.Status.SUCCEEDED,
+            finished_at=timezone.now(),
+            result=result,
+            model_version=holder.model_version_id,
+            commit=holder.commit,
+        )
+        target = (
+            f"{holder.model_version.model.name} {holder.model_version.version}"
+            if holder.model_version
+            else holder.result.get("artifact_url", "its artifact")
+        )
+        record_event(
+            request,
+            ImportEvent.Kind.SUCCEEDED,
+            f"{holder.repo_id}@{holder.commit[:12]} was already imported by import "
+            f"#{holder.pk}: linked to {target} instead of importing it again",
+            details=result,
+        )
 
     def _signing_key(self) -> SigningKey:
         key_name = self.request.sign_key or settings.AEGIS_SIGN_KEY
@@ -530,5 +654,6 @@ def fail_import(request: ImportRequest, error: BaseException) -> None:
         error=message if status == ImportRequest.Status.FAILED else "",
         error_code=error_code(error),
         finished_at=timezone.now(),
+        content_key="",
     )
     record_event(request, kind, message, stage=current or "", details={"code": error_code(error)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 from pathlib import Path
 
@@ -185,3 +186,51 @@ def _s3_client(environment):
         aws_secret_access_key=settings.AWS_SECRET_ACCESS_KEY,
         region_name="us-east-1",
     )
+
+
+def readme_verification_recipe() -> list[str]:
+    """The shell lines of the README's 'Verifying with standard tools' block."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Verifying with standard tools", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [
+        line
+        for line in block.splitlines()
+        if line.strip() and not line.startswith("#") and "manage.py" not in line
+    ]
+
+
+def test_the_readme_verification_recipe_works_as_written(aegis, tmp_path):
+    import os
+    import sys
+
+    hf_import("--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert", "--version", "1.0")
+    request = ImportRequest.objects.get()
+    artifact = Path(request.result["artifact_url"].removeprefix("file://"))
+    for name in (artifact.name, artifact.name + ".sigstore.json"):
+        (tmp_path / name).write_bytes((artifact.parent / name).read_bytes())
+    key = SigningKey.objects.get(pk=request.state["signing_key"])
+    (tmp_path / "key.pem").write_text(key.public_key_pem)
+    recipe = readme_verification_recipe()
+    assert any(line.startswith("openssl dgst") for line in recipe)
+    assert any(line.startswith("model_signing verify") for line in recipe)
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join(recipe)],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Verified OK" in run.stdout
+    assert "tiny-bert-1.0/model/config.json" in run.stdout
+
+
+def test_it_shows_a_progress_bar_per_stage(aegis, capsys):
+    call_command("hf_import", "--repo-id", "acme/tiny-bert", "--model-name", "tb", "--version", "1")
+    output = capsys.readouterr()
+    assert "Download" in output.err
+    assert "Check digests" in output.err
+    assert "100%" in output.err
+    assert re.search(r"import #\d+ succeeded", output.out)

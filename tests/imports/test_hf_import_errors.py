@@ -163,3 +163,21 @@ def test_it_refuses_a_version_that_already_exists(aegis):
             "--repo-id", "acme/tiny-bert", "--model-name", "m", "--version", "1", "--register"
         )
     assert ModelVersion.objects.count() == 1
+
+
+def test_it_refuses_to_start_without_the_disk_space_the_import_needs(aegis):
+    aegis.settings.AEGIS_MIN_FREE_BYTES = 1 << 60
+    with pytest.raises(CommandError, match="not enough disk space"):
+        hf_import(
+            "--repo-id", "acme/tiny-bert", "--model-name", "m", "--version", "1", "--register"
+        )
+    request = ImportRequest.objects.get()
+    assert request.stage == "preflight"
+    assert not (Path(aegis.work_dir) / f"import-{request.pk}" / "snapshot").exists()
+    assert_nothing_registered_or_stored(aegis)
+
+
+def test_it_refuses_a_gated_repo_without_a_token(aegis):
+    with pytest.raises(CommandError, match="gated"):
+        hf_import("--repo-id", "acme/gated-llama", "--model-name", "g", "--version", "1")
+    assert_nothing_registered_or_stored(aegis)

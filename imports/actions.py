@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from aegis_catalog.lib.hub import HubError, validate_repo_id, validate_revision
 from imports.models import ImportEvent, ImportRequest
+from registry import audit
 from registry.models import ModelVersion, name_validator, version_validator
 
 QUEUE_NAME = "imports"
@@ -84,6 +85,10 @@ def _validate(options: ImportOptions) -> ImportOptions:
     )
 
 
+WORKER_ACTOR = "aegis-worker"
+
+
+@transaction.atomic
 def record_event(
     request: ImportRequest,
     kind: str,
@@ -91,10 +96,43 @@ def record_event(
     *,
     stage: str = "",
     details: dict[str, Any] | None = None,
+    actor: str = WORKER_ACTOR,
+    user: User | AnonymousUser | None = None,
 ) -> ImportEvent:
-    return ImportEvent.objects.create(
+    """One line of the import's timeline, and the same in the audit trail."""
+    event = ImportEvent.objects.create(
         request=request, kind=kind, stage=stage, message=message, details=details or {}
     )
+    audit.record(
+        f"import.{kind}",
+        actor=actor,
+        user=user,
+        object_type="import",
+        object_id=request.pk,
+        object_repr=f"import #{request.pk} {request.repo_id}@{request.revision}",
+        model_name=request.model_name,
+        details={"message": message, "stage": stage, **(details or {})},
+    )
+    return event
+
+
+def transition(
+    request: ImportRequest,
+    kind: str,
+    message: str,
+    *,
+    update: dict[str, Any],
+    where: dict[str, Any] | None = None,
+    stage: str = "",
+    details: dict[str, Any] | None = None,
+    actor: str = WORKER_ACTOR,
+) -> bool:
+    """Change the row (if it still matches ``where``) and record why, in one transaction."""
+    with transaction.atomic():
+        changed = ImportRequest.objects.filter(pk=request.pk, **(where or {})).update(**update)
+        if changed:
+            record_event(request, kind, message, stage=stage, details=details, actor=actor)
+    return bool(changed)
 
 
 def enqueue_import(request: ImportRequest) -> None:
@@ -145,6 +183,8 @@ def start_import(
         f"{actor} asked to import {clean.repo_id}@{clean.revision} as "
         f"{clean.model_name} {clean.version}",
         details={"include": list(clean.include), "exclude": list(clean.exclude)},
+        actor=actor,
+        user=user,
     )
     if enqueue:
         enqueue_import(request)
@@ -170,7 +210,7 @@ def retry_import(request: ImportRequest, *, actor: str, enqueue: bool = True) ->
             "only failed or cancelled imports can be retried"
         )
     request.refresh_from_db()
-    record_event(request, ImportEvent.Kind.RETRIED, f"{actor} retried the import")
+    record_event(request, ImportEvent.Kind.RETRIED, f"{actor} retried the import", actor=actor)
     if enqueue:
         enqueue_import(request)
     return request
@@ -183,12 +223,19 @@ def cancel_import(request: ImportRequest, *, actor: str) -> ImportRequest:
         status=ImportRequest.Status.CANCELLED, finished_at=timezone.now(), cancel_requested=True
     ):
         request.refresh_from_db()
-        record_event(request, ImportEvent.Kind.CANCELLED, f"{actor} cancelled the import")
+        record_event(
+            request, ImportEvent.Kind.CANCELLED, f"{actor} cancelled the import", actor=actor
+        )
         return request
     if ImportRequest.objects.filter(pk=request.pk, status=ImportRequest.Status.RUNNING).update(
         cancel_requested=True
     ):
         request.refresh_from_db()
-        record_event(request, ImportEvent.Kind.NOTE, f"{actor} asked the running import to stop")
+        record_event(
+            request,
+            ImportEvent.Kind.NOTE,
+            f"{actor} asked the running import to stop",
+            actor=actor,
+        )
         return request
     raise ImportRejected(f"import #{request.pk} is {request.status}: it cannot be cancelled")

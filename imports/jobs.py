@@ -10,7 +10,7 @@ from collections.abc import Callable
 from django.db.models import F
 from django.utils import timezone
 
-from imports.actions import record_event
+from imports.actions import transition
 from imports.models import ImportEvent, ImportRequest
 from imports.runner import KNOWN_ERRORS, ImportCancelled, ImportRunner, Services, fail_import
 
@@ -19,23 +19,25 @@ logger = logging.getLogger(__name__)
 
 def claim(request_id: int) -> ImportRequest | None:
     """Move a queued request to running; None when another worker (or a cancel) got there first."""
-    claimed = ImportRequest.objects.filter(
-        pk=request_id, status=ImportRequest.Status.QUEUED
-    ).update(
-        status=ImportRequest.Status.RUNNING,
-        started_at=timezone.now(),
-        heartbeat_at=timezone.now(),
-        attempts=F("attempts") + 1,
+    request = ImportRequest.objects.select_related("requested_by").filter(pk=request_id).first()
+    if request is None:
+        return None
+    claimed = transition(
+        request,
+        ImportEvent.Kind.STARTED,
+        f"attempt {request.attempts + 1} started on {socket.gethostname()}",
+        details={"host": socket.gethostname(), "pid": os.getpid()},
+        where={"status": ImportRequest.Status.QUEUED},
+        update={
+            "status": ImportRequest.Status.RUNNING,
+            "started_at": timezone.now(),
+            "heartbeat_at": timezone.now(),
+            "attempts": F("attempts") + 1,
+        },
     )
     if not claimed:
         return None
-    request = ImportRequest.objects.select_related("requested_by").get(pk=request_id)
-    record_event(
-        request,
-        ImportEvent.Kind.STARTED,
-        f"attempt {request.attempts} started on {socket.gethostname()}",
-        details={"host": socket.gethostname(), "pid": os.getpid()},
-    )
+    request.refresh_from_db()
     return request
 
 

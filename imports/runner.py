@@ -28,7 +28,7 @@ from aegis_catalog.lib.hub import HubClient, HubError
 from aegis_catalog.lib.storage import ArtifactStore, StorageError
 from aegis_catalog.lib.vault import TransitClient, VaultError
 from imports import pipeline
-from imports.actions import record_event
+from imports.actions import record_event, transition
 from imports.models import ImportEvent, ImportRequest, Stage
 from imports.packaging import PackagingError, UnsafeArchive
 from registry import actions as registry_actions
@@ -187,28 +187,26 @@ def fail_stale_imports(ids: list[int] | None = None, *, max_silence: float | Non
         stale = stale.filter(pk__in=ids)
     marked = 0
     for request in stale:
-        updated = ImportRequest.objects.filter(
-            pk=request.pk, status=ImportRequest.Status.RUNNING, heartbeat_at=request.heartbeat_at
-        ).update(
-            status=ImportRequest.Status.FAILED,
-            error=(
-                f"the worker running this import stopped responding during the {request.stage} "
-                f"stage (no heartbeat since {request.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); "
-                "retry to resume from the last finished stage"
-            ),
-            error_code="worker_lost",
-            finished_at=timezone.now(),
-            content_key="",
+        marked += transition(
+            request,
+            ImportEvent.Kind.FAILED,
+            "the worker stopped responding",
+            stage=request.stage,
+            details={"code": "worker_lost"},
+            where={"status": ImportRequest.Status.RUNNING, "heartbeat_at": request.heartbeat_at},
+            update={
+                "status": ImportRequest.Status.FAILED,
+                "error": (
+                    f"the worker running this import stopped responding during the "
+                    f"{request.stage} stage (no heartbeat since "
+                    f"{request.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); "
+                    "retry to resume from the last finished stage"
+                ),
+                "error_code": "worker_lost",
+                "finished_at": timezone.now(),
+                "content_key": "",
+            },
         )
-        if updated:
-            marked += 1
-            record_event(
-                request,
-                ImportEvent.Kind.FAILED,
-                "the worker stopped responding",
-                stage=request.stage,
-                details={"code": "worker_lost"},
-            )
     return marked
 
 
@@ -270,23 +268,31 @@ class ImportRunner:
                 return restored
         self._rerun = self._rerun or restore is not None
         self.reporter.forget()
-        ImportRequest.objects.filter(pk=self.request.pk).update(
-            stage=stage, bytes_done=0, bytes_total=total, heartbeat_at=timezone.now()
+        transition(
+            self.request,
+            ImportEvent.Kind.STAGE_STARTED,
+            Stage(stage).label,
+            stage=stage,
+            update={
+                "stage": stage,
+                "bytes_done": 0,
+                "bytes_total": total,
+                "heartbeat_at": timezone.now(),
+            },
         )
-        record_event(self.request, ImportEvent.Kind.STAGE_STARTED, Stage(stage).label, stage=stage)
         started = time.monotonic()
         value = compute()
         self.reporter.forget()
         if dump is not None:
             self.state[stage] = dump(value)
             self._save_state()
-        ImportRequest.objects.filter(pk=self.request.pk).update(bytes_done=total or 0)
-        record_event(
+        transition(
             self.request,
             ImportEvent.Kind.STAGE_FINISHED,
             f"{Stage(stage).label} done",
             stage=stage,
             details={"seconds": round(time.monotonic() - started, 3)},
+            update={"bytes_done": total},
         )
         return value
 
@@ -496,24 +502,24 @@ class ImportRunner:
         """Finish as a link to an earlier import of the same content: no second artifact."""
         request = self.request
         result = {**holder.result, "linked_to": holder.pk}
-        ImportRequest.objects.filter(pk=request.pk).update(
-            status=ImportRequest.Status.SUCCEEDED,
-            finished_at=timezone.now(),
-            result=result,
-            model_version=holder.model_version_id,
-            commit=holder.commit,
-        )
         target = (
             f"{holder.model_version.model.name} {holder.model_version.version}"
             if holder.model_version
             else holder.result.get("artifact_url", "its artifact")
         )
-        record_event(
+        transition(
             request,
             ImportEvent.Kind.SUCCEEDED,
             f"{holder.repo_id}@{holder.commit[:12]} was already imported by import "
             f"#{holder.pk}: linked to {target} instead of importing it again",
             details=result,
+            update={
+                "status": ImportRequest.Status.SUCCEEDED,
+                "finished_at": timezone.now(),
+                "result": result,
+                "model_version": holder.model_version_id,
+                "commit": holder.commit,
+            },
         )
 
     def _signing_key(self) -> SigningKey:
@@ -618,20 +624,20 @@ class ImportRunner:
 
     def _finish(self, result: dict[str, Any], version: ModelVersion | None) -> None:
         request = self.request
-        ImportRequest.objects.filter(pk=request.pk).update(
-            status=ImportRequest.Status.SUCCEEDED,
-            finished_at=timezone.now(),
-            result=result,
-            error="",
-            error_code="",
-        )
         where = f"registered as {version.model.name} {version.version}" if version else "stored"
-        record_event(
+        transition(
             request,
             ImportEvent.Kind.SUCCEEDED,
             f"imported {request.repo_id}@{result['commit'][:12]}: {where} "
             f"(sha256 {result['sha256']})",
             details=result,
+            update={
+                "status": ImportRequest.Status.SUCCEEDED,
+                "finished_at": timezone.now(),
+                "result": result,
+                "error": "",
+                "error_code": "",
+            },
         )
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
@@ -649,11 +655,17 @@ def fail_import(request: ImportRequest, error: BaseException) -> None:
             else (f"internal error ({type(error).__name__}); the details are in the worker's log")
         )
     current = ImportRequest.objects.filter(pk=request.pk).values_list("stage", flat=True).first()
-    ImportRequest.objects.filter(pk=request.pk).update(
-        status=status,
-        error=message if status == ImportRequest.Status.FAILED else "",
-        error_code=error_code(error),
-        finished_at=timezone.now(),
-        content_key="",
+    transition(
+        request,
+        kind,
+        message,
+        stage=current or "",
+        details={"code": error_code(error)},
+        update={
+            "status": status,
+            "error": message if status == ImportRequest.Status.FAILED else "",
+            "error_code": error_code(error),
+            "finished_at": timezone.now(),
+            "content_key": "",
+        },
     )
-    record_event(request, kind, message, stage=current or "", details={"code": error_code(error)})

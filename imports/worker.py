@@ -10,7 +10,7 @@ from django.utils import timezone
 from rq.job import Job
 from rq.worker import Worker
 
-from imports.actions import record_event
+from imports.actions import transition
 from imports.models import ImportEvent, ImportRequest
 
 RUN_IMPORT = "imports.jobs.run_import"
@@ -40,23 +40,22 @@ class ImportWorker(Worker):
         request = ImportRequest.objects.filter(pk=request_id).first()
         if request is None:
             return
-        updated = ImportRequest.objects.filter(
-            pk=request_id, status=ImportRequest.Status.RUNNING
-        ).update(
-            status=ImportRequest.Status.FAILED,
-            error=(
-                f"the worker process running this import was {how} during the "
-                f"{request.stage or 'first'} stage; retry to resume from the last finished stage"
-            ),
-            error_code="worker_killed",
-            finished_at=timezone.now(),
-            content_key="",
+        transition(
+            request,
+            ImportEvent.Kind.FAILED,
+            f"the worker process was {how}",
+            stage=request.stage,
+            details={"code": "worker_killed"},
+            where={"status": ImportRequest.Status.RUNNING},
+            update={
+                "status": ImportRequest.Status.FAILED,
+                "error": (
+                    f"the worker process running this import was {how} during the "
+                    f"{request.stage or 'first'} stage; retry to resume from the last finished "
+                    "stage"
+                ),
+                "error_code": "worker_killed",
+                "finished_at": timezone.now(),
+                "content_key": "",
+            },
         )
-        if updated:
-            record_event(
-                request,
-                ImportEvent.Kind.FAILED,
-                f"the worker process was {how}",
-                stage=request.stage,
-                details={"code": "worker_killed"},
-            )

@@ -13,8 +13,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from aegis_catalog.lib.vault import TransitClient, TransitKeyInfo
-from registry import attestation
+from registry import attestation, audit
 from registry.models import ModelVersion, RegisteredModel, SigningKey
+
+SYSTEM_ACTOR = "aegis"
 
 
 class RegistryError(Exception):
@@ -48,7 +50,9 @@ class CardFields:
 
 
 @transaction.atomic
-def record_signing_keys(info: TransitKeyInfo, *, vault_addr: str, mount: str) -> list[SigningKey]:
+def record_signing_keys(
+    info: TransitKeyInfo, *, vault_addr: str, mount: str, actor: str = SYSTEM_ACTOR
+) -> list[SigningKey]:
     """Store every public key version Vault lists; mark the versions it stopped listing revoked.
 
     Vault lists only versions at or above ``min_decryption_version``, so a version that
@@ -59,7 +63,7 @@ def record_signing_keys(info: TransitKeyInfo, *, vault_addr: str, mount: str) ->
     for key in info.versions:
         listed.add(key.version)
         fingerprint = attestation.public_key_fingerprint(key.public_key_pem)
-        row, _ = SigningKey.objects.get_or_create(
+        row, created = SigningKey.objects.get_or_create(
             vault_addr=vault_addr,
             transit_mount=mount,
             name=info.name,
@@ -72,21 +76,36 @@ def record_signing_keys(info: TransitKeyInfo, *, vault_addr: str, mount: str) ->
             },
         )
         rows.append(row)
-    SigningKey.objects.filter(
+        if created:
+            _audit_key(
+                row,
+                audit.Action.KEY_ROTATED if key.version > 1 else audit.Action.KEY_ADDED,
+                actor=actor,
+                details={"vault": vault_addr, "mount": mount},
+            )
+    retired = SigningKey.objects.filter(
         vault_addr=vault_addr,
         transit_mount=mount,
         name=info.name,
         revoked=False,
         version__lt=info.min_decryption_version,
-    ).exclude(version__in=listed).update(revoked=True, revoked_at=timezone.now())
+    ).exclude(version__in=listed)
+    for row in retired:
+        _revoke(
+            row,
+            actor=actor,
+            reason=f"Vault's min_decryption_version is {info.min_decryption_version}",
+        )
     return rows
 
 
-def sync_signing_keys(client: TransitClient, key_name: str) -> SigningKey:
+def sync_signing_keys(
+    client: TransitClient, key_name: str, *, actor: str = SYSTEM_ACTOR
+) -> SigningKey:
     """Read the key's public versions from Vault into the trust store; return the latest."""
     info = client.read_public_keys(key_name)
     rows = record_signing_keys(
-        info, vault_addr=client.config.addr, mount=client.config.transit_mount
+        info, vault_addr=client.config.addr, mount=client.config.transit_mount, actor=actor
     )
     latest = [row for row in rows if row.version == info.latest_version]
     if not latest:
@@ -97,11 +116,36 @@ def sync_signing_keys(client: TransitClient, key_name: str) -> SigningKey:
     return latest[0]
 
 
-@transaction.atomic
-def revoke_signing_key(key: SigningKey, *, actor: str) -> SigningKey:
+def _audit_key(
+    key: SigningKey, action: str, *, actor: str, details: dict[str, Any], user: Any = None
+) -> None:
+    audit.record(
+        action,
+        actor=actor,
+        user=user,
+        object_type="signing_key",
+        object_id=key.pk,
+        object_repr=f"{key.name} v{key.version}",
+        details={"fingerprint": key.fingerprint, **details},
+    )
+
+
+def _revoke(key: SigningKey, *, actor: str, reason: str, user: Any = None) -> None:
     key.revoked = True
     key.revoked_at = timezone.now()
     key.save(update_fields=["revoked", "revoked_at"])
+    _audit_key(key, audit.Action.KEY_REVOKED, actor=actor, details={"reason": reason}, user=user)
+
+
+@transaction.atomic
+def revoke_signing_key(
+    key: SigningKey, *, actor: str, reason: str, user: User | AnonymousUser | None = None
+) -> SigningKey:
+    """Stop trusting a key version: artifacts it signed no longer verify."""
+    if not reason.strip():
+        raise RegistryError("a reason is required to revoke a signing key")
+    if not key.revoked:
+        _revoke(key, actor=actor, reason=reason.strip(), user=user)
     return key
 
 
@@ -171,6 +215,7 @@ def register(
     )
     if ModelVersion.objects.filter(model=model, version=version).exists():
         raise VersionAlreadyExists(f"{model_name} already has a version {version}")
+    before = _values(model, MODEL_EDITABLE_FIELDS)
     if not created:
         for key, value in card_values.items():
             setattr(model, key, value)
@@ -194,6 +239,7 @@ def register(
         source_endpoint=source_endpoint,
         import_options=dict(import_options),
         scan_results=list(scan_results),
+        license=card.license,
         imported_by=actor,
         imported_by_user=_user_or_none(user),
         imported_at=imported_at or timezone.now(),
@@ -204,22 +250,202 @@ def register(
             row.save()
     except IntegrityError as error:
         raise VersionAlreadyExists(f"{model_name} already has a version {version}") from error
+    if created:
+        _audit_model(model, audit.Action.MODEL_CREATED, actor=actor, user=user, details=card_values)
+    elif before != _values(model, MODEL_EDITABLE_FIELDS):
+        _audit_model(
+            model,
+            audit.Action.MODEL_EDITED,
+            actor=actor,
+            user=user,
+            details={"changes": _changes(before, _values(model, MODEL_EDITABLE_FIELDS))},
+        )
+    _audit_version(
+        row,
+        audit.Action.VERSION_CREATED,
+        actor=actor,
+        user=user,
+        details={
+            "sha256": sha256,
+            "size": size,
+            "model_path": model_path,
+            "source_repo": source_repo,
+            "source_commit": source_commit,
+            "signing_key": f"{signing_key.name} v{signing_key.version}",
+            "files": len(manifest),
+        },
+    )
     return row
+
+
+STATUS_ACTIONS = {
+    ModelVersion.Status.ACTIVE: audit.Action.VERSION_RESTORED,
+    ModelVersion.Status.DEPRECATED: audit.Action.VERSION_DEPRECATED,
+    ModelVersion.Status.YANKED: audit.Action.VERSION_YANKED,
+}
 
 
 @transaction.atomic
 def set_version_status(
-    version: ModelVersion, status: str, *, actor: str, reason: str
+    version: ModelVersion,
+    status: str,
+    *,
+    actor: str,
+    reason: str,
+    user: User | AnonymousUser | None = None,
 ) -> ModelVersion:
     """Deprecate, yank or restore a version; a reason is required for the record."""
     if status not in ModelVersion.Status.values:
         raise RegistryError(f"unknown status {status!r}")
     if not reason.strip():
         raise RegistryError("a reason is required to change a version's status")
+    before = version.status
     version.status = status
     version.status_reason = reason.strip()
     version.save(update_fields=["status", "status_reason"])
+    _audit_version(
+        version,
+        STATUS_ACTIONS[ModelVersion.Status(status)],
+        actor=actor,
+        user=user,
+        details={"before": before, "after": status, "reason": reason.strip()},
+    )
     return version
+
+
+# Fields a person may correct; digests, signatures, source and who/when are not among them.
+MODEL_EDITABLE_FIELDS = (
+    "author",
+    "license",
+    "pipeline_tag",
+    "library_name",
+    "base_model",
+    "tags",
+    "datasets",
+    "languages",
+    "gated",
+)
+VERSION_EDITABLE_FIELDS = ("license",)
+
+
+def _values(instance: Any, fields: Sequence[str]) -> dict[str, Any]:
+    return {name: getattr(instance, name) for name in fields}
+
+
+def _changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: {"before": before[name], "after": after[name]}
+        for name in before
+        if before[name] != after[name]
+    }
+
+
+def _apply_edit(
+    instance: Any, changes: Mapping[str, Any], editable: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    refused = sorted(set(changes) - set(editable))
+    if refused:
+        raise RegistryError(f"these fields cannot be edited: {', '.join(refused)}")
+    before = _values(instance, editable)
+    for name, value in changes.items():
+        setattr(instance, name, value)
+    _clean(instance, exclude=["model"] if isinstance(instance, ModelVersion) else ())
+    diff = _changes(before, _values(instance, editable))
+    if diff:
+        instance.save(update_fields=list(diff))
+    return diff
+
+
+@transaction.atomic
+def edit_model(
+    model: RegisteredModel,
+    changes: Mapping[str, Any],
+    *,
+    actor: str,
+    user: User | AnonymousUser | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Correct a model's card fields; records each field's before and after."""
+    diff = _apply_edit(model, changes, MODEL_EDITABLE_FIELDS)
+    if diff:
+        _audit_model(
+            model, audit.Action.MODEL_EDITED, actor=actor, user=user, details={"changes": diff}
+        )
+    return diff
+
+
+@transaction.atomic
+def edit_version(
+    version: ModelVersion,
+    changes: Mapping[str, Any],
+    *,
+    actor: str,
+    user: User | AnonymousUser | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Correct a version's editable fields; records each field's before and after."""
+    diff = _apply_edit(version, changes, VERSION_EDITABLE_FIELDS)
+    if diff:
+        _audit_version(
+            version, audit.Action.VERSION_EDITED, actor=actor, user=user, details={"changes": diff}
+        )
+    return diff
+
+
+def _audit_model(
+    model: RegisteredModel, action: str, *, actor: str, user: Any, details: dict[str, Any]
+) -> None:
+    audit.record(
+        action,
+        actor=actor,
+        user=user,
+        object_type="model",
+        object_id=model.pk,
+        object_repr=model.name,
+        model_name=model.name,
+        details=details,
+    )
+
+
+def _audit_version(
+    version: ModelVersion, action: str, *, actor: str, user: Any, details: dict[str, Any]
+) -> None:
+    audit.record(
+        action,
+        actor=actor,
+        user=user,
+        object_type="version",
+        object_id=version.pk,
+        object_repr=f"{version.model.name} {version.version}",
+        model_name=version.model.name,
+        details=details,
+    )
+
+
+@transaction.atomic
+def record_verification(
+    version: ModelVersion | None,
+    *,
+    artifact: str,
+    actor: str,
+    passed: bool,
+    checks: Sequence[str],
+    failed_check: str = "",
+    error: str = "",
+    user: User | AnonymousUser | None = None,
+) -> None:
+    """Record that someone verified an artifact, and what came of it."""
+    details = {"artifact": artifact, "checks": list(checks)}
+    if not passed:
+        details.update(failed_check=failed_check, error=error)
+    audit.record(
+        audit.Action.VERIFICATION_PASSED if passed else audit.Action.VERIFICATION_FAILED,
+        actor=actor,
+        user=user,
+        object_type="version" if version else "artifact",
+        object_id=version.pk if version else artifact,
+        object_repr=f"{version.model.name} {version.version}" if version else artifact,
+        model_name=version.model.name if version else "",
+        details=details,
+    )
 
 
 def find_version_by_digest(sha256: str) -> ModelVersion | None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
+
+GENESIS_HASH = "0" * 64
 
 # Registry names end up in storage keys and tarball member names: keep them boring.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -97,6 +103,9 @@ class ModelVersion(models.Model):
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
     version = models.CharField(max_length=64, validators=[version_validator])
+    license = models.CharField(
+        max_length=100, blank=True, db_index=True, help_text="from the card at the commit"
+    )
     model_path = models.CharField(max_length=1024, help_text="file:// or s3:// URL of the tar.gz")
     sha256 = models.CharField(max_length=64, db_index=True)
     size = models.BigIntegerField()
@@ -160,3 +169,102 @@ class IssuedSignature(models.Model):
 
     def __str__(self) -> str:
         return f"signature by {self.signing_key} over {self.pae_sha256[:16]}"
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    """Audit events are appended, never changed: bulk update and delete are refused."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise AuditLogIsAppendOnly("audit events cannot be updated")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AuditLogIsAppendOnly("audit events cannot be deleted")
+
+
+class AuditLogIsAppendOnly(Exception):
+    pass
+
+
+class AuditChainHead(models.Model):
+    """The last link of the audit hash chain; locked while an event is appended, so
+    concurrent writers append one after the other."""
+
+    last_sequence = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default=GENESIS_HASH)
+
+    def __str__(self) -> str:
+        return f"audit chain at #{self.last_sequence}"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, when: append-only, hash-chained.
+
+    ``hash`` is sha256 over the previous event's hash and this event's canonical content, so
+    changing, removing or reordering any event breaks every later link
+    (``manage.py verify_audit_chain`` names the first broken one).
+    """
+
+    sequence = models.BigIntegerField(unique=True)
+    created_at = models.DateTimeField(db_index=True)
+    actor = models.CharField(max_length=300, db_index=True)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+    )
+    action = models.CharField(max_length=40, db_index=True)
+    object_type = models.CharField(max_length=40)
+    object_id = models.CharField(max_length=100)
+    object_repr = models.CharField(max_length=300)
+    model_name = models.CharField(max_length=100, blank=True, db_index=True)
+    details = models.JSONField(default=dict, blank=True)
+    previous_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-sequence"]
+        indexes = [
+            models.Index(fields=["actor", "-sequence"], name="audit_actor_idx"),
+            models.Index(fields=["action", "-sequence"], name="audit_action_idx"),
+            models.Index(fields=["model_name", "-sequence"], name="audit_model_idx"),
+            models.Index(fields=["created_at", "sequence"], name="audit_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action} {self.object_repr} by {self.actor}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AuditLogIsAppendOnly("audit events cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AuditLogIsAppendOnly("audit events cannot be deleted")
+
+    def content(self) -> dict[str, Any]:
+        """What the hash covers, besides the previous hash."""
+        return {
+            "sequence": self.sequence,
+            "created_at": self.created_at.isoformat(),
+            "actor": self.actor,
+            "actor_user": self.actor_user_id,
+            "action": self.action,
+            "object_type": self.object_type,
+            "object_id": self.object_id,
+            "object_repr": self.object_repr,
+            "model_name": self.model_name,
+            "details": self.details,
+        }
+
+    def compute_hash(self) -> str:
+        return chain_hash(self.previous_hash, self.content())
+
+
+def chain_hash(previous_hash: str, content: dict[str, Any]) -> str:
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{previous_hash}\n{canonical}".encode()).hexdigest()

@@ -8,7 +8,6 @@ against the attestation (and the registry), that the version is not yanked, safe
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from typing import Any
 
 from aegis_catalog import services
 from aegis_catalog.lib.storage import StorageError, sha256_file
-from imports.packaging import UnsafeArchive, read_member, safe_extract
+from imports.packaging import UnsafeArchive, safe_extract
 from registry import attestation
 from registry.models import ModelVersion, SigningKey
 
@@ -283,10 +282,47 @@ def _load_weights(destination: Path, result: VerificationResult) -> None:
     result.passed("load", f"{tensors} tensors loaded from {len(files)} safetensors files")
 
 
-def read_artifact_member(tarball: Path, name: str) -> bytes:
-    """One member of an artifact (e.g. ``<root>/aegis.json``), without extracting the rest."""
-    return read_member(tarball, name)
+def verify_and_record(
+    path_or_url_or_version: str | Path | ModelVersion,
+    *,
+    actor: str,
+    user: Any = None,
+    public_key: str | None = None,
+    extract_to: Path | None = None,
+    load: bool = False,
+) -> VerificationResult:
+    """``verify_model_artifact``, with the run and its result written to the audit trail."""
+    from registry.actions import record_verification
+
+    target = path_or_url_or_version
+    version = target if isinstance(target, ModelVersion) else None
+    artifact = version.model_path if version else str(target)
+    try:
+        result = verify_model_artifact(
+            target, public_key=public_key, extract_to=extract_to, load=load
+        )
+    except VerificationError as failure:
+        record_verification(
+            version or find_version_by_path(artifact),
+            artifact=artifact,
+            actor=actor,
+            user=user,
+            passed=False,
+            checks=[],
+            failed_check=failure.check,
+            error=str(failure),
+        )
+        raise
+    record_verification(
+        result.version,
+        artifact=artifact,
+        actor=actor,
+        user=user,
+        passed=True,
+        checks=result.check_names,
+    )
+    return result
 
 
-def digest_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def find_version_by_path(artifact: str) -> ModelVersion | None:
+    return ModelVersion.objects.select_related("model").filter(model_path=artifact).first()

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from registry.verify import VerificationError, verify_model_artifact
+from imports.management.commands.hf_import import os_identity
+from registry.verify import VerificationError, verify_and_record
 
 
 class Command(BaseCommand):
@@ -32,8 +33,9 @@ class Command(BaseCommand):
                     f"cannot read {options['public_key']}: {error.strerror}"
                 ) from None
         try:
-            result = verify_model_artifact(
+            result = verify_and_record(
                 options["artifact"],
+                actor=os_identity(),
                 public_key=public_key,
                 extract_to=options["extract"],
                 load=options["load"],

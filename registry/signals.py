@@ -12,8 +12,10 @@ from registry import audit
 def record_staff_sign_in(
     sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
 ) -> None:
-    """Staff (admin site) sign-ins are audited, with the address they came from."""
-    if not getattr(user, "is_staff", False):
+    """Staff sign-ins (staff, superusers, registry admins) are audited, with their address."""
+    from registry.admin_site import is_registry_admin
+
+    if not (getattr(user, "is_staff", False) or is_registry_admin(user)):
         return
     address = request.META.get("REMOTE_ADDR", "") if request is not None else ""
     audit.record(

@@ -157,7 +157,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web server, RQ worker, CLI) share the file: wait for locks.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
     # A file, not memory: tests run real worker processes against the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-aegis.sqlite3")}
+    # One per test run, so runs side by side do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-aegis-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_secret("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -1,0 +1,74 @@
+"""``export_provenance``: a version carried elsewhere verifies with tools that are not ours."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from registry import attestation
+from registry.models import ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+
+def model_signing() -> str:
+    return shutil.which("model_signing") or str(Path(sys.executable).parent / "model_signing")
+
+
+@pytest.fixture
+def version(aegis_s3) -> ModelVersion:
+    call_command(
+        "hf_import",
+        "--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert", "--version", "1.0",
+        "--upload-s3", "--register", "--no-progress",
+    )  # fmt: skip
+    return ModelVersion.objects.select_related("model", "signing_key").get()
+
+
+def test_the_exported_files_verify_with_openssl_and_model_signing(version, tmp_path, capsys):
+    out = tmp_path / "carry"
+    call_command("export_provenance", "tiny-bert", "1.0", str(out))
+    names = sorted(path.name for path in out.iterdir())
+    assert names == [
+        "aegis.json",
+        "model.sig",
+        "public_key.pem",
+        "tiny-bert-1.0.tar.gz",
+        "tiny-bert-1.0.tar.gz.sigstore.json",
+    ]
+    tarball = out / "tiny-bert-1.0.tar.gz"
+    assert hashlib.sha256(tarball.read_bytes()).hexdigest() == version.sha256
+
+    bundle = attestation.load_bundle((out / "tiny-bert-1.0.tar.gz.sigstore.json").read_bytes())
+    (tmp_path / "pae.bin").write_bytes(attestation.pae_bytes_of_bundle(bundle))
+    (tmp_path / "sig.der").write_bytes(attestation.signature_der_of_bundle(bundle))
+    openssl = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-verify", str(out / "public_key.pem"),
+         "-signature", str(tmp_path / "sig.der"), str(tmp_path / "pae.bin")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert openssl.returncode == 0 and "Verified OK" in openssl.stdout
+
+    extracted = tmp_path / "x"
+    extracted.mkdir()
+    subprocess.run(["tar", "-xzf", str(tarball), "-C", str(extracted)], check=True)
+    inner = extracted / "tiny-bert-1.0"
+    assert (inner / "model.sig").read_bytes() == (out / "model.sig").read_bytes()
+    assert (inner / "aegis.json").read_bytes() == (out / "aegis.json").read_bytes()
+    check = subprocess.run(
+        [model_signing(), "verify", "key", str(inner / "model"),
+         "--signature", str(out / "model.sig"), "--public_key", str(out / "public_key.pem")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_it_refuses_an_unknown_version(version, tmp_path):
+    with pytest.raises(CommandError, match="no version 9.9"):
+        call_command("export_provenance", "tiny-bert", "9.9", str(tmp_path / "out"))

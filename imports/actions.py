@@ -142,7 +142,8 @@ def enqueue_import(request: ImportRequest) -> None:
     request_id = request.pk
 
     def _enqueue() -> None:
-        queue = django_rq.get_queue(QUEUE_NAME)
+        # Already running on commit: enqueue now, not on yet another commit.
+        queue = django_rq.get_queue(QUEUE_NAME, commit_mode="auto")
         job = queue.enqueue(
             run_import, request_id, job_id=f"import-{request_id}-{uuid4().hex[:12]}"
         )

@@ -1,0 +1,581 @@
+"""Catalog (Hub search), Hub model pages with the import form, and the import pages."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.cache import cache
+from django.core.paginator import EmptyPage, Page, Paginator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from aegis_catalog import services
+from aegis_catalog.lib.hub import (
+    COMMIT_RE,
+    GatedRepo,
+    HubError,
+    HubModel,
+    HubUnavailable,
+    InvalidRepoId,
+    InvalidRevision,
+    InvalidSearchParameter,
+    RepoNotFound,
+    RevisionNotFound,
+    SearchResult,
+    validate_repo_id,
+    validate_revision,
+)
+from aegis_catalog.views import (
+    browse_required,
+    can_import,
+    error_page,
+    import_required,
+    is_htmx,
+)
+from imports.actions import ImportOptions, ImportRejected, cancel_import, retry_import, start_import
+from imports.cards import render_card
+from imports.forms import (
+    ImportForm,
+    ImportListForm,
+    RevisionForm,
+    SearchForm,
+    UnknownParameters,
+    form_errors_text,
+    import_form_initial,
+    reject_unknown_parameters,
+)
+from imports.models import STAGE_ORDER, ImportEvent, ImportRequest, Stage
+from registry.models import ModelVersion
+
+SEARCH_PAGE_SIZE = 20
+DEFAULT_PAGE_SIZE = 25
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
+
+
+# --- Hub access, cached ---------------------------------------------------------------------
+
+
+def _cache_key(kind: str, *parts: str) -> str:
+    digest = hashlib.sha256("\x1f".join((settings.HF_ENDPOINT, *parts)).encode()).hexdigest()
+    return f"hub:{kind}:{digest}"
+
+
+def cached_search(form: SearchForm) -> SearchResult:
+    """One page of Hub search results; the same normalised search is answered from the cache."""
+    key = _cache_key("search", form.cache_key())
+    result: SearchResult | None = cache.get(key)
+    if result is None:
+        data = form.cleaned_data
+        result = services.hub_client().search(
+            data["q"],
+            task=data["task"] or None,
+            library=data["library"] or None,
+            license=data["license"] or None,
+            sort=form.hub_sort,
+            limit=SEARCH_PAGE_SIZE,
+            cursor=data["cursor"] or None,
+        )
+        cache.set(key, result)
+    return result
+
+
+def cached_model_info(repo_id: str, revision: str) -> HubModel:
+    key = _cache_key("model", repo_id, revision)
+    model: HubModel | None = cache.get(key)
+    if model is None:
+        model = services.hub_client().model_info(repo_id, revision)
+        cache.set(key, model)
+    return model
+
+
+def cached_card(repo_id: str, commit: str) -> str:
+    """The card's sanitized HTML; a commit never changes, so keep it for a day."""
+    key = _cache_key("card", repo_id, commit)
+    html: str | None = cache.get(key)
+    if html is None:
+        html = render_card(services.hub_client().fetch_card(repo_id, commit))
+        cache.set(key, html, timeout=24 * 3600)
+    return html
+
+
+def hub_error_page(request: HttpRequest, error: HubError) -> HttpResponse:
+    """A Hub failure in words, with the status a person (or a script) can act on."""
+    if isinstance(error, InvalidRepoId | InvalidRevision | InvalidSearchParameter):
+        return error_page(request, 400, "Invalid request", str(error))
+    if isinstance(error, RepoNotFound | RevisionNotFound):
+        return error_page(request, 404, "Not found on the Hub", str(error))
+    if isinstance(error, GatedRepo):
+        return error_page(request, 403, "Gated model", str(error))
+    if isinstance(error, HubUnavailable):
+        return error_page(request, 503, "The Hub is not available", str(error))
+    return error_page(request, 502, "The Hub refused the request", str(error))
+
+
+def _query_error(request: HttpRequest, message: str) -> HttpResponse:
+    return error_page(request, 400, "Invalid request", message)
+
+
+# --- catalog --------------------------------------------------------------------------------
+
+
+def registered_versions(repo_ids: Iterable[str]) -> dict[str, ModelVersion]:
+    """The newest registry version imported from each of `repo_ids` (one query)."""
+    latest: dict[str, ModelVersion] = {}
+    for version in (
+        ModelVersion.objects.filter(source_repo__in=list(repo_ids))
+        .exclude(status=ModelVersion.Status.YANKED)
+        .select_related("model")
+        .order_by("source_repo", "-imported_at")
+    ):
+        latest.setdefault(version.source_repo, version)
+    return latest
+
+
+def hub_model_url(repo_id: str) -> str | None:
+    """Our page for a Hub model id, or None for an id we cannot show (no org, odd characters)."""
+    try:
+        org, name = validate_repo_id(repo_id).split("/")
+    except InvalidRepoId:
+        return None
+    return reverse("imports:hub_model", args=[org, name])
+
+
+@require_GET
+@browse_required
+@vary_on_headers("HX-Request")
+def catalog(request: HttpRequest) -> HttpResponse:
+    """Search the Hub: live (htmx) or as a plain GET form."""
+    try:
+        reject_unknown_parameters(request.GET, SearchForm.FIELDS)
+    except UnknownParameters as error:
+        return _query_error(request, str(error))
+    form = SearchForm(request.GET)
+    context: dict[str, Any] = {"form": form, "result": None, "hub_error": None}
+    status = 200
+    if not form.is_valid():
+        context["form_error"] = form_errors_text(form)
+        status = 400
+    else:
+        try:
+            result = cached_search(form)
+        except InvalidSearchParameter as error:
+            context["form_error"] = str(error)
+            status = 400
+        except HubError as error:
+            context["hub_error"] = str(error)
+            status = 503 if isinstance(error, HubUnavailable) else 502
+        else:
+            badges = registered_versions(item.repo_id for item in result.items)
+            context["result"] = result
+            context["rows"] = [
+                (item, badges.get(item.repo_id), hub_model_url(item.repo_id))
+                for item in result.items
+            ]
+            context["page_number"] = form.cleaned_data["page"] or 1
+            if result.next_cursor:
+                query = request.GET.copy()
+                query["cursor"] = result.next_cursor
+                query["page"] = str(context["page_number"] + 1)
+                context["next_query"] = query.urlencode()
+    template = "imports/catalog.html#results" if is_htmx(request) else "imports/catalog.html"
+    return render(request, template, context, status=status)
+
+
+# --- Hub model page and the import form -----------------------------------------------------
+
+
+def _repo_id(org: str, name: str) -> str:
+    try:
+        return validate_repo_id(f"{org}/{name}")
+    except InvalidRepoId as error:
+        raise Http404(str(error)) from None
+
+
+def has_pickle_format(path: str) -> bool:
+    return path.lower().endswith(PICKLE_SUFFIXES)
+
+
+def model_warnings(model: HubModel) -> list[str]:
+    warnings = []
+    pickled = [item.path for item in model.files if has_pickle_format(item.path)]
+    if pickled:
+        warnings.append(
+            f"{len(pickled)} file(s) use a pickle-based format ({', '.join(pickled[:5])}): "
+            "loading them can run code. They are scanned during import; prefer safetensors."
+        )
+    if model.gated:
+        warnings.append(
+            "This model is gated: importing needs an HF token of an account granted access."
+        )
+    if not model.license:
+        warnings.append("The card names no license: check the terms before using the model.")
+    return warnings
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, list | tuple):
+        return [str(item) for item in value if item not in (None, "")]
+    return [str(value)]
+
+
+def model_chips(model: HubModel) -> list[tuple[str, str]]:
+    card = model.card_data
+    chips: list[tuple[str, str]] = []
+    if model.license:
+        chips.append(("license", model.license))
+    if model.pipeline_tag:
+        chips.append(("task", model.pipeline_tag))
+    if model.library_name:
+        chips.append(("library", model.library_name))
+    chips += [("language", value) for value in _as_list(card.get("language"))[:10]]
+    chips += [("dataset", value) for value in _as_list(card.get("datasets"))[:10]]
+    chips += [("base model", value) for value in _as_list(card.get("base_model"))[:5]]
+    if model.gated:
+        chips.append(("gated", str(model.gated) if isinstance(model.gated, str) else "yes"))
+    return chips
+
+
+def _render_model_page(
+    request: HttpRequest,
+    repo_id: str,
+    revision: str,
+    *,
+    import_form: ImportForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    try:
+        model = cached_model_info(repo_id, revision)
+        card_html = cached_card(repo_id, model.commit)
+    except HubError as error:
+        if import_form is not None and status >= 400:
+            # The form's own errors come first; the Hub failing again is secondary.
+            return render(
+                request,
+                "imports/hub_model.html",
+                {"repo_id": repo_id, "model": None, "import_form": import_form,
+                 "hub_error": str(error), "can_import": True,
+                 "start_url": reverse("imports:start", args=repo_id.split("/")),
+                 "s3_configured": bool(settings.AEGIS_S3_BUCKET)},
+                status=status,
+            )  # fmt: skip
+        return hub_error_page(request, error)
+    user_can_import = can_import(request.user)
+    if import_form is None and user_can_import:
+        import_form = ImportForm(
+            initial=import_form_initial(
+                repo_id.split("/", 1)[1], model.commit, revision, timezone.now().date()
+            )
+        )
+    versions = (
+        ModelVersion.objects.filter(source_repo=repo_id)
+        .select_related("model")
+        .order_by("-imported_at")[:50]
+    )
+    context = {
+        "repo_id": repo_id,
+        "revision": revision,
+        "model": model,
+        "card_html": card_html,
+        "chips": model_chips(model),
+        "warnings": model_warnings(model),
+        "files": [(item, has_pickle_format(item.path)) for item in model.files],
+        "versions": versions,
+        "can_import": user_can_import,
+        "import_form": import_form if user_can_import else None,
+        "hub_url": f"{settings.HF_ENDPOINT}/{repo_id}",
+        "start_url": reverse("imports:start", args=repo_id.split("/")),
+        "s3_configured": bool(settings.AEGIS_S3_BUCKET),
+    }
+    return render(request, "imports/hub_model.html", context, status=status)
+
+
+@require_GET
+@browse_required
+def hub_model(request: HttpRequest, org: str, name: str) -> HttpResponse:
+    """A Hub model: its card, metadata, files, imported versions and (importers) the form."""
+    repo_id = _repo_id(org, name)
+    try:
+        reject_unknown_parameters(request.GET, RevisionForm.FIELDS)
+    except UnknownParameters as error:
+        return _query_error(request, str(error))
+    form = RevisionForm(request.GET)
+    if not form.is_valid():
+        return _query_error(request, form_errors_text(form))
+    revision = form.cleaned_data["revision"] or "main"
+    try:
+        validate_revision(revision)
+    except InvalidRevision as error:
+        return _query_error(request, str(error))
+    return _render_model_page(request, repo_id, revision)
+
+
+def existing_version(
+    repo_id: str, commit: str, include: list[str], exclude: list[str]
+) -> ModelVersion | None:
+    """A registry version already imported from this repo, commit and file patterns."""
+    for version in (
+        ModelVersion.objects.filter(source_repo=repo_id, source_commit=commit)
+        .exclude(status=ModelVersion.Status.YANKED)
+        .select_related("model")
+        .order_by("imported_at")
+    ):
+        options = version.import_options or {}
+        if sorted(options.get("include") or []) == sorted(include) and sorted(
+            options.get("exclude") or []
+        ) == sorted(exclude):
+            return version
+    return None
+
+
+@require_POST
+@import_required
+def start(request: HttpRequest, org: str, name: str) -> HttpResponse:
+    """Start an import (POST from the model page), or link to the version it would produce."""
+    repo_id = _repo_id(org, name)
+    form = ImportForm(request.POST)
+    if not form.is_valid():
+        revision = request.POST.get("revision", "main")
+        try:
+            validate_revision(revision)
+        except InvalidRevision:
+            revision = "main"
+        return _render_model_page(request, repo_id, revision, import_form=form, status=400)
+    data = form.cleaned_data
+    try:
+        revision = validate_revision(data["revision"])
+        commit = (
+            revision
+            if COMMIT_RE.fullmatch(revision)
+            else cached_model_info(repo_id, revision).commit
+        )
+    except HubError as error:
+        form.add_error(None, str(error))
+        return _render_model_page(request, repo_id, "main", import_form=form, status=400)
+    existing = existing_version(repo_id, commit, data["include"], data["exclude"])
+    if existing is not None:
+        messages.info(
+            request,
+            f"{repo_id} at commit {commit[:12]} with these file patterns is already in the "
+            f"registry as {existing.model.name} {existing.version}; nothing was imported again.",
+        )
+        return redirect(existing.get_absolute_url())
+    options = ImportOptions(
+        repo_id=repo_id,
+        model_name=data["model_name"],
+        version=data["version"],
+        revision=revision,
+        include=data["include"],
+        exclude=data["exclude"],
+        upload_s3=data["upload_s3"],
+        register=data["register"],
+    )
+    try:
+        import_request = start_import(options, actor=request.user.get_username(), user=request.user)
+    except ImportRejected as error:
+        form.add_error(None, str(error))
+        return _render_model_page(request, repo_id, revision, import_form=form, status=400)
+    messages.success(request, f"Import #{import_request.pk} of {repo_id} is queued.")
+    return redirect(import_request.get_absolute_url())
+
+
+# --- import pages ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    stage: str
+    label: str
+    state: str  # "pending", "running", "done", "skipped", "failed", "not run"
+    percent: int | None  # None: no byte count for this stage
+    bytes_done: int
+    bytes_total: int
+
+
+@dataclass(frozen=True)
+class ImportProgress:
+    stages: tuple[StageProgress, ...]
+    overall_percent: int
+    is_terminal: bool
+
+
+def _stage_label(stage: str) -> str:
+    return Stage(stage).label if stage in STAGE_ORDER else stage
+
+
+def import_progress_of(request: ImportRequest, events: Iterable[ImportEvent]) -> ImportProgress:
+    """Per-stage progress of the latest attempt: from the events and the row's live counters."""
+    states = dict.fromkeys(STAGE_ORDER, "pending")
+    for event in events:
+        if event.kind == ImportEvent.Kind.STARTED:
+            states = dict.fromkeys(STAGE_ORDER, "pending")
+        elif event.stage in states:
+            if event.kind == ImportEvent.Kind.STAGE_STARTED:
+                states[event.stage] = "running"
+            elif event.kind == ImportEvent.Kind.STAGE_FINISHED:
+                states[event.stage] = "done"
+            elif event.kind == ImportEvent.Kind.STAGE_SKIPPED:
+                states[event.stage] = "skipped"
+    status = request.status
+    if status == ImportRequest.Status.SUCCEEDED:
+        states = {
+            stage: state if state in {"done", "skipped"} else "not run"
+            for stage, state in states.items()
+        }
+    elif status in (ImportRequest.Status.FAILED, ImportRequest.Status.CANCELLED):
+        for stage, state in states.items():
+            if state == "running":
+                states[stage] = "failed" if status == ImportRequest.Status.FAILED else "cancelled"
+    stages = []
+    for stage in STAGE_ORDER:
+        state = states[stage]
+        done, total = 0, 0
+        percent: int | None = None
+        if state in {"done", "skipped"}:
+            percent = 100
+        elif state == "running" and request.stage == stage:
+            done, total = request.bytes_done, request.bytes_total
+            percent = min(100, done * 100 // total) if total > 0 else None
+        elif state in {"pending", "not run"}:
+            percent = 0
+        stages.append(StageProgress(stage, _stage_label(stage), state, percent, done, total))
+    counted = [item for item in stages if item.state != "not run"]
+    finished = sum(1 for item in counted if item.state in {"done", "skipped"})
+    running = sum((item.percent or 0) / 100 for item in counted if item.state == "running")
+    overall = int((finished + running) * 100 / len(counted)) if counted else 0
+    if status == ImportRequest.Status.SUCCEEDED:
+        overall = 100
+    return ImportProgress(tuple(stages), min(overall, 100), request.is_terminal)
+
+
+def duration_of(request: ImportRequest) -> float | None:
+    if request.started_at is None:
+        return None
+    end = request.finished_at or timezone.now()
+    return max(0.0, (end - request.started_at).total_seconds())
+
+
+def _page(paginator: Paginator, number: int) -> Page:
+    try:
+        return paginator.page(number)
+    except EmptyPage:
+        raise Http404(
+            f"There is no page {number}: there are {paginator.num_pages} page(s)."
+        ) from None
+
+
+@require_GET
+@browse_required
+def import_list(request: HttpRequest) -> HttpResponse:
+    """All imports, or with ``?mine=1`` the user's own; a fixed number of queries per page."""
+    try:
+        reject_unknown_parameters(request.GET, ImportListForm.FIELDS)
+    except UnknownParameters as error:
+        return _query_error(request, str(error))
+    form = ImportListForm(request.GET)
+    if not form.is_valid():
+        return _query_error(request, form_errors_text(form))
+    data = form.cleaned_data
+    queryset = ImportRequest.objects.select_related("model_version__model").only(
+        "id", "repo_id", "revision", "commit", "model_name", "version", "status", "stage",
+        "actor", "source", "created_at", "started_at", "finished_at", "error",
+        "model_version__id", "model_version__version", "model_version__model__name",
+    ).order_by("-created_at", "-pk")  # fmt: skip
+    if data["mine"]:
+        queryset = queryset.filter(requested_by_id=request.user.pk)
+    if data["status"]:
+        queryset = queryset.filter(status=data["status"])
+    page = _page(Paginator(queryset, data["per_page"] or DEFAULT_PAGE_SIZE), data["page"] or 1)
+    rows = [(item, duration_of(item)) for item in page.object_list]
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "imports/import_list.html",
+        {"form": form, "page": page, "rows": rows, "mine": bool(data["mine"]),
+         "base_query": query.urlencode()},
+    )  # fmt: skip
+
+
+def _import_context(request: HttpRequest, import_request: ImportRequest) -> dict[str, Any]:
+    events = list(import_request.events.all())
+    return {
+        "import": import_request,
+        "hub_model_url": hub_model_url(import_request.repo_id),
+        "events": events,
+        "progress": import_progress_of(import_request, events),
+        "can_import": can_import(request.user),
+        "can_retry": import_request.status
+        in (ImportRequest.Status.FAILED, ImportRequest.Status.CANCELLED),
+        "can_cancel": import_request.status
+        in (ImportRequest.Status.QUEUED, ImportRequest.Status.RUNNING)
+        and not import_request.cancel_requested,
+    }
+
+
+def _get_import(pk: int) -> ImportRequest:
+    return get_object_or_404(
+        ImportRequest.objects.select_related("model_version__model", "requested_by"), pk=pk
+    )
+
+
+@require_GET
+@browse_required
+def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One import: live progress per stage, the timeline, the error in words, Retry/Cancel."""
+    if request.GET:
+        return _query_error(request, "This page takes no query parameters.")
+    import_request = _get_import(pk)
+    return render(request, "imports/import_detail.html", _import_context(request, import_request))
+
+
+@require_GET
+@browse_required
+def import_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The live part of the import page; it stops asking to be polled once the import ended."""
+    if request.GET:
+        return _query_error(request, "This page takes no query parameters.")
+    import_request = _get_import(pk)
+    return render(
+        request, "imports/import_detail.html#progress", _import_context(request, import_request)
+    )
+
+
+def _back_to_import(import_request: ImportRequest) -> HttpResponseRedirect:
+    return HttpResponseRedirect(reverse("imports:detail", args=[import_request.pk]), status=303)
+
+
+@require_POST
+@import_required
+def retry(request: HttpRequest, pk: int) -> HttpResponse:
+    import_request = _get_import(pk)
+    try:
+        retry_import(import_request, actor=request.user.get_username())
+    except ImportRejected as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Import #{pk} is queued again; finished stages are kept.")
+    return _back_to_import(import_request)
+
+
+@require_POST
+@import_required
+def cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    import_request = _get_import(pk)
+    try:
+        cancel_import(import_request, actor=request.user.get_username())
+    except ImportRejected as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Import #{pk}: cancellation requested.")
+    return _back_to_import(import_request)

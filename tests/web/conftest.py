@@ -1,0 +1,180 @@
+"""Fixtures for the web UI tests: users in groups, signed-in clients, a fresh cache namespace."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+
+from registry.models import ModelVersion, RegisteredModel, SigningKey
+
+PASSWORD = "correct horse battery staple 42"
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_namespace(settings: Any) -> None:
+    """Each test gets its own key prefix in the real Redis cache (no flush of a shared Redis)."""
+    caches = {name: dict(config) for name, config in settings.CACHES.items()}
+    caches["default"]["KEY_PREFIX"] = f"aegis-test-{uuid.uuid4().hex}"
+    settings.CACHES = caches
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def hub(settings: Any, hub_double: Any) -> Any:
+    """Settings pointing at the Hub double (no Vault needed for browsing)."""
+    settings.HF_ENDPOINT = hub_double.url
+    settings.HF_TOKEN = None
+    settings.AEGIS_S3_BUCKET = None
+    return hub_double
+
+
+def make_user(username: str, *groups: str, **extra: Any) -> User:
+    user = User.objects.create_user(username, f"{username}@example.org", PASSWORD, **extra)
+    for name in groups:
+        # get_or_create: a transactional test's flush removed the migration's groups
+        user.groups.add(Group.objects.get_or_create(name=name)[0])
+    return user
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    """An importer."""
+    return make_user("alice", "importer")
+
+
+@pytest.fixture
+def bob(db: None) -> User:
+    """A viewer."""
+    return make_user("bob", "viewer")
+
+
+@pytest.fixture
+def charlie(db: None) -> User:
+    """An auditor."""
+    return make_user("charlie", "auditor")
+
+
+@pytest.fixture
+def nobody(db: None) -> User:
+    """Signed in, but in no group."""
+    return make_user("nobody")
+
+
+def signed_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice: User) -> Client:
+    return signed_in(alice)
+
+
+@pytest.fixture
+def bob_client(bob: User) -> Client:
+    return signed_in(bob)
+
+
+@pytest.fixture
+def charlie_client(charlie: User) -> Client:
+    return signed_in(charlie)
+
+
+def signing_key() -> SigningKey:
+    key, _ = SigningKey.objects.get_or_create(
+        name="aegis-model-sign",
+        version=1,
+        vault_addr="http://127.0.0.1:8200",
+        fingerprint="ab" * 32,
+        defaults={"algorithm": "ecdsa-p256", "public_key_pem": "-----BEGIN PUBLIC KEY-----\n"},
+    )
+    return key
+
+
+def make_version(
+    model_name: str,
+    version: str,
+    *,
+    source_repo: str = "acme/tiny-bert",
+    commit: str = "0" * 40,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    key: SigningKey | None = None,
+    **model_fields: Any,
+) -> ModelVersion:
+    """A registry row as an import would write it (no artifact behind it)."""
+    model, _ = RegisteredModel.objects.get_or_create(
+        name=model_name, defaults={"source_repo": source_repo, **model_fields}
+    )
+    return ModelVersion.objects.create(
+        model=model,
+        version=version,
+        model_path=f"file:///srv/artifacts/{model_name}-{version}.tar.gz",
+        sha256="cd" * 32,
+        size=1234,
+        file_count=1,
+        manifest=[{"path": "config.json", "size": 12, "sha256": "ef" * 32,
+                   "hub_digest": "12" * 20, "hub_digest_kind": "git-blob-sha1"}],
+        model_signature={},
+        attestation={},
+        signing_key=key or signing_key(),
+        source_repo=source_repo,
+        source_revision="main",
+        source_commit=commit,
+        source_endpoint="https://huggingface.co",
+        import_options={"include": include or [], "exclude": exclude or []},
+        scan_results=[],
+        imported_by="alice",
+        imported_at=datetime(2026, 11, 2, 10, 0, tzinfo=UTC),
+    )  # fmt: skip
+
+
+def bulk_registry(models: int = 1000, versions_per_model: int = 5) -> None:
+    """Many registry rows, written with bulk_create (for query-count tests)."""
+    key = signing_key()
+    licenses = ["mit", "apache-2.0", "cc-by-4.0"]
+    RegisteredModel.objects.bulk_create(
+        RegisteredModel(
+            name=f"model-{index:04d}",
+            source_repo=f"org-{index % 7}/model-{index:04d}",
+            author=f"org-{index % 7}",
+            license=licenses[index % 3],
+            pipeline_tag="text-classification" if index % 2 else "fill-mask",
+            tags=["demo", f"t{index % 5}"],
+        )
+        for index in range(models)
+    )
+    rows = list(RegisteredModel.objects.order_by("pk"))
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    ModelVersion.objects.bulk_create(
+        ModelVersion(
+            model=model,
+            version=f"1.{number}",
+            model_path=f"file:///srv/{model.name}-1.{number}.tar.gz",
+            sha256=f"{number:064x}",
+            size=100 + number,
+            file_count=2,
+            manifest=[],
+            model_signature={},
+            attestation={},
+            signing_key=key,
+            source_repo=model.source_repo,
+            source_revision="main",
+            source_commit=f"{number:040x}",
+            source_endpoint="https://huggingface.co",
+            imported_by="alice",
+            imported_at=moment.replace(day=1 + number),
+        )
+        for model in rows
+        for number in range(versions_per_model)
+    )

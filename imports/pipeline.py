@@ -20,6 +20,7 @@ from aegis_catalog.lib.storage import ArtifactStore, StoredObject
 from imports.packaging import PackageResult, package_snapshot
 from registry import attestation
 from registry.attestation import SignedDigest
+from registry.card import CardMetadata
 
 Progress = Callable[[int, int], None]
 Signer = Callable[[bytes], SignedDigest]
@@ -55,21 +56,6 @@ def _noop_progress(done: int, total: int) -> None:
 
 
 # --- 1. resolve ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CardMetadata:
-    """Model card fields the registry keeps as real columns."""
-
-    author: str = ""
-    license: str = ""
-    pipeline_tag: str = ""
-    library_name: str = ""
-    base_model: str = ""
-    tags: tuple[str, ...] = ()
-    datasets: tuple[str, ...] = ()
-    languages: tuple[str, ...] = ()
-    gated: str = "no"
 
 
 @dataclass(frozen=True)

@@ -578,14 +578,13 @@ class ImportRunner:
         key: SigningKey,
     ) -> ModelVersion:
         request = self.request
-        meta = resolution.metadata
         with transaction.atomic():
             version = registry_actions.register(
                 actor=request.actor,
                 user=request.requested_by,
                 model_name=request.model_name,
                 version=request.version,
-                card=registry_actions.CardFields(**asdict(meta)),
+                card=resolution.metadata,
                 card_data=resolution.card_data,
                 model_path=stored.artifact.url,
                 sha256=packaged.sha256,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +13,7 @@ from django.utils import timezone
 
 from aegis_catalog.lib.vault import TransitClient, TransitKeyInfo
 from registry import attestation, audit
+from registry.card import CardMetadata
 from registry.models import ModelVersion, RegisteredModel, SigningKey
 
 SYSTEM_ACTOR = "aegis"
@@ -29,21 +29,6 @@ class VersionAlreadyExists(RegistryError):
 
 class UnknownSigningKey(RegistryError):
     pass
-
-
-@dataclass(frozen=True)
-class CardFields:
-    """The model card metadata the registry keeps as real fields."""
-
-    author: str = ""
-    license: str = ""
-    pipeline_tag: str = ""
-    library_name: str = ""
-    base_model: str = ""
-    tags: Sequence[str] = ()
-    datasets: Sequence[str] = ()
-    languages: Sequence[str] = ()
-    gated: str = "no"
 
 
 # --- trust store --------------------------------------------------------------------------
@@ -174,7 +159,7 @@ def register(
     actor: str,
     model_name: str,
     version: str,
-    card: CardFields,
+    card: CardMetadata,
     card_data: Mapping[str, Any],
     model_path: str,
     sha256: str,

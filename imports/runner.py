@@ -371,13 +371,16 @@ class ImportRunner:
             restore=pipeline.ScanResult.from_json,
             dump=lambda value: value.to_json(),
         )
-        key = self._signing_key()
+        # Reading the trust store from Vault belongs to the signing stage (and its failures).
+        ImportRequest.objects.filter(pk=request.pk).update(stage=Stage.SIGN_MODEL)
+        key = registry_actions.sync_signing_keys(svc.transit, request.sign_key)
         signer = TrustedTransitSigner(svc.transit, key)
         model_signature = self._stage(
             Stage.SIGN_MODEL,
             lambda: pipeline.sign_model_files(checked, signer, key.public_key_pem),
-            restore=lambda data: data,
-            dump=lambda value: value,
+            # Signed with another (older) key version: sign again with the current one.
+            restore=lambda data: data["bundle"] if data["key"] == key.pk else None,
+            dump=lambda value: {"bundle": value, "key": key.pk},
         )
         packaged = self._stage(
             Stage.PACKAGE,
@@ -521,20 +524,6 @@ class ImportRunner:
                 "commit": holder.commit,
             },
         )
-
-    def _signing_key(self) -> SigningKey:
-        key_name = self.request.sign_key or settings.AEGIS_SIGN_KEY
-        recorded = self.state.get("signing_key")
-        if recorded and not self._rerun:
-            key = SigningKey.objects.filter(pk=recorded, revoked=False).first()
-            if key is not None:
-                return key
-        key = registry_actions.sync_signing_keys(self.services.transit, key_name)
-        if key.pk != recorded:
-            self._rerun = True  # a new key version: everything signed must be signed again
-        self.state["signing_key"] = key.pk
-        self._save_state()
-        return key
 
     @staticmethod
     def _stat(download: pipeline.Download) -> dict[str, list[int]]:

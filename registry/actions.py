@@ -426,7 +426,7 @@ def record_verification(
         actor=actor,
         user=user,
         object_type="version" if version else "artifact",
-        object_id=version.pk if version else artifact,
+        object_id=version.pk if version else artifact.rsplit("/", 1)[-1][:100],
         object_repr=f"{version.model.name} {version.version}" if version else artifact,
         model_name=version.model.name if version else "",
         details=details,

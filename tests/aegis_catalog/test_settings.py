@@ -20,7 +20,7 @@ def load_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str
     clean = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("VAULT_", "AEGIS_", "DJANGO_", "DATABASE_", "AWS_"))
+        if not key.startswith(("VAULT_", "AEGIS_", "DJANGO_", "DATABASE_", "REDIS_", "AWS_"))
     }
     clean.update(AEGIS_VAR_DIR=str(tmp_path), **env)
     return subprocess.run(

@@ -209,7 +209,9 @@ def test_the_readme_verification_recipe_works_as_written(aegis, tmp_path):
     artifact = Path(request.result["artifact_url"].removeprefix("file://"))
     for name in (artifact.name, artifact.name + ".sigstore.json"):
         (tmp_path / name).write_bytes((artifact.parent / name).read_bytes())
-    key = SigningKey.objects.get(pk=request.state["signing_key"])
+    key = SigningKey.objects.get(
+        name=request.result["signing_key"], version=request.result["signing_key_version"]
+    )
     (tmp_path / "key.pem").write_text(key.public_key_pem)
     recipe = readme_verification_recipe()
     assert any(line.startswith("openssl dgst") for line in recipe)

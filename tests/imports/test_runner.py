@@ -1,0 +1,73 @@
+"""The runner: orphans removed when registration fails, resumed stages, cancellation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imports import actions
+from imports.actions import ImportOptions
+from imports.jobs import run_import
+from imports.models import ImportRequest
+from registry.models import ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+
+def stored_tarballs(environment) -> list[Path]:
+    return sorted(Path(environment.artifact_root).rglob("*.tar.gz"))
+
+
+def test_a_registration_that_loses_a_race_leaves_no_artifact_behind(aegis):
+    first = actions.start_import(
+        ImportOptions("acme/tiny-bert", "tiny-bert", "1.0", revision="main"),
+        actor="alice",
+        enqueue=False,
+    )
+    second = actions.start_import(
+        ImportOptions("acme/tiny-bert", "tiny-bert", "1.0", revision="v1.0"),
+        actor="bob",
+        enqueue=False,
+    )
+    assert run_import(first.pk) == "succeeded"
+    assert run_import(second.pk) == "failed"
+    second.refresh_from_db()
+    assert second.stage == "register"
+    assert "already has a version 1.0" in second.error
+    assert ModelVersion.objects.count() == 1
+    tarballs = stored_tarballs(aegis)
+    assert [path.parent.name for path in tarballs] == [f"import-{first.pk}"]
+    assert not any(Path(aegis.artifact_root).rglob(f"import-{second.pk}/*"))
+
+
+def test_a_retry_skips_the_stages_whose_output_is_still_valid(aegis, transit_key):
+    request = actions.start_import(
+        ImportOptions("acme/tiny-bert", "tiny-bert", "1.0", sign_key=transit_key),
+        actor="alice",
+        enqueue=False,
+    )
+    # Vault refuses the token once: the import fails at signing, after check and scan.
+    aegis.settings.VAULT_TOKEN = "wrong"
+    assert run_import(request.pk) == "failed"
+    request.refresh_from_db()
+    assert request.stage == "sign_model"
+    assert "permission denied" in request.error
+    aegis.settings.VAULT_TOKEN = aegis.openbao.root_token
+    actions.retry_import(request, actor="alice", enqueue=False)
+    assert run_import(request.pk) == "succeeded"
+    skipped = set(request.events.filter(kind="stage_skipped").values_list("stage", flat=True))
+    assert {"resolve", "check", "scan"} <= skipped
+    assert "download" not in skipped  # always rerun; finished files are kept
+    assert ModelVersion.objects.get().signing_key.name == transit_key
+
+
+def test_a_cancelled_queued_import_never_runs(aegis):
+    request = actions.start_import(
+        ImportOptions("acme/tiny-bert", "tiny-bert", "1.0"), actor="alice", enqueue=False
+    )
+    actions.cancel_import(request, actor="alice")
+    assert run_import(request.pk) == "skipped"
+    request.refresh_from_db()
+    assert request.status == ImportRequest.Status.CANCELLED
+    assert not stored_tarballs(aegis)

@@ -205,8 +205,8 @@ class AuditEvent(models.Model):
     """
 
     sequence = models.BigIntegerField(unique=True)
-    created_at = models.DateTimeField(db_index=True)
-    actor = models.CharField(max_length=300, db_index=True)
+    created_at = models.DateTimeField()
+    actor = models.CharField(max_length=300)
     actor_user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -215,11 +215,11 @@ class AuditEvent(models.Model):
         related_name="+",
         db_constraint=False,
     )
-    action = models.CharField(max_length=40, db_index=True)
+    action = models.CharField(max_length=40)
     object_type = models.CharField(max_length=40)
     object_id = models.CharField(max_length=100)
     object_repr = models.CharField(max_length=300)
-    model_name = models.CharField(max_length=100, blank=True, db_index=True)
+    model_name = models.CharField(max_length=100, blank=True)
     details = models.JSONField(default=dict, blank=True)
     previous_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
@@ -233,6 +233,7 @@ class AuditEvent(models.Model):
             models.Index(fields=["action", "-sequence"], name="audit_action_idx"),
             models.Index(fields=["model_name", "-sequence"], name="audit_model_idx"),
             models.Index(fields=["created_at", "sequence"], name="audit_time_idx"),
+            models.Index(fields=["object_type", "object_id", "-sequence"], name="audit_object_idx"),
         ]
 
     def __str__(self) -> str:

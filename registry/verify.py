@@ -125,8 +125,8 @@ def _verify_bundle(
 def _fetched(source: str, workdir: Path) -> Iterator[tuple[Path, bytes]]:
     """The tarball as a local path and its attestation bundle bytes."""
     if source.startswith(("file://", "s3://")):
-        store = services.store_for(source)
         try:
+            store = services.store_for(source)
             local = store.download(source, workdir / Path(source).name)
             bundle_path = store.download(
                 source + ".sigstore.json", workdir / (Path(source).name + ".sigstore.json")

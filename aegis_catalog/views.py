@@ -20,6 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
@@ -34,7 +35,8 @@ ROLE_GROUPS = (VIEWER, IMPORTER, AUDITOR, REGISTRY_ADMIN)
 BROWSE_GROUPS = ROLE_GROUPS
 IMPORT_GROUPS = (IMPORTER,)
 
-ViewFunction = Callable[..., HttpResponse]
+# Views may answer with a streamed or file response too.
+ViewFunction = Callable[..., HttpResponseBase]
 
 
 def user_groups(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
@@ -70,7 +72,7 @@ def require_groups(*groups: str, what: str) -> Callable[[ViewFunction], ViewFunc
 
     def decorator(view: ViewFunction) -> ViewFunction:
         @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not user_in_group(request.user, *groups):
                 raise PermissionDenied(
                     f"You need to be in the {' or '.join(groups)} group to {what}; "
@@ -172,3 +174,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
         {"status": "ok" if healthy else "unavailable", "checks": checks},
         status=200 if healthy else 503,
     )
+
+
+def navigation(request: HttpRequest) -> dict[str, bool]:
+    """Template context: which sections the signed-in user may open."""
+    user = request.user
+    return {
+        "nav_audit": user_in_group(user, "auditor", "registry-admin"),
+        "nav_admin": user_in_group(user, "registry-admin"),
+        "nav_jobs": bool(getattr(user, "is_staff", False)),
+    }

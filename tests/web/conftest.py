@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 
-from registry.models import ModelVersion, RegisteredModel, SigningKey
+from registry.models import (
+    GENESIS_HASH,
+    AuditChainHead,
+    AuditEvent,
+    ModelVersion,
+    RegisteredModel,
+    SigningKey,
+)
 
 PASSWORD = "correct horse battery staple 42"
 
@@ -61,6 +70,32 @@ def bob(db: None) -> User:
 def charlie(db: None) -> User:
     """An auditor."""
     return make_user("charlie", "auditor")
+
+
+# What the registry-admin group needs in the admin (tests/registry/test_admin.py does the same).
+REGISTRY_ADMIN_PERMISSIONS = (
+    "view_registeredmodel",
+    "change_registeredmodel",
+    "view_modelversion",
+    "change_modelversion",
+    "view_signingkey",
+    "change_signingkey",
+    "view_auditevent",
+)
+
+
+def make_registry_admin(username: str) -> User:
+    """A registry-admin group member with the admin permissions of that group."""
+    user = make_user(username, "registry-admin")
+    group = Group.objects.get(name="registry-admin")
+    group.permissions.add(*Permission.objects.filter(codename__in=REGISTRY_ADMIN_PERMISSIONS))
+    return user
+
+
+@pytest.fixture
+def rosa(db: None) -> User:
+    """A registry admin."""
+    return make_registry_admin("rosa")
 
 
 @pytest.fixture
@@ -178,3 +213,43 @@ def bulk_registry(models: int = 1000, versions_per_model: int = 5) -> None:
         for model in rows
         for number in range(versions_per_model)
     )
+
+
+def append_audit_events(events: Iterable[Mapping[str, Any]], *, batch_size: int = 5000) -> int:
+    """Append events to the audit hash chain with ``bulk_create``, linked exactly as
+    ``registry.audit.record`` links them, and move the chain head; returns how many.
+
+    Each mapping gives AuditEvent fields; ``created_at`` (aware) and ``actor`` are required,
+    ``action`` defaults to ``registry.version_edited``. Lets tests date events in the past
+    and write many quickly; ``verify_chain()`` must accept the result.
+    """
+    head = AuditChainHead.objects.filter(pk=1).first()
+    sequence = head.last_sequence if head else 0
+    previous_hash = head.last_hash if head else GENESIS_HASH
+    written = 0
+    iterator = iter(events)
+    while batch := list(islice(iterator, batch_size)):
+        rows = []
+        for fields in batch:
+            sequence += 1
+            event = AuditEvent(
+                sequence=sequence,
+                created_at=fields["created_at"],
+                actor=fields["actor"],
+                action=fields.get("action", "registry.version_edited"),
+                object_type=fields.get("object_type", "version"),
+                object_id=str(fields.get("object_id", "1")),
+                object_repr=fields.get("object_repr", "tiny-bert 1.0"),
+                model_name=fields.get("model_name", "tiny-bert"),
+                details=fields.get("details", {}),
+                previous_hash=previous_hash,
+            )
+            event.hash = event.compute_hash()
+            previous_hash = event.hash
+            rows.append(event)
+        AuditEvent.objects.bulk_create(rows)
+        written += len(rows)
+    AuditChainHead.objects.update_or_create(
+        pk=1, defaults={"last_sequence": sequence, "last_hash": previous_hash}
+    )
+    return written

@@ -18,8 +18,9 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import EmptyPage, Page, Paginator
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -184,3 +185,13 @@ def navigation(request: HttpRequest) -> dict[str, bool]:
         "nav_admin": user_in_group(user, "registry-admin"),
         "nav_jobs": bool(getattr(user, "is_staff", False)),
     }
+
+
+def page_or_404(paginator: Paginator, number: int) -> Page:
+    """One page of a list; a page past the end is a 404 that says how many there are."""
+    try:
+        return paginator.page(number)
+    except EmptyPage:
+        raise Http404(
+            f"There is no page {number}: there are {paginator.num_pages} page(s)."
+        ) from None

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core.cache import cache
-from django.core.paginator import EmptyPage, Page, Paginator
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -40,6 +40,7 @@ from aegis_catalog.views import (
     error_page,
     import_required,
     is_htmx,
+    page_or_404,
 )
 from imports.actions import ImportOptions, ImportRejected, cancel_import, retry_import, start_import
 from imports.cards import render_card
@@ -465,15 +466,6 @@ def duration_of(request: ImportRequest) -> float | None:
     return max(0.0, (end - request.started_at).total_seconds())
 
 
-def _page(paginator: Paginator, number: int) -> Page:
-    try:
-        return paginator.page(number)
-    except EmptyPage:
-        raise Http404(
-            f"There is no page {number}: there are {paginator.num_pages} page(s)."
-        ) from None
-
-
 @require_GET
 @browse_required
 def import_list(request: HttpRequest) -> HttpResponse:
@@ -495,7 +487,9 @@ def import_list(request: HttpRequest) -> HttpResponse:
         queryset = queryset.filter(requested_by_id=request.user.pk)
     if data["status"]:
         queryset = queryset.filter(status=data["status"])
-    page = _page(Paginator(queryset, data["per_page"] or DEFAULT_PAGE_SIZE), data["page"] or 1)
+    page = page_or_404(
+        Paginator(queryset, data["per_page"] or DEFAULT_PAGE_SIZE), data["page"] or 1
+    )
     rows = [(item, duration_of(item)) for item in page.object_list]
     query = request.GET.copy()
     query.pop("page", None)

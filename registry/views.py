@@ -19,7 +19,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.cache import cache
-from django.core.paginator import EmptyPage, Page, Paginator
+from django.core.paginator import Paginator
 from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.http import (
     FileResponse,
@@ -47,6 +47,7 @@ from aegis_catalog.views import (
     browse_required,
     error_page,
     is_htmx,
+    page_or_404,
     require_groups,
     user_in_group,
 )
@@ -153,15 +154,6 @@ class PageForm(forms.Form):
     FIELDS = {"page"}
 
 
-def _page(paginator: Paginator, number: int) -> Page:
-    try:
-        return paginator.page(number)
-    except EmptyPage:
-        raise Http404(
-            f"There is no page {number}: there are {paginator.num_pages} page(s)."
-        ) from None
-
-
 @require_GET
 @browse_required
 def model_list(request: HttpRequest) -> HttpResponse:
@@ -181,7 +173,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
             latest_version=Subquery(latest.values("version")[:1]),
         ).order_by("name")
     )
-    page = _page(
+    page = page_or_404(
         Paginator(queryset, form.cleaned_data["per_page"] or 25), form.cleaned_data["page"] or 1
     )
     query = request.GET.copy()
@@ -206,7 +198,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         return error_page(request, 400, "Invalid request", form_errors_text(form))
     model = get_object_or_404(RegisteredModel, name=name)
     versions = model.versions.select_related("signing_key").order_by("-imported_at", "-pk")
-    page = _page(Paginator(versions, 50), form.cleaned_data["page"] or 1)
+    page = page_or_404(Paginator(versions, 50), form.cleaned_data["page"] or 1)
     return render(request, "registry/model_detail.html", {"model": model, "page": page})
 
 
@@ -799,7 +791,7 @@ def audit_list(request: HttpRequest) -> HttpResponseBase:
         return _csv_export(events)
     if form.export_format == "json":
         return _json_export(events, form.active_filters())
-    page = _page(Paginator(events, form.page_size), form.page_number)
+    page = page_or_404(Paginator(events, form.page_size), form.page_number)
     query = request.GET.copy()
     query.pop("page", None)
     export = request.GET.copy()

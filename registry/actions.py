@@ -98,6 +98,11 @@ def sync_signing_keys(
             f"Vault lists no public key for the latest version {info.latest_version} of "
             f"transit key {key_name!r}"
         )
+    if latest[0].revoked:
+        raise RegistryError(
+            f"the latest version ({info.latest_version}) of transit key {key_name!r} is revoked "
+            "in the trust store: rotate the key in Vault before signing"
+        )
     return latest[0]
 
 

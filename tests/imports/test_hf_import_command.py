@@ -236,3 +236,12 @@ def test_it_shows_a_progress_bar_per_stage(aegis, capsys):
     assert "Check digests" in output.err
     assert "100%" in output.err
     assert re.search(r"import #\d+ succeeded", output.out)
+
+
+def test_a_second_import_of_the_same_commit_links_to_the_first(aegis, capsys):
+    hf_import("--repo-id", "acme/tiny-bert", "--model-name", "tb", "--version", "1", "--register")
+    hf_import("--repo-id", "acme/tiny-bert", "--model-name", "tb", "--version", "2", "--register")
+    output = capsys.readouterr().out
+    assert "registered:  tb 1" in output
+    assert "already imported with the same options" in output
+    assert ModelVersion.objects.count() == 1

@@ -149,3 +149,14 @@ def test_staff_sign_in_is_recorded(client, django_user_model):
     assert client.login(username="dana", password="pw-for-tests")
     signed_in = AuditEvent.objects.filter(action="auth.staff_signed_in")
     assert [event.actor for event in signed_in] == ["root"]
+
+
+def test_an_import_refuses_to_sign_with_a_revoked_latest_key(imported):
+    actions.revoke_signing_key(imported.signing_key, actor="root", reason="key leaked")
+    with pytest.raises(CommandError, match="is revoked in the trust store"):
+        call_command(
+            "hf_import",
+            "--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert-b", "--version", "1.0",
+            "--register", "--no-progress",
+        )  # fmt: skip
+    assert ModelVersion.objects.count() == 1

@@ -135,5 +135,11 @@ class Command(BaseCommand):
         self.stdout.write(f"attestation: {result['attestation_url']}")
         self.stdout.write(f"sha256:      {result['sha256']}")
         self.stdout.write(f"signed by:   {result['signing_key']} v{result['signing_key_version']}")
-        if request.model_version_id:
-            self.stdout.write(f"registered:  {request.model_name} {request.version}")
+        version = request.model_version
+        if version is not None:
+            self.stdout.write(f"registered:  {version.model.name} {version.version}")
+        if "linked_to" in result:
+            self.stdout.write(
+                f"note: this commit was already imported with the same options by import "
+                f"#{result['linked_to']}; nothing was imported again"
+            )

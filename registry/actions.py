@@ -436,12 +436,3 @@ def record_verification(
         model_name=version.model.name if version else "",
         details=details,
     )
-
-
-def find_version_by_digest(sha256: str) -> ModelVersion | None:
-    return (
-        ModelVersion.objects.select_related("model", "signing_key")
-        .filter(sha256=sha256)
-        .order_by("-imported_at")
-        .first()
-    )

@@ -321,7 +321,21 @@ class ArtifactStore(Protocol):
 # -- local directory ----------------------------------------------------------------------
 
 
-class LocalStore:
+class _Store:
+    """What both stores do the same way."""
+
+    def head(self, url: str) -> StoredObject:
+        raise NotImplementedError
+
+    def exists(self, url: str) -> bool:
+        try:
+            self.head(url)
+        except ObjectNotFound:
+            return False
+        return True
+
+
+class LocalStore(_Store):
     """Artifacts as files under `root`; URLs are `file:///<absolute path>`."""
 
     def __init__(self, root: Path) -> None:
@@ -415,13 +429,6 @@ class LocalStore:
         if not path.is_file():
             raise ObjectNotFound(f"{url} is not a file")
         return StoredObject(url=url, size=status.st_size, sha256=None)
-
-    def exists(self, url: str) -> bool:
-        try:
-            self.head(url)
-        except ObjectNotFound:
-            return False
-        return True
 
     def download(
         self,
@@ -522,7 +529,7 @@ def _sha256_base64(sha256_hex: str) -> str:
     return base64.b64encode(binascii.unhexlify(sha256_hex)).decode("ascii")
 
 
-class S3Store:
+class S3Store(_Store):
     """Artifacts in an S3 bucket under an optional prefix; URLs are `s3://bucket/prefix/key`.
 
     The boto3 client is created on first use and shared by threads (boto3 clients are
@@ -798,13 +805,6 @@ class S3Store:
             size=int(answer["ContentLength"]),
             sha256=answer.get("Metadata", {}).get(SHA256_METADATA_KEY),
         )
-
-    def exists(self, url: str) -> bool:
-        try:
-            self.head(url)
-        except ObjectNotFound:
-            return False
-        return True
 
     def download(
         self,

@@ -8,6 +8,7 @@ and the endpoint (never the token).
 
 from __future__ import annotations
 
+import errno
 import re
 import shutil
 import threading
@@ -115,6 +116,10 @@ class InvalidToken(HubError):
 
 class HubUnavailable(HubError):
     """The Hub could not be reached, timed out, or answered with a server error."""
+
+
+class LocalDiskFull(HubError):
+    """The download ran out of local disk space (not the Hub's fault)."""
 
 
 class NoFilesMatched(HubError):
@@ -680,6 +685,11 @@ class HubClient:
         if isinstance(error, httpx2.RequestError):
             return HubUnavailable(
                 f"Cannot reach the Hub at {self.endpoint} for {what}: {type(error).__name__}."
+            )
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return LocalDiskFull(
+                f"No space left on the local disk while fetching {what}: free some space or "
+                "point AEGIS_WORK_DIR at a larger disk, then retry."
             )
         if isinstance(error, OSError):
             # huggingface_hub's size check ("Consistency check failed") and disk errors.

@@ -181,3 +181,20 @@ def test_it_refuses_a_gated_repo_without_a_token(aegis):
     with pytest.raises(CommandError, match="gated"):
         hf_import("--repo-id", "acme/gated-llama", "--model-name", "g", "--version", "1")
     assert_nothing_registered_or_stored(aegis)
+
+
+def test_it_reports_a_full_disk_during_the_download(aegis, monkeypatch):
+    import errno
+
+    from aegis_catalog.lib import hub
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(hub, "hf_hub_download", disk_full)
+    with pytest.raises(CommandError) as error:
+        hf_import("--repo-id", "acme/tiny-bert", "--model-name", "m", "--version", "1")
+    assert "No space left on the local disk" in str(error.value)
+    assert "AEGIS_WORK_DIR" in str(error.value)
+    assert ImportRequest.objects.get().stage == "download"
+    assert_nothing_registered_or_stored(aegis)

@@ -11,9 +11,10 @@ import re
 import time
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import django_rq
+from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -195,3 +196,22 @@ def page_or_404(paginator: Paginator, number: int) -> Page:
         raise Http404(
             f"There is no page {number}: there are {paginator.num_pages} page(s)."
         ) from None
+
+
+FormT = TypeVar("FormT", bound=forms.Form)
+
+
+def query_form(request: HttpRequest, form_class: type[FormT]) -> FormT | HttpResponse:
+    """The page's GET parameters bound to ``form_class`` and valid, or the 400 page saying
+    which parameter is unknown, repeated or invalid. ``form_class.FIELDS`` names the allowed
+    parameters."""
+    from imports.forms import UnknownParameters, form_errors_text, reject_unknown_parameters
+
+    try:
+        reject_unknown_parameters(request.GET, form_class.FIELDS)  # type: ignore[attr-defined]
+    except UnknownParameters as error:
+        return error_page(request, 400, "Invalid request", str(error))
+    form = form_class(request.GET)
+    if not form.is_valid():
+        return error_page(request, 400, "Invalid request", form_errors_text(form))
+    return form

@@ -41,6 +41,7 @@ from aegis_catalog.views import (
     import_required,
     is_htmx,
     page_or_404,
+    query_form,
 )
 from imports.actions import ImportOptions, ImportRejected, cancel_import, retry_import, start_import
 from imports.cards import render_card
@@ -306,13 +307,9 @@ def _render_model_page(
 def hub_model(request: HttpRequest, org: str, name: str) -> HttpResponse:
     """A Hub model: its card, metadata, files, imported versions and (importers) the form."""
     repo_id = _repo_id(org, name)
-    try:
-        reject_unknown_parameters(request.GET, RevisionForm.FIELDS)
-    except UnknownParameters as error:
-        return _query_error(request, str(error))
-    form = RevisionForm(request.GET)
-    if not form.is_valid():
-        return _query_error(request, form_errors_text(form))
+    form = query_form(request, RevisionForm)
+    if isinstance(form, HttpResponse):
+        return form
     revision = form.cleaned_data["revision"] or "main"
     try:
         validate_revision(revision)
@@ -470,13 +467,9 @@ def duration_of(request: ImportRequest) -> float | None:
 @browse_required
 def import_list(request: HttpRequest) -> HttpResponse:
     """All imports, or with ``?mine=1`` the user's own; a fixed number of queries per page."""
-    try:
-        reject_unknown_parameters(request.GET, ImportListForm.FIELDS)
-    except UnknownParameters as error:
-        return _query_error(request, str(error))
-    form = ImportListForm(request.GET)
-    if not form.is_valid():
-        return _query_error(request, form_errors_text(form))
+    form = query_form(request, ImportListForm)
+    if isinstance(form, HttpResponse):
+        return form
     data = form.cleaned_data
     queryset = ImportRequest.objects.select_related("model_version__model").only(
         "id", "repo_id", "revision", "commit", "model_name", "version", "status", "stage",

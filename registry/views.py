@@ -48,6 +48,7 @@ from aegis_catalog.views import (
     error_page,
     is_htmx,
     page_or_404,
+    query_form,
     require_groups,
     user_in_group,
 )
@@ -55,9 +56,6 @@ from imports.forms import (
     MAX_PAGE,
     MAX_QUERY_LENGTH,
     PAGE_SIZES,
-    UnknownParameters,
-    form_errors_text,
-    reject_unknown_parameters,
 )
 from registry import attestation
 from registry.actions import record_verification
@@ -158,13 +156,9 @@ class PageForm(forms.Form):
 @browse_required
 def model_list(request: HttpRequest) -> HttpResponse:
     """Registered models, searchable and filtered; a fixed number of queries per page."""
-    try:
-        reject_unknown_parameters(request.GET, RegistryFilterForm.FIELDS)
-    except UnknownParameters as error:
-        return error_page(request, 400, "Invalid request", str(error))
-    form = RegistryFilterForm(request.GET)
-    if not form.is_valid():
-        return error_page(request, 400, "Invalid request", form_errors_text(form))
+    form = query_form(request, RegistryFilterForm)
+    if isinstance(form, HttpResponse):
+        return form
     latest = ModelVersion.objects.filter(model=OuterRef("pk")).order_by("-imported_at", "-pk")
     queryset = form.filter(
         RegisteredModel.objects.annotate(
@@ -189,13 +183,9 @@ def model_list(request: HttpRequest) -> HttpResponse:
 @browse_required
 def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     """One registered model: its card metadata and its versions."""
-    try:
-        reject_unknown_parameters(request.GET, PageForm.FIELDS)
-    except UnknownParameters as error:
-        return error_page(request, 400, "Invalid request", str(error))
-    form = PageForm(request.GET)
-    if not form.is_valid():
-        return error_page(request, 400, "Invalid request", form_errors_text(form))
+    form = query_form(request, PageForm)
+    if isinstance(form, HttpResponse):
+        return form
     model = get_object_or_404(RegisteredModel, name=name)
     versions = model.versions.select_related("signing_key").order_by("-imported_at", "-pk")
     page = page_or_404(Paginator(versions, 50), form.cleaned_data["page"] or 1)
@@ -779,13 +769,9 @@ def _json_export(events: QuerySet[AuditEvent], filters: dict[str, str]) -> Strea
 def audit_list(request: HttpRequest) -> HttpResponseBase:
     """Audit events, newest first, filtered and paged; ``?format=csv|json`` exports every
     matching event (streamed), not only one page. Shows the hash chain's status."""
-    try:
-        reject_unknown_parameters(request.GET, AuditFilterForm.FIELDS)
-    except UnknownParameters as error:
-        return error_page(request, 400, "Invalid request", str(error))
-    form = AuditFilterForm(request.GET)
-    if not form.is_valid():
-        return error_page(request, 400, "Invalid request", form_errors_text(form))
+    form = query_form(request, AuditFilterForm)
+    if isinstance(form, HttpResponse):
+        return form
     events = form.events()
     if form.export_format == "csv":
         return _csv_export(events)

@@ -14,15 +14,9 @@ from imports.models import ImportEvent, ImportRequest
 from registry import attestation
 from registry.models import ModelVersion, RegisteredModel, SigningKey
 from registry.verify import verify_model_artifact
+from tests.tools import VENV_BIN, model_signing
 
 pytestmark = pytest.mark.django_db
-
-
-def model_signing_binary() -> str:
-    import shutil
-    import sys
-
-    return shutil.which("model_signing") or str(Path(sys.executable).parent / "model_signing")
 
 
 def hf_import(*args: str) -> None:
@@ -84,7 +78,7 @@ def test_it_imports_a_multi_file_repo_into_s3_that_standard_tools_verify(aegis_s
     subprocess.run(["tar", "-xzf", str(tarball), "-C", str(extracted)], check=True)
     root = extracted / "tiny-bert-1.0"
     signing = subprocess.run(
-        [model_signing_binary(), "verify", "key", str(root / "model"),
+        [model_signing(), "verify", "key", str(root / "model"),
          "--signature", str(root / "model.sig"), "--public_key", str(key_pem)],
         capture_output=True, text=True,
     )  # fmt: skip
@@ -202,7 +196,6 @@ def readme_verification_recipe() -> list[str]:
 
 def test_the_readme_verification_recipe_works_as_written(aegis, tmp_path):
     import os
-    import sys
 
     hf_import("--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert", "--version", "1.0")
     request = ImportRequest.objects.get()
@@ -216,7 +209,7 @@ def test_the_readme_verification_recipe_works_as_written(aegis, tmp_path):
     recipe = readme_verification_recipe()
     assert any(line.startswith("openssl dgst") for line in recipe)
     assert any(line.startswith("model_signing verify") for line in recipe)
-    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    environment = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
     run = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", "\n".join(recipe)],
         cwd=tmp_path,

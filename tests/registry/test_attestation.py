@@ -4,7 +4,6 @@ import base64
 import hashlib
 import json
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from registry.attestation import (
     MalformedPublicKey,
     SignedDigest,
 )
+from tests.tools import model_signing
 
-VENV_BIN = Path(sys.executable).parent
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -78,7 +77,7 @@ def files_of(model: Path) -> list[tuple[str, str]]:
 def run_model_signing_verify(model: Path, signature: Path, key_pem: Path):
     return subprocess.run(
         [
-            str(VENV_BIN / "model_signing"),
+            model_signing(),
             "verify",
             "key",
             str(model),

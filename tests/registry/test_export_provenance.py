@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from registry import attestation
 from registry.models import ModelVersion
+from tests.tools import model_signing
 
 pytestmark = pytest.mark.django_db
-
-
-def model_signing() -> str:
-    return shutil.which("model_signing") or str(Path(sys.executable).parent / "model_signing")
 
 
 @pytest.fixture

@@ -8,9 +8,7 @@ import html as html_lib
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,15 +19,10 @@ from imports.jobs import run_import
 from imports.models import ImportRequest
 from registry.actions import revoke_signing_key, set_version_status
 from registry.models import AuditEvent, ModelVersion
+from tests.tools import VENV_BIN, model_signing
 from tests.web.conftest import make_version
 
 pytestmark = pytest.mark.django_db
-
-VENV_BIN = Path(sys.executable).parent
-
-
-def model_signing() -> str:
-    return shutil.which("model_signing") or str(VENV_BIN / "model_signing")
 
 
 def import_version(repo_id: str, name: str, alice, **options) -> ModelVersion:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aegis_catalog.lib.hub import HubClient, HubFile, HubModel
-from aegis_catalog.lib.storage import ArtifactStore, StoredObject
+from aegis_catalog.lib.storage import ArtifactStore, StorageError, StoredObject
 from imports.packaging import PackageResult, package_snapshot
 from registry import attestation
 from registry.attestation import SignedDigest
@@ -600,6 +600,6 @@ def stored_still_present(store: ArtifactStore, stored: Stored, packaged: Package
     """Whether a retried import can skip the store stage: the tarball is there, same size."""
     try:
         head = store.head(stored.artifact.url)
-    except Exception:
+    except StorageError:
         return False
     return head.size == packaged.size and store.exists(stored.attestation.url)

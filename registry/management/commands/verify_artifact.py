@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from imports.management.commands.hf_import import os_identity
+from aegis_catalog.identity import os_identity
 from registry.verify import VerificationError, verify_and_record
 
 

@@ -34,8 +34,12 @@ format: $(INSTALLED)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Performance figures (README "Performance"); SIZE_GIB=0.25 for a quick run. Needs wrk for
+# the web figure: installed with apt-get when missing (as .ci/run does for chromium).
+SIZE_GIB ?= 1
 bench: $(INSTALLED)
-	for script in bench/*.py; do $(PY) $$script || exit 1; done
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
+	$(PY) bench/run.py --size-gib $(SIZE_GIB)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -25,6 +25,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
@@ -276,6 +277,24 @@ def _copy_into(source: IO[bytes], fd: int, digest: Any, progress: Progress | Non
 # -- the interface ------------------------------------------------------------------------
 
 
+class Upload(Protocol):
+    """An object being written while its bytes are produced (see `ArtifactStore.open_upload`).
+
+    `write` may block while earlier bytes are still in flight (memory stays bounded), and
+    raises a StorageError as soon as the store refused part of it. `complete(sha256=...)`
+    makes the object visible at `url` and checks its size; the caller hashed the bytes it
+    wrote and vouches for `sha256`. `abort` discards everything written, completed or not.
+    """
+
+    url: str
+
+    def write(self, data: bytes) -> None: ...
+
+    def complete(self, *, sha256: str) -> StoredObject: ...
+
+    def abort(self) -> None: ...
+
+
 class ArtifactStore(Protocol):
     """What the import pipeline and the verifier need from a store."""
 
@@ -307,6 +326,14 @@ class ArtifactStore(Protocol):
         expected_sha256: str | None = None,
     ) -> Path: ...
 
+    def open_upload(
+        self,
+        key: str,
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        expected_size: int | None = None,
+    ) -> Upload: ...
+
     def head(self, url: str) -> StoredObject: ...
 
     def exists(self, url: str) -> bool: ...
@@ -319,6 +346,53 @@ class ArtifactStore(Protocol):
 
 
 # -- local directory ----------------------------------------------------------------------
+class _LocalUpload:
+    """A streamed write into a temporary file beside the destination, renamed on complete."""
+
+    def __init__(self, destination: Path) -> None:
+        self.destination = destination
+        self.url = destination.as_uri()
+        self._what = f"writing {self.url}"
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            self._fd, name = tempfile.mkstemp(
+                dir=destination.parent, prefix=f".{destination.name}.", suffix=".partial"
+            )
+        except OSError as error:
+            raise _oserror_to_storage_error(error, self._what) from error
+        self._temporary = Path(name)
+        self._size = 0
+        self._open = True
+
+    def write(self, data: bytes) -> None:
+        try:
+            _write_all(self._fd, data)
+        except OSError as error:
+            self.abort()
+            raise _oserror_to_storage_error(error, self._what) from error
+        self._size += len(data)
+
+    def complete(self, *, sha256: str) -> StoredObject:
+        _check_sha256(sha256)
+        try:
+            os.fchmod(self._fd, 0o644)
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._open = False
+            self._temporary.replace(self.destination)
+        except OSError as error:
+            self.abort()
+            raise _oserror_to_storage_error(error, self._what) from error
+        _fsync_directory(self.destination.parent)
+        return StoredObject(url=self.url, size=self._size, sha256=sha256)
+
+    def abort(self) -> None:
+        if self._open:
+            self._open = False
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        with contextlib.suppress(OSError):
+            self._temporary.unlink()
 
 
 class _Store:
@@ -415,6 +489,16 @@ class LocalStore(_Store):
             for start in range(0, len(view), CHUNK_SIZE):
                 _write_all(fd, view[start : start + CHUNK_SIZE])
         return StoredObject(url=url, size=len(data), sha256=actual)
+
+    def open_upload(
+        self,
+        key: str,
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        expected_size: int | None = None,
+    ) -> _LocalUpload:
+        """Write `key` as the bytes come (atomically: nothing is at the URL until complete)."""
+        return _LocalUpload(self.path_for(key))
 
     # reads
 
@@ -527,6 +611,164 @@ def _full_object_checksum(head: dict[str, Any]) -> str | None:
 
 def _sha256_base64(sha256_hex: str) -> str:
     return base64.b64encode(binascii.unhexlify(sha256_hex)).decode("ascii")
+
+
+MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
+
+
+class _S3Upload:
+    """A multipart upload fed as the bytes are produced: full parts go up on a small thread
+    pool, at most `max_concurrency` in flight (`write` waits for a free slot), each with its
+    SHA-256 for the server to check. Retries are botocore's (standard mode)."""
+
+    def __init__(
+        self, store: S3Store, object_key: str, *, content_type: str, expected_size: int | None
+    ) -> None:
+        self._store = store
+        self._key = object_key
+        self.url = f"s3://{store.bucket}/{object_key}"
+        config = store.config
+        part_size = max(config.multipart_chunksize, 5 * MiB)
+        if expected_size is not None:
+            # Leave room under S3's 10,000-part limit for a tarball a bit larger than expected.
+            while expected_size * 1.1 / part_size > MAX_PARTS:
+                part_size *= 2
+        self._part_size = part_size
+        self._buffer = bytearray()
+        self._parts: dict[int, dict[str, Any]] = {}
+        self._part_sha256: dict[int, bytes] = {}
+        self._size = 0
+        self._error: StorageError | None = None
+        self._slots = threading.BoundedSemaphore(max(1, config.max_concurrency))
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, config.max_concurrency), thread_name_prefix="aegis-s3-part"
+        )
+        self._futures: list[Future[None]] = []
+        self._done = False
+        try:
+            answer = store.client.create_multipart_upload(
+                Bucket=store.bucket,
+                Key=object_key,
+                ContentType=content_type,
+                ChecksumAlgorithm="SHA256",
+            )
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+            self._pool.shutdown()
+            raise store._translate(
+                error, bucket=store.bucket, url=self.url, action="uploading"
+            ) from error
+        self._upload_id = answer["UploadId"]
+
+    def write(self, data: bytes) -> None:
+        self._raise_if_failed()
+        self._buffer += data
+        while len(self._buffer) >= self._part_size:
+            with memoryview(self._buffer) as view:
+                part = bytes(view[: self._part_size])  # one copy, no temporary slice
+            del self._buffer[: self._part_size]
+            self._submit(part)
+
+    def _submit(self, part: bytes) -> None:
+        number = len(self._futures) + 1
+        if number > MAX_PARTS:
+            raise StorageError(f"{self.url} would need more than {MAX_PARTS} parts")
+        # Wait for a slot: never more than max_concurrency parts held in memory.
+        while not self._slots.acquire(timeout=0.5):
+            self._raise_if_failed()
+        self._size += len(part)
+        self._futures.append(self._pool.submit(self._upload_part, number, part))
+
+    def _upload_part(self, number: int, part: bytes) -> None:
+        try:
+            if self._error is not None:
+                return
+            digest = hashlib.sha256(part).digest()
+            checksum = base64.b64encode(digest).decode("ascii")
+            answer = self._store.client.upload_part(
+                Bucket=self._store.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=part,
+                ChecksumSHA256=checksum,
+            )
+            self._part_sha256[number] = digest
+            self._parts[number] = {
+                "PartNumber": number,
+                "ETag": answer["ETag"],
+                "ChecksumSHA256": answer.get("ChecksumSHA256", checksum),
+            }
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+            if self._error is None:
+                self._error = self._store._translate(
+                    error, bucket=self._store.bucket, url=self.url, action="uploading"
+                )
+        finally:
+            self._slots.release()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            self.abort()
+            raise self._error
+
+    def complete(self, *, sha256: str) -> StoredObject:
+        """Send the last part, finish the upload, and check the stored size and checksum."""
+        _check_sha256(sha256)
+        self._raise_if_failed()
+        if self._buffer or not self._futures:
+            self._submit(bytes(self._buffer))
+            self._buffer = bytearray()
+        for future in self._futures:
+            future.result()
+        self._pool.shutdown()
+        self._raise_if_failed()
+        parts = [self._parts[number] for number in sorted(self._parts)]
+        store = self._store
+        try:
+            store.client.complete_multipart_upload(
+                Bucket=store.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+            self.abort()
+            raise store._translate(
+                error, bucket=store.bucket, url=self.url, action="uploading"
+            ) from error
+        self._done = True
+        head = store._head_raw(store.bucket, self._key, self.url)
+        problems = []
+        if head.get("ContentLength") != self._size:
+            problems.append(f"size {head.get('ContentLength')} instead of {self._size}")
+        composite = head.get("ChecksumSHA256")
+        if composite and "-" in composite:
+            # The server's checksum of the part checksums, as S3 defines it for multipart.
+            digests = b"".join(self._part_sha256[number] for number in sorted(self._parts))
+            expected = base64.b64encode(hashlib.sha256(digests).digest()).decode("ascii")
+            if composite != f"{expected}-{len(parts)}":
+                problems.append("a composite SHA-256 checksum that differs from the parts sent")
+        if problems:
+            self.abort()
+            raise ChecksumMismatch(
+                f"{self.url} at {store.endpoint} was stored with {'; '.join(problems)}; "
+                "the object was removed"
+            )
+        return StoredObject(url=self.url, size=self._size, sha256=sha256)
+
+    def abort(self) -> None:
+        """Discard the upload (or the completed object); never raises."""
+        if self._error is None:
+            self._error = StorageError(f"the upload of {self.url} was aborted")
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        failures = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
+        with contextlib.suppress(*failures):
+            if self._done:
+                self._store.client.delete_object(Bucket=self._store.bucket, Key=self._key)
+            else:
+                self._store.client.abort_multipart_upload(
+                    Bucket=self._store.bucket, Key=self._key, UploadId=self._upload_id
+                )
 
 
 class S3Store(_Store):
@@ -775,6 +1017,22 @@ class S3Store(_Store):
             raise self._translate(error, bucket=self.bucket, url=url, action="uploading") from error
         self._verify_upload(url, object_key, size=len(data), sha256=actual)
         return StoredObject(url=url, size=len(data), sha256=actual)
+
+    def open_upload(
+        self,
+        key: str,
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        expected_size: int | None = None,
+    ) -> _S3Upload:
+        """A multipart upload to `key` fed as the bytes are produced (parts in parallel).
+
+        The object has no `sha256` metadata (its digest is not known when the upload starts):
+        each part's SHA-256 is checked by the server, and the composite checksum afterwards.
+        """
+        return _S3Upload(
+            self, self.object_key(key), content_type=content_type, expected_size=expected_size
+        )
 
     def _verify_upload(self, url: str, object_key: str, *, size: int, sha256: str) -> None:
         head = self._head_raw(self.bucket, object_key, url)

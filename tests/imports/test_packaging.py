@@ -160,10 +160,10 @@ def test_it_refuses_a_file_that_changed_since_it_was_checked(tmp_path):
 def test_it_removes_the_partial_file_when_the_disk_is_full(tmp_path, monkeypatch):
     files = write_tree(tmp_path / "src", MODEL_CONTENT)
 
-    def full_disk(self, data):
+    def full_disk(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(packaging._HashingWriter, "write", full_disk)
+    monkeypatch.setattr(packaging, "_write_output", full_disk)
     with pytest.raises(PackagingError, match="no space left"):
         package(tmp_path, "a.tar.gz", files)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
@@ -319,3 +319,68 @@ def test_it_packages_random_trees_deterministically(tree, seed):
         safe_extract(root / "one.tar.gz", root / "out")
         for relative, data in tree.items():
             assert (root / "out" / "org--m-1" / "model" / relative).read_bytes() == data
+
+
+class CollectingUpload:
+    """Stands in for a store upload: keeps what the packager streams into it."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.received += data
+        self.writes += 1
+
+
+def test_it_writes_the_same_bytes_whatever_the_number_of_compression_threads(tmp_path):
+    # Several compression blocks: random (incompressible) and repetitive (compressible) data.
+    content = {
+        "weights.safetensors": os.urandom(packaging.BLOCK_SIZE * 2 + 12345),
+        "tokenizer.json": b'{"token": "value"}\n' * 400_000,
+        "empty.txt": b"",
+    }
+    files = write_tree(tmp_path / "src", content)
+
+    one = package(tmp_path, "one.tar.gz", files, compress_workers=1)
+    three = package(tmp_path, "three.tar.gz", files, compress_workers=3)
+
+    assert (tmp_path / "one.tar.gz").read_bytes() == (tmp_path / "three.tar.gz").read_bytes()
+    assert one.sha256 == three.sha256
+    subprocess.run(["gzip", "-t", str(tmp_path / "one.tar.gz")], check=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["tar", "-xzf", str(tmp_path / "one.tar.gz"), "-C", str(out)], check=True)
+    for relative, data in content.items():
+        assert (out / "org--m-1" / "model" / relative).read_bytes() == data
+    # The tar stream inside is the one tarfile itself writes for the same members.
+    with tarfile.open(tmp_path / "one.tar.gz") as tar:
+        assert [m.name for m in tar.getmembers()][-3:] == [
+            "org--m-1/model/empty.txt",
+            "org--m-1/model/tokenizer.json",
+            "org--m-1/model/weights.safetensors",
+        ]
+
+
+def test_it_streams_the_same_bytes_to_the_upload_as_to_the_file(tmp_path):
+    files = write_tree(tmp_path / "src", {**MODEL_CONTENT, "big.bin": os.urandom(5_000_000)})
+    upload = CollectingUpload()
+
+    result = package(tmp_path, "a.tar.gz", files, upload=upload)
+
+    written = (tmp_path / "a.tar.gz").read_bytes()
+    assert bytes(upload.received) == written
+    assert result.sha256 == sha256(written)
+    assert upload.writes > 2  # streamed block by block, not handed over at the end
+
+
+def test_it_stops_and_removes_the_partial_file_when_the_upload_fails(tmp_path):
+    files = write_tree(tmp_path / "src", {"big.bin": os.urandom(3 * packaging.BLOCK_SIZE)})
+
+    class FailingUpload:
+        def write(self, data: bytes) -> None:
+            raise OSError(errno.ECONNRESET, "Connection reset by peer")
+
+    with pytest.raises(PackagingError, match="Connection reset"):
+        package(tmp_path, "a.tar.gz", files, upload=FailingUpload())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

@@ -22,6 +22,7 @@ from aegis_catalog.lib.storage import (
     S3Config,
     S3Store,
     StorageAccessDenied,
+    StorageError,
     StorageFull,
     StorageUnavailable,
     StoredObject,
@@ -478,3 +479,113 @@ def test_it_gives_up_when_the_connection_drops_and_no_retry_is_allowed(
         S3Store(config).put_file(source, "m/1/m.tar.gz", sha256=digest)
     assert proxy.dropped == 1
     assert seaweedfs.client().list_objects_v2(Bucket=s3_bucket).get("Contents", []) == []
+
+
+# -- streamed uploads (the packager writes the tarball into the store as it is produced) ------
+
+
+def feed(upload, data: bytes, piece: int) -> None:
+    for start in range(0, len(data), piece):
+        upload.write(data[start : start + piece])
+
+
+def test_it_streams_an_upload_into_s3_in_parallel_parts(
+    seaweedfs: SeaweedS3, s3_bucket: str
+) -> None:
+    store = S3Store(
+        seaweedfs.storage_config(s3_bucket, multipart_chunksize=5 * MiB, max_concurrency=3)
+    )
+    data = os.urandom(17 * MiB + 11)
+    digest = hashlib.sha256(data).hexdigest()
+
+    upload = store.open_upload("m/1/m.tar.gz", content_type="application/gzip")
+    feed(upload, data, 3 * MiB + 1)
+    assert not store.exists(upload.url)  # nothing visible before it is complete
+    stored = upload.complete(sha256=digest)
+
+    assert stored == StoredObject(url=store.url_for("m/1/m.tar.gz"), size=len(data), sha256=digest)
+    head = seaweedfs.client().head_object(Bucket=s3_bucket, Key="m/1/m.tar.gz")
+    assert head["ETag"].endswith('-4"')  # 5 + 5 + 5 + 2 MiB parts
+    assert head["ContentType"] == "application/gzip"
+    body = seaweedfs.client().get_object(Bucket=s3_bucket, Key="m/1/m.tar.gz")["Body"].read()
+    assert body == data
+    assert store.head(stored.url).size == len(data)
+
+
+def test_it_streams_an_empty_or_tiny_upload_as_one_part(
+    seaweedfs: SeaweedS3, s3_bucket: str
+) -> None:
+    store = S3Store(seaweedfs.storage_config(s3_bucket))
+    upload = store.open_upload("m/1/tiny.bin")
+    upload.write(b"tiny")
+    stored = upload.complete(sha256=hashlib.sha256(b"tiny").hexdigest())
+    body = seaweedfs.client().get_object(Bucket=s3_bucket, Key="m/1/tiny.bin")["Body"].read()
+    assert (body, stored.size) == (b"tiny", 4)
+
+
+def test_it_leaves_nothing_behind_when_a_streamed_upload_is_aborted(
+    seaweedfs: SeaweedS3, s3_bucket: str
+) -> None:
+    store = S3Store(seaweedfs.storage_config(s3_bucket, multipart_chunksize=5 * MiB))
+    upload = store.open_upload("m/1/m.tar.gz")
+    feed(upload, os.urandom(12 * MiB), MiB)
+    upload.abort()
+
+    client = seaweedfs.client()
+    assert client.list_objects_v2(Bucket=s3_bucket).get("Contents", []) == []
+    assert client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    with pytest.raises(StorageError):
+        upload.write(b"more")
+
+
+def test_it_survives_dropped_connections_during_a_streamed_upload(
+    seaweedfs: SeaweedS3, s3_bucket: str, proxy_factory
+) -> None:
+    proxy = proxy_factory({2, 4})
+    config = seaweedfs.storage_config(
+        s3_bucket,
+        endpoint_url=f"http://127.0.0.1:{proxy.port}",
+        multipart_chunksize=5 * MiB,
+        max_attempts=3,
+    )
+    data = os.urandom(12 * MiB)
+    upload = S3Store(config).open_upload("m/1/m.tar.gz")
+    feed(upload, data, MiB)
+    upload.complete(sha256=hashlib.sha256(data).hexdigest())
+
+    assert proxy.dropped == 2
+    body = seaweedfs.client().get_object(Bucket=s3_bucket, Key="m/1/m.tar.gz")["Body"].read()
+    assert body == data
+
+
+def test_it_reports_an_unreachable_endpoint_when_a_streamed_upload_starts() -> None:
+    config = S3Config(
+        endpoint_url=f"http://127.0.0.1:{closed_port()}",
+        access_key_id="AKEXAMPLE",
+        secret_access_key="secret-value",
+        region="us-east-1",
+        bucket="models",
+        max_attempts=1,
+        connect_timeout=0.5,
+    )
+    with pytest.raises(StorageUnavailable, match="unreachable") as caught:
+        S3Store(config).open_upload("m/1/m.tar.gz")
+    assert "secret-value" not in str(caught.value)
+
+
+def test_it_streams_an_upload_into_a_local_directory_atomically(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "artifacts")
+    data = os.urandom(3 * MiB + 5)
+    digest = hashlib.sha256(data).hexdigest()
+
+    upload = store.open_upload("m/1/m.tar.gz")
+    feed(upload, data, MiB)
+    assert not store.exists(upload.url)
+    stored = upload.complete(sha256=digest)
+
+    assert stored == StoredObject(url=store.url_for("m/1/m.tar.gz"), size=len(data), sha256=digest)
+    assert (tmp_path / "artifacts" / "m" / "1" / "m.tar.gz").read_bytes() == data
+    aborted = store.open_upload("m/2/m.tar.gz")
+    aborted.write(b"partial")
+    aborted.abort()
+    assert files_in(tmp_path / "artifacts") == ["m", "m/1", "m/1/m.tar.gz", "m/2"]

@@ -1,0 +1,106 @@
+"""Fill the bench database with registered models and versions; print a session cookie.
+
+Usage: python bench/seed_registry.py VERSIONS   (env: DATABASE_URL of the bench database)
+Prints one JSON line {"sessionid": ..., "versions": N}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aegis_catalog.settings")
+
+VERSIONS_PER_MODEL = 20
+
+
+def main() -> None:
+    import django
+
+    django.setup()
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from registry.models import ModelVersion, RegisteredModel, SigningKey
+
+    total = int(sys.argv[1])
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    key = SigningKey.objects.create(
+        name="bench-key",
+        version=1,
+        algorithm="ecdsa-p256",
+        public_key_pem=pem,
+        fingerprint=hashlib.sha256(pem.encode()).hexdigest(),
+        vault_addr="http://bench.invalid",
+    )
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    licenses = ["mit", "apache-2.0", "cc-by-4.0"]
+    tasks = ["text-generation", "text-classification", "image-classification"]
+    models = RegisteredModel.objects.bulk_create(
+        RegisteredModel(
+            name=f"bench-model-{index:04d}",
+            source_repo=f"bench-org/model-{index:04d}",
+            author="bench-org",
+            license=licenses[index % 3],
+            pipeline_tag=tasks[index % 3],
+            library_name="transformers",
+            tags=["bench", tasks[index % 3]],
+        )
+        for index in range(-(-total // VERSIONS_PER_MODEL))
+    )
+    manifest = [{"path": "model.safetensors", "size": 1, "sha256": "0" * 64}]
+    versions = []
+    for number in range(total):
+        model = models[number // VERSIONS_PER_MODEL]
+        digest = hashlib.sha256(f"{model.name}-{number}".encode()).hexdigest()
+        versions.append(
+            ModelVersion(
+                model=model,
+                version=str(number % VERSIONS_PER_MODEL + 1),
+                license=model.license,
+                model_path=f"s3://bench/{model.name}/{number}.tar.gz",
+                sha256=digest,
+                size=1024,
+                file_count=1,
+                manifest=manifest,
+                model_signature={},
+                attestation={},
+                signing_key=key,
+                source_repo=model.source_repo,
+                source_revision="main",
+                source_commit=digest[:40],
+                source_endpoint="https://huggingface.co",
+                imported_by="bench",
+                imported_at=start + timedelta(minutes=number),
+            )
+        )
+    ModelVersion.objects.bulk_create(versions, batch_size=500)
+    user = get_user_model().objects.create_superuser("bench", "bench@example.invalid", None)
+    client = Client()
+    client.force_login(user)
+    print(
+        json.dumps(
+            {
+                "sessionid": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                "versions": ModelVersion.objects.count(),
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

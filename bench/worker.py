@@ -1,0 +1,133 @@
+"""One measured step, in a process of its own; prints one JSON line with its figures.
+
+    python bench/worker.py import REPO_ID MODEL_NAME       (env: Django settings, Hub, Vault, S3)
+    python bench/worker.py download REPO_ID COMMIT DEST     (snapshot_download alone)
+    python bench/worker.py verify TARBALL [--extract]       (verify_model_artifact)
+
+Timing covers the step only (not the interpreter's or Django's start-up); `peak_rss_mib` is
+the process's high-water mark of resident memory (VmHWM), start-up included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class RssSampler(threading.Thread):
+    """Samples the resident memory every 50 ms, to tell which stage reached the peak."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, float]] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.05):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    self.samples.append((time.time(), int(line.split()[1]) / 1024))
+
+    def peak_between(self, start: float, end: float) -> float:
+        return max((rss for when, rss in self.samples if start <= when <= end), default=0.0)
+
+
+def run_import(repo_id: str, model_name: str) -> dict[str, object]:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aegis_catalog.settings")
+    django.setup()
+    from django.core.management import call_command
+
+    from imports.models import ImportEvent, ImportRequest
+
+    sampler = RssSampler()
+    sampler.start()
+    started = time.perf_counter()
+    call_command(
+        "hf_import",
+        repo_id=repo_id,
+        model_name=model_name,
+        version="1",
+        upload_s3=True,
+        register=True,
+        no_progress=True,
+        actor="bench",
+        stdout=open(os.devnull, "w"),  # noqa: SIM115
+    )
+    seconds = time.perf_counter() - started
+    sampler.stopped.set()
+    request = ImportRequest.objects.filter(model_name=model_name).latest("pk")
+    stages = {}
+    stage_rss = {}
+    for event in request.events.filter(kind=ImportEvent.Kind.STAGE_FINISHED):
+        took = float(event.details.get("seconds") or 0)
+        stages[event.stage] = took
+        end = event.created_at.timestamp()
+        stage_rss[event.stage] = round(sampler.peak_between(end - took, end), 1)
+    return {
+        "seconds": seconds,
+        "stages": stages,
+        "stage_peak_rss_mib": stage_rss,
+        "artifact_url": request.result["artifact_url"],
+        "sha256": request.result["sha256"],
+        "size": request.result["size"],
+    }
+
+
+def run_download(repo_id: str, commit: str, dest: str) -> dict[str, object]:
+    from huggingface_hub import snapshot_download
+
+    started = time.perf_counter()
+    snapshot_download(
+        repo_id,
+        revision=commit,
+        local_dir=dest,
+        endpoint=os.environ["HF_ENDPOINT"],
+        max_workers=int(os.environ.get("AEGIS_HUB_DOWNLOAD_WORKERS", "8")),
+    )
+    return {"seconds": time.perf_counter() - started}
+
+
+def run_verify(tarball: str, extract: bool) -> dict[str, object]:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aegis_catalog.settings")
+    django.setup()
+    from registry.verify import verify_model_artifact
+
+    started = time.perf_counter()
+    result = verify_model_artifact(tarball, extract=extract)
+    return {"seconds": time.perf_counter() - started, "checks": result.check_names}
+
+
+def main() -> None:
+    step, *arguments = sys.argv[1:]
+    if step == "import":
+        figures = run_import(*arguments)
+    elif step == "download":
+        figures = run_download(*arguments)
+    elif step == "verify":
+        figures = run_verify(arguments[0], "--extract" in arguments)
+    else:
+        raise SystemExit(f"unknown step {step!r}")
+    figures["peak_rss_mib"] = peak_rss_mib()
+    print(json.dumps(figures), flush=True)
+
+
+if __name__ == "__main__":
+    main()

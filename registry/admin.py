@@ -14,10 +14,19 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
 from registry import actions
-from registry.models import AuditEvent, ModelVersion, RegisteredModel, SigningKey
+from registry.models import (
+    AuditEvent,
+    ImportPolicy,
+    ModelVersion,
+    PolicyOverride,
+    RegisteredModel,
+    SigningKey,
+)
+from registry.policy import canonical_license_ids
 
 
 def actor_of(request: HttpRequest) -> str:
@@ -158,6 +167,70 @@ class SigningKeyAdmin(AuditedModelAdmin):
         actions.revoke_signing_key(
             obj, actor=actor_of(request), reason="revoked in the admin", user=request.user
         )
+
+
+class ImportPolicyForm(forms.ModelForm):
+    """The allow-list as text (SPDX ids separated by commas or spaces), checked against SPDX."""
+
+    allowed_licenses = forms.CharField(
+        required=False,
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="SPDX license ids, separated by commas (MIT, Apache-2.0, BSD-3-Clause); "
+        "empty: any license",
+    )
+
+    class Meta:
+        model = ImportPolicy
+        fields = actions.POLICY_EDITABLE_FIELDS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["allowed_licenses"] = ", ".join(self.instance.allowed_licenses or [])
+
+    def clean_allowed_licenses(self) -> list[str]:
+        text = self.cleaned_data.get("allowed_licenses") or ""
+        values = [item for item in text.replace(",", " ").split() if item]
+        try:
+            return canonical_license_ids(values)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+
+
+@admin.register(ImportPolicy)
+class ImportPolicyAdmin(AuditedModelAdmin):
+    """The one policy row: every change is an audited action with before and after."""
+
+    form = ImportPolicyForm
+    editable_fields = actions.POLICY_EDITABLE_FIELDS
+    fields = (*actions.POLICY_EDITABLE_FIELDS, "updated_at")
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        policy = ImportPolicy.current()
+        return HttpResponseRedirect(reverse("admin:registry_importpolicy_change", args=[policy.pk]))
+
+    def edit(self, obj: Any, changes: dict[str, Any], request: HttpRequest) -> None:
+        actions.edit_import_policy(obj, changes, actor=actor_of(request), user=request.user)
+
+
+@admin.register(PolicyOverride)
+class PolicyOverrideAdmin(admin.ModelAdmin):
+    """Overrides are granted on the import page (audited); here they are read-only."""
+
+    list_display = ("import_request", "rule", "granted_by", "granted_at", "used_at", "reason")
+    list_filter = ("rule",)
+    search_fields = ("granted_by", "reason")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(AuditEvent)

@@ -288,8 +288,15 @@ def provenance_statement(
     started_on: datetime,
     finished_on: datetime,
     actor: str,
+    policy: Mapping[str, Any] | None = None,
+    scan: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the in-toto SLSA v1 provenance statement for one imported artifact.
+
+    ``policy`` (the import policy in force, its findings and overrides) is recorded under
+    ``buildDefinition.internalParameters.policy``. ``scan`` (``{"scanner", "files": [...]}``)
+    becomes one ``runDetails.byproducts`` entry per scanned file: its name, sha256 and an
+    annotation with the scanner, the verdict and the offending imports.
 
     ``files`` are dicts with ``path`` and ``sha256`` (``size`` optional); each
     becomes a resolved dependency pointing at the Hub's resolve URL at the
@@ -323,6 +330,34 @@ def provenance_statement(
         if entry.get("size") is not None:
             dependency["annotations"] = {"size": int(entry["size"])}
         dependencies.append(dependency)
+    internal: dict[str, Any] = {"actor": actor}
+    if policy is not None:
+        internal["policy"] = json.loads(json.dumps(dict(policy), default=str))
+    run_details: dict[str, Any] = {
+        "builder": {"id": builder_id},
+        "metadata": {
+            "invocationId": invocation_id,
+            "startedOn": _rfc3339(started_on, "started_on"),
+            "finishedOn": _rfc3339(finished_on, "finished_on"),
+        },
+    }
+    if scan is not None:
+        byproducts = []
+        for entry in scan.get("files") or []:
+            byproduct: dict[str, Any] = {
+                "name": f"pickle-scan/{entry['path']}",
+                "annotations": {
+                    "scanner": str(scan.get("scanner") or entry.get("scanner", "")),
+                    "verdict": entry["verdict"],
+                    "globals": list(entry.get("globals") or []),
+                    "detail": entry.get("detail", ""),
+                    "detectedBy": entry.get("detected_by", ""),
+                },
+            }
+            if entry.get("sha256"):
+                byproduct["digest"] = {"sha256": _check_sha256(entry["sha256"], "scanned file")}
+            byproducts.append(byproduct)
+        run_details["byproducts"] = byproducts
     return {
         "_type": IN_TOTO_STATEMENT_TYPE,
         "subject": [{"name": artifact_name, "digest": {"sha256": artifact_sha256}}],
@@ -337,17 +372,10 @@ def provenance_statement(
                     "include": list(include),
                     "exclude": list(exclude),
                 },
-                "internalParameters": {"actor": actor},
+                "internalParameters": internal,
                 "resolvedDependencies": dependencies,
             },
-            "runDetails": {
-                "builder": {"id": builder_id},
-                "metadata": {
-                    "invocationId": invocation_id,
-                    "startedOn": _rfc3339(started_on, "started_on"),
-                    "finishedOn": _rfc3339(finished_on, "finished_on"),
-                },
-            },
+            "runDetails": run_details,
         },
     }
 

@@ -139,3 +139,20 @@ class AuditFilterForm(forms.Form):
         if end is not None:
             queryset = queryset.filter(created_at__lt=end)
         return queryset.order_by("-sequence")
+
+
+class PolicyOverrideForm(forms.Form):
+    """A registry admin's reason to let one blocked import past its policy rule once."""
+
+    reason = forms.CharField(
+        min_length=3,
+        max_length=1000,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Why this import may break the rule; kept in the audit trail.",
+    )
+
+    def clean_reason(self) -> str:
+        return _no_control_characters(
+            str(self.cleaned_data["reason"]).replace("\r\n", "\n").replace("\n", " "), "reason"
+        )

@@ -152,7 +152,9 @@ def test_it_refuses_a_pickle_that_would_run_code(aegis, fresh_hub_double):
     aegis.settings.HF_ENDPOINT = fresh_hub_double.url
     with pytest.raises(CommandError, match="pytorch_model.bin"):
         hf_import("--repo-id", "acme/exploit", "--model-name", "x", "--version", "1", "--register")
-    assert ImportRequest.objects.get().error_code == "scan_rejected"
+    request = ImportRequest.objects.get()
+    assert request.error_code == "policy:dangerous_pickle"
+    assert "posix.system (os.system)" in request.error
     assert_nothing_registered_or_stored(aegis)
 
 

@@ -81,6 +81,9 @@ REGISTRY_ADMIN_PERMISSIONS = (
     "view_signingkey",
     "change_signingkey",
     "view_auditevent",
+    "view_importpolicy",
+    "change_importpolicy",
+    "view_policyoverride",
 )
 
 

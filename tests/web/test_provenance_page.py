@@ -82,7 +82,7 @@ def test_it_shows_everything_an_auditor_checks(aegis, alice, charlie_client):
     config = files["config.json"]
     assert config["hub_digest_kind"] == "git-blob-sha1"
     assert f"matched the Hub&#x27;s git blob id {config['hub_digest']} at import" in html
-    assert "verdict-clean" in html
+    assert "verdict-safe" in html
     assert f'<code id="tarball-sha256">{version.sha256}</code>' in html
     assert f"{version.size} bytes" in html
     assert f'<code id="model-path">{version.model_path}</code>' in html

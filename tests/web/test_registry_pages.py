@@ -48,7 +48,7 @@ def test_it_shows_the_provenance_of_an_imported_version(aegis, alice, charlie_cl
     for item in version.manifest:
         assert f"<code>{item['path']}</code>" in html
         assert f'<code class="digest">{item["sha256"]}</code>' in html
-    assert "pytorch_model.bin" in html and "verdict-clean" in html
+    assert "pytorch_model.bin" in html and "verdict-safe" in html
     assert f'href="/imports/{request.pk}/"' in html
     assert "by alice" in html
 

@@ -11,7 +11,9 @@ from django import forms
 from django.conf import settings
 from django.http import QueryDict
 
+from aegis_catalog.lib.hub import HubError, validate_revision
 from imports.models import ImportRequest
+from registry.models import name_validator, version_validator
 
 MAX_QUERY_LENGTH = 200
 MAX_PAGE = 10_000
@@ -163,16 +165,56 @@ class RevisionForm(forms.Form):
     FIELDS = {"revision"}
 
 
+MAX_PATTERNS = 100
+MAX_PATTERN_LENGTH = 300
+
+
 def _pattern_list(value: str) -> list[str]:
-    return [item.strip() for item in re.split(r"[\n,]", value) if item.strip()]
+    patterns = [item.strip() for item in re.split(r"[\n,]", value) if item.strip()]
+    if len(patterns) > MAX_PATTERNS:
+        raise forms.ValidationError(f"At most {MAX_PATTERNS} patterns.")
+    for pattern in patterns:
+        if len(pattern) > MAX_PATTERN_LENGTH or re.search(r"[\x00-\x1f\x7f]", pattern):
+            raise forms.ValidationError(
+                f"{pattern[:60]!r} is not a file pattern: at most {MAX_PATTERN_LENGTH} "
+                "characters, no control characters."
+            )
+    return patterns
+
+
+def _model_name(value: str) -> None:
+    try:
+        name_validator(value)
+    except forms.ValidationError as error:
+        raise forms.ValidationError(
+            f"invalid model name {value!r}: {' '.join(error.messages)}"
+        ) from None
+
+
+def _version(value: str) -> None:
+    try:
+        version_validator(value)
+    except forms.ValidationError as error:
+        raise forms.ValidationError(
+            f"invalid version {value!r}: {' '.join(error.messages)}"
+        ) from None
+
+
+def _revision(value: str) -> None:
+    try:
+        validate_revision(value)
+    except HubError as error:
+        raise forms.ValidationError(str(error)) from None
 
 
 class ImportForm(forms.Form):
     """The import form of a Hub model page; ``imports.actions`` validates it once more."""
 
-    model_name = forms.CharField(label="Model name", max_length=100)
-    version = forms.CharField(label="Version", max_length=64)
-    revision = forms.CharField(label="Revision", max_length=200, initial="main")
+    model_name = forms.CharField(label="Model name", max_length=100, validators=[_model_name])
+    version = forms.CharField(label="Version", max_length=64, validators=[_version])
+    revision = forms.CharField(
+        label="Revision", max_length=200, initial="main", validators=[_revision]
+    )
     include = forms.CharField(
         label="Include patterns",
         required=False,

@@ -19,6 +19,12 @@ logger = logging.getLogger(__name__)
 
 def claim(request_id: int) -> ImportRequest | None:
     """Move a queued request to running; None when another worker (or a cancel) got there first."""
+    # A job argument is data from Redis: anything but a positive row id is no import at all.
+    if type(request_id) is not int or not 0 < request_id < 2**63:
+        logger.warning(
+            "import job called with %r, which is no import id; nothing to do", request_id
+        )
+        return None
     request = ImportRequest.objects.select_related("requested_by").filter(pk=request_id).first()
     if request is None:
         return None

@@ -192,6 +192,28 @@ class HubError(Exception):
         self.headers = dict(headers or {})
 
 
+@dataclass
+class InjectedFault:
+    """Answer matching requests with `status` (and `Retry-After` when set), `remaining` times
+    (None: until removed). Matches when `path_contains` is in the request target and the
+    method is in `methods` (empty: any)."""
+
+    status: int
+    remaining: int | None = 1
+    retry_after: int | None = None
+    path_contains: str = ""
+    methods: tuple[str, ...] = ()
+
+    def take(self, method: str, target: str) -> bool:
+        if self.remaining == 0 or self.path_contains not in target:
+            return False
+        if self.methods and method not in self.methods:
+            return False
+        if self.remaining is not None:
+            self.remaining -= 1
+        return True
+
+
 class HubDouble:
     """An in-process Hub: repos, commits, refs, and the HTTP listeners that serve them.
 
@@ -199,6 +221,8 @@ class HubDouble:
     - `tokens`: bearer tokens accepted for gated and private repos.
     - `throttle_bytes_per_second`: stream file bodies slowly (None: full speed).
     - `fail_api_with`: answer every `/api/` request with this status (e.g. 503).
+    - `inject_fault(status, times=.., retry_after=.., path_contains=..)`: answer the next
+      matching requests (any listener) with `status`, e.g. 429 with `Retry-After`, or 500.
     - `tree_page_size`, `max_search_page_size`: page sizes for the tree and search listings.
     - `corrupt(repo_id, path)`: serve same-size, different bytes for a file.
     - `requests`: the request log; `body_fetches(repo_id, path)` counts file body downloads.
@@ -212,6 +236,7 @@ class HubDouble:
         self.tree_page_size = MAX_PAGE_SIZE
         self.max_search_page_size = MAX_PAGE_SIZE
         self.requests: list[LoggedRequest] = []
+        self.faults: list[InjectedFault] = []
         self._repos: dict[str, Repo] = {}
         self._corrupted: set[tuple[str, str]] = set()
         self._clock = 0
@@ -390,6 +415,30 @@ class HubDouble:
     def uncorrupt(self, repo_id: str, path: str) -> None:
         with self._lock:
             self._corrupted.discard((repo_id, path))
+
+    def inject_fault(
+        self,
+        status: int,
+        *,
+        times: int | None = 1,
+        retry_after: int | None = None,
+        path_contains: str = "",
+        methods: tuple[str, ...] = (),
+    ) -> InjectedFault:
+        """Answer the next `times` matching requests (None: all, until `clear_faults()`)
+        with `status`; the fault is returned so a test can see or change what is left."""
+        fault = InjectedFault(status, times, retry_after, path_contains, methods)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def _take_fault(self, method: str, target: str) -> InjectedFault | None:
+        with self._lock:
+            return next((fault for fault in self.faults if fault.take(method, target)), None)
 
     def clear_requests(self) -> None:
         with self._lock:
@@ -727,6 +776,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, method: str, raw_path: str) -> None:
         segments = raw_path.split("/")[1:]
         head = method == "HEAD"
+        fault = self.double._take_fault(method, self.path)
+        if fault is not None:
+            headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+            message = "Too Many Requests" if fault.status == 429 else "Injected failure"
+            raise HubError(fault.status, None, message, headers)
         if self.listener == "cdn" or segments[:1] == ["cdn"]:
             if segments[:1] == ["cdn"] and method in {"GET", "HEAD"}:
                 self._cdn(segments[1:], head=head)

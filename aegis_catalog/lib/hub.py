@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx2
 from huggingface_hub import HfApi, hf_hub_download, hf_hub_url
+from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -38,6 +39,7 @@ from huggingface_hub.utils import (
     filter_repo_objects,
     get_session,
     hf_raise_for_status,
+    http_backoff,
 )
 
 LIBRARY_NAME = "aegis-catalog"
@@ -71,6 +73,10 @@ SEARCH_EXPAND = (
     "tags",
 )
 _DOWNLOAD_WORKERS = 4
+# huggingface_hub reads each download in chunks of constants.DOWNLOAD_CHUNK_SIZE (10 MiB), held
+# in memory per concurrent file: 1 MiB keeps a worker's memory flat however many shards a model
+# has, at no measurable cost in speed.
+_DOWNLOAD_CHUNK_SIZE = 1024 * 1024
 # Where huggingface_hub keeps its bookkeeping inside a `local_dir`.
 _LOCAL_DIR_METADATA = (".cache", "huggingface")
 
@@ -294,14 +300,32 @@ class HubClient:
     """Talks to one Hub endpoint with an optional token.
 
     Without a token, no credential is sent (the library's own login/`HF_TOKEN` is not used).
+
+    `retries`: how many times a model-info request is repeated after HTTP 408/429/5xx or a
+    network error, waiting `retry_wait` seconds and doubling (at most 8 s), or what the Hub's
+    `Retry-After` says; huggingface_hub's own `http_backoff` does the waiting. File downloads
+    use the library's built-in retries (HEAD: 429/5xx; body: 408/429 with Retry-After).
+    `download_workers`: how many files of one snapshot are downloaded at once.
     """
 
-    def __init__(self, endpoint: str, token: str | None = None, *, timeout: float = 30) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        token: str | None = None,
+        *,
+        timeout: float = 30,
+        retries: int = 0,
+        retry_wait: float = 1.0,
+        download_workers: int = _DOWNLOAD_WORKERS,
+    ) -> None:
         parsed = urlsplit(endpoint)
         if parsed.scheme not in {"http", "https"} or not parsed.netloc:
             raise HubError(f"The Hub endpoint must be an http(s) URL, not {endpoint!r}.")
         self.endpoint = endpoint.rstrip("/")
         self.timeout = timeout
+        self.retries = max(0, retries)
+        self.retry_wait = max(0.0, retry_wait)
+        self.download_workers = max(1, download_workers)
         self._token: str | bool = token or False
         self._api = HfApi(endpoint=self.endpoint, token=self._token, library_name=LIBRARY_NAME)
 
@@ -395,10 +419,21 @@ class HubClient:
         validate_repo_id(repo_id)
         validate_revision(revision)
         what = f"{repo_id} at revision {revision!r} on {self.endpoint}"
+        # The request HfApi.model_info(files_metadata=True) makes, through the library's backoff.
+        url = f"{self.endpoint}/api/models/{repo_id}/revision/{quote(revision, safe='')}"
         try:
-            info = self._api.model_info(
-                repo_id, revision=revision, files_metadata=True, timeout=self.timeout
+            response = http_backoff(
+                "GET",
+                url,
+                params={"blobs": True},
+                headers=self._headers(),
+                timeout=self.timeout,
+                max_retries=self.retries,
+                base_wait_time=self.retry_wait,
+                max_wait_time=max(self.retry_wait, 8.0),
             )
+            hf_raise_for_status(response)
+            info = ModelInfo(**response.json())
         except Exception as error:
             raise self._translate(error, what=what, repo_id=repo_id, revision=revision) from error
         if not info.sha or not COMMIT_RE.fullmatch(info.sha):
@@ -538,6 +573,9 @@ class HubClient:
             )
         dest_dir = Path(dest_dir)
         dest_dir.mkdir(parents=True, exist_ok=True)
+        hf_constants.DOWNLOAD_CHUNK_SIZE = min(
+            hf_constants.DOWNLOAD_CHUNK_SIZE, _DOWNLOAD_CHUNK_SIZE
+        )
         tracker = _ProgressTracker({path: listed[path].size for path in wanted}, progress)
         targets = {path: dest_dir.joinpath(*path.split("/")) for path in wanted}
         to_fetch = []
@@ -575,7 +613,7 @@ class HubClient:
             tracker.finish(path)
 
         if to_fetch:
-            workers = min(_DOWNLOAD_WORKERS, len(to_fetch))
+            workers = min(self.download_workers, len(to_fetch))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hub-download") as pool:
                 pending = {pool.submit(fetch, path) for path in to_fetch}
                 # Progress is reported from the caller's thread only, so callbacks may use
@@ -672,8 +710,9 @@ class HubClient:
                     f" {what}: check HF_TOKEN."
                 )
             if status >= 500 or status in {408, 429}:
+                tries = f" (after {self.retries} retries)" if self.retries else ""
                 return HubUnavailable(
-                    f"The Hub at {self.endpoint} answered HTTP {status} for {what};"
+                    f"The Hub at {self.endpoint} answered HTTP {status} for {what}{tries};"
                     " try again later."
                 )
             detail = f": {server}" if server else ""

@@ -1,0 +1,196 @@
+"""Must-show 5: imports run with distinctive secrets (HF token, Vault token, AppRole secret id,
+S3 secret key) against a failing Hub, Vault and S3; then the logs (every logger at DEBUG, and
+the output of an hf_import process), AuditEvent, ImportEvent, the stored errors, results and
+state, the pages and /healthz are searched for each secret: none may appear."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core import serializers
+from django.test import Client
+
+from imports import actions
+from imports.actions import ImportOptions
+from imports.jobs import run_import
+from imports.models import ImportEvent, ImportRequest
+from registry.models import AuditEvent, ModelVersion
+from tests.hub_double import demo_repos
+from tests.web.conftest import make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+BASE_DIR = Path(__file__).resolve().parents[1]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def distinctive(kind: str) -> str:
+    return f"{kind}SECRET{secrets.token_hex(12)}"
+
+
+def run(options: ImportOptions) -> ImportRequest:
+    request = actions.start_import(options, actor="alice", enqueue=False)
+    run_import(request.pk)
+    request.refresh_from_db()
+    return request
+
+
+def test_no_secret_reaches_logs_events_errors_or_pages(
+    aegis_s3, fresh_hub_double, caplog, capfd, tmp_path
+):
+    caplog.set_level(logging.DEBUG)  # every logger: botocore, urllib3, hvac, httpx2, ours
+    settings, vault = aegis_s3.settings, aegis_s3.openbao
+    hub = fresh_hub_double
+    demo_repos(hub)
+    hf_token = distinctive("hf_")
+    hub.tokens.add(hf_token)
+    settings.HF_ENDPOINT = hub.url
+    settings.HF_TOKEN = hf_token
+    settings.AEGIS_HUB_RETRIES = 1
+    settings.AEGIS_HUB_RETRY_WAIT_MS = 10
+    settings.AEGIS_S3_MAX_ATTEMPTS = 2
+    vault_token = distinctive("vaulttoken")
+    vault.api("POST", "auth/token/create", {"id": vault_token, "policies": ["aegis-signer"]})
+    role_id, _ = vault.enable_approle("aegis-secrets-test")
+    secret_id = distinctive("approle")
+    vault.api(
+        "POST", "auth/approle/role/aegis-secrets-test/custom-secret-id", {"secret_id": secret_id}
+    )
+    s3_secret = settings.AWS_SECRET_ACCESS_KEY
+    wrong_hf_token = distinctive("hf_wrong")
+    wrong_secret_id = distinctive("approle_wrong")
+    wrong_s3_secret = distinctive("s3wrong")
+    every_secret = [
+        hf_token,
+        vault_token,
+        secret_id,
+        s3_secret,
+        wrong_hf_token,
+        wrong_secret_id,
+        wrong_s3_secret,
+    ]
+
+    def options(version: str, **extra) -> ImportOptions:
+        return ImportOptions("acme/tiny-bert", f"secrets-{version}", "1", upload_s3=True, **extra)
+
+    outcomes: dict[str, ImportRequest] = {}
+    # 1. Everything works, signing through an AppRole login.
+    settings.VAULT_AUTH_METHOD = "approle"
+    settings.VAULT_ROLE_ID, settings.VAULT_SECRET_ID = role_id, secret_id
+    outcomes["ok"] = run(options("1"))
+    assert outcomes["ok"].status == "succeeded", outcomes["ok"].error
+    # 2. The Hub answers 500, then refuses the token.
+    fault = hub.inject_fault(500, times=None, path_contains="/api/models/")
+    outcomes["hub 500"] = run(options("2"))
+    fault.remaining = 0
+    settings.HF_TOKEN = wrong_hf_token
+    outcomes["hub token"] = run(options("3"))
+    settings.HF_TOKEN = hf_token
+    # 3. Vault: wrong AppRole secret, unreachable, then the token revoked.
+    settings.VAULT_SECRET_ID = wrong_secret_id
+    outcomes["approle"] = run(options("4"))
+    settings.VAULT_AUTH_METHOD, settings.VAULT_TOKEN = "token", vault_token
+    good_vault = settings.VAULT_ADDR
+    settings.VAULT_ADDR = f"http://127.0.0.1:{closed_port()}"
+    outcomes["vault down"] = run(options("5"))
+    settings.VAULT_ADDR = good_vault
+    vault.api("POST", "auth/token/revoke", {"token": vault_token})
+    outcomes["vault revoked"] = run(options("6"))
+    settings.VAULT_TOKEN = vault.root_token
+    # 4. S3: a wrong secret key, then unreachable.
+    settings.AWS_SECRET_ACCESS_KEY = wrong_s3_secret
+    outcomes["s3 secret"] = run(options("7"))
+    settings.AWS_SECRET_ACCESS_KEY = s3_secret
+    good_s3 = settings.AWS_ENDPOINT_URL_S3
+    settings.AWS_ENDPOINT_URL_S3 = f"http://127.0.0.1:{closed_port()}"
+    outcomes["s3 down"] = run(options("8"))
+    for name, request in outcomes.items():
+        if name != "ok":
+            assert request.status == "failed", (name, request.status)
+            assert request.error, name
+    assert "HTTP 500" in outcomes["hub 500"].error
+    assert "HF token" in outcomes["hub token"].error
+    assert "unreachable" in outcomes["vault down"].error
+    assert "permission denied" in outcomes["vault revoked"].error
+    assert "unreachable" in outcomes["s3 down"].error
+
+    # 5. The command line, in its own process, logging at DEBUG: Vault down, S3 refusing.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("VAULT_", "AWS_", "AEGIS_", "HF_", "DJANGO_", "DATABASE_"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="aegis_catalog.settings",
+        DATABASE_URL=f"sqlite:///{tmp_path}/cli.sqlite3",  # its own database, never CI's
+        AEGIS_VAR_DIR=str(tmp_path / "cli-var"),
+        AEGIS_LOG_LEVEL="DEBUG",
+        AEGIS_ARTIFACT_ROOT=str(tmp_path / "cli-artifacts"),
+        AEGIS_WORK_DIR=str(tmp_path / "cli-work"),
+        AEGIS_MIN_FREE_BYTES="0",
+        REDIS_URL=settings.RQ_QUEUES["imports"]["URL"],
+        HF_ENDPOINT=hub.url,
+        HF_TOKEN=hf_token,
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_XET="1",
+        VAULT_ADDR=f"http://127.0.0.1:{closed_port()}",
+        VAULT_TOKEN=vault_token,
+        AWS_ENDPOINT_URL_S3=good_s3,
+        AWS_ACCESS_KEY_ID=settings.AWS_ACCESS_KEY_ID,
+        AWS_SECRET_ACCESS_KEY=wrong_s3_secret,
+        AEGIS_S3_BUCKET=settings.AEGIS_S3_BUCKET,
+        AEGIS_S3_MAX_ATTEMPTS="1",
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True
+    )
+    cli = subprocess.run(
+        [
+            sys.executable, "manage.py", "hf_import", "--repo-id", "acme/tiny-bert",
+            "--model-name", "cli", "--version", "1", "--upload-s3", "--no-progress",
+        ],
+        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert cli.returncode != 0
+    assert "Vault at" in cli.stderr and "unreachable" in cli.stderr
+
+    # What a person or an auditor can see.
+    make_user("alice", "importer", is_staff=True, is_superuser=True)
+    browser = Client()
+    browser.force_login(make_user("reader", "viewer", "auditor"))
+    pages = [browser.get(f"/imports/{request.pk}/") for request in outcomes.values()]
+    pages += [browser.get("/imports/"), browser.get("/audit/"), Client().get("/healthz")]
+    version = ModelVersion.objects.get()
+    pages.append(browser.get(version.get_absolute_url()))
+    assert all(page.status_code in (200, 503) for page in pages)
+
+    haystacks = {
+        "logs": caplog.text + "\n".join(str(record.__dict__) for record in caplog.records),
+        "captured output": "".join(capfd.readouterr()),
+        "hf_import process": cli.stdout + cli.stderr,
+        "AuditEvent": serializers.serialize("json", AuditEvent.objects.all()),
+        "ImportEvent": serializers.serialize("json", ImportEvent.objects.all()),
+        "ImportRequest": serializers.serialize("json", ImportRequest.objects.all()),
+        "ModelVersion": serializers.serialize("json", ModelVersion.objects.all()),
+        "pages": "\n".join(page.content.decode() for page in pages),
+    }
+    assert len(haystacks["logs"]) > 1000  # DEBUG logging did record the runs
+    leaks = [
+        (where, secret[:10])
+        for where, text in haystacks.items()
+        for secret in every_secret
+        if secret in text or json.dumps(secret)[1:-1] in text
+    ]
+    assert leaks == []

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from aegis_catalog import views
+from api.urls import api_urlpatterns, token_urlpatterns
 from registry.urls import audit_urlpatterns
 
 urlpatterns = [
@@ -13,5 +14,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("registry/", include("registry.urls")),
     path("audit/", include((audit_urlpatterns, "audit"))),
+    path("api/v1/", include(api_urlpatterns)),
+    path("account/tokens/", include((token_urlpatterns, "api_tokens"))),
     path("", include("imports.urls")),
 ]

@@ -1,0 +1,61 @@
+"""Who calls the API: a bearer token (scripts, CI, model loaders) or the browser's session.
+
+A request with an ``Authorization`` header is judged by its token alone: a wrong, revoked or
+malformed token is a 401 even when a session cookie came along. Without the header the session
+counts, and then unsafe methods need the CSRF token, as every form of the site does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import HttpRequest
+from ninja.errors import AuthenticationError, AuthorizationError
+from ninja.security import HttpBearer
+from ninja.utils import check_csrf
+
+from aegis_catalog.views import user_in_group
+from api.actions import authenticate_token
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
+
+
+class TokenOrSession(HttpBearer):
+    """``Authorization: Bearer <token>``, else the signed-in session (with CSRF on writes)."""
+
+    def __call__(self, request: HttpRequest) -> Any:
+        header = request.headers.get(self.header)
+        if header is not None:
+            scheme, _, secret = header.partition(" ")
+            if scheme.lower() != "bearer" or not secret.strip():
+                raise AuthenticationError(
+                    message="Send the token as 'Authorization: Bearer <token>'."
+                )
+            user = self.authenticate(request, secret.strip())
+            if user is None:
+                raise AuthenticationError(message="The API token is not valid or was revoked.")
+            request.user = user
+            return user
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated or not user.is_active:
+            raise AuthenticationError(
+                message="Sign in, or send an API token as 'Authorization: Bearer <token>'."
+            )
+        if request.method not in SAFE_METHODS and check_csrf(request) is not None:
+            raise AuthorizationError(
+                message="CSRF check failed: a signed-in browser must send the CSRF token."
+            )
+        return user
+
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        return authenticate_token(token)
+
+
+def require(request: HttpRequest, groups: tuple[str, ...], what: str) -> None:
+    """403 unless the caller is in one of ``groups`` (superusers pass), as the pages check."""
+    user: AbstractBaseUser | AnonymousUser = request.auth  # type: ignore[attr-defined]
+    if not user_in_group(user, *groups):
+        raise AuthorizationError(
+            message=f"You need to be in the {' or '.join(groups)} group to {what}."
+        )

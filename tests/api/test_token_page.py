@@ -1,0 +1,124 @@
+"""/account/tokens/: a signed-in user creates a token (shown once) and revokes it, audited."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from api.actions import MAX_ACTIVE_TOKENS, create_token, hash_token
+from api.models import ApiToken
+from registry.audit import Action, verify_chain
+from registry.models import AuditEvent
+from tests.web.conftest import signed_in
+
+pytestmark = pytest.mark.django_db
+
+URL = "/account/tokens/"
+
+
+def test_it_requires_sign_in(client):
+    response = client.get(URL)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+def test_it_is_linked_from_the_navigation(bob_client):
+    assert f'href="{URL}"' in bob_client.get("/registry/").content.decode()
+
+
+def test_it_creates_a_token_and_shows_it_once(bob, bob_client):
+    response = bob_client.post(URL, {"name": "model loader"})
+
+    assert response.status_code == 201
+    html = response.content.decode()
+    secret = re.search(r'id="new-token-secret">([^<]+)<', html).group(1)
+    token = ApiToken.objects.get()
+    assert (token.user, token.name) == (bob, "model loader")
+    assert token.token_hash == hash_token(secret) and secret.startswith(token.prefix)
+    assert "no-store" in response["Cache-Control"]
+    # The next visit lists it by its prefix only.
+    again = bob_client.get(URL).content.decode()
+    assert secret not in again and f"{token.prefix}…" in again
+    event = AuditEvent.objects.get(action=Action.API_TOKEN_CREATED)
+    assert (event.actor, event.actor_user, event.details["prefix"]) == ("bob", bob, token.prefix)
+    assert secret not in str(event.details)
+    assert verify_chain().ok
+
+
+def test_it_revokes_a_token_and_records_it(bob, bob_client):
+    token = create_token(bob, "old laptop").token
+
+    response = bob_client.post(f"{URL}{token.pk}/revoke/", follow=True)
+
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert "is revoked" in response.content.decode()
+    event = AuditEvent.objects.get(action=Action.API_TOKEN_REVOKED)
+    assert (event.actor, event.object_id) == ("bob", str(token.pk))
+
+
+def test_it_does_not_revoke_another_users_token(alice, bob_client):
+    token = create_token(alice, "ci").token
+
+    response = bob_client.post(f"{URL}{token.pk}/revoke/")
+
+    assert response.status_code == 404
+    token.refresh_from_db()
+    assert token.revoked_at is None
+
+
+def test_it_refuses_get_on_revoke(bob, bob_client):
+    token = create_token(bob, "ci").token
+
+    assert bob_client.get(f"{URL}{token.pk}/revoke/").status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("", "This field is required"), ("x" * 101, "at most 100"), ("a\x01b", "control characters")],
+)
+def test_it_rerenders_the_form_with_the_error(bob_client, name, message):
+    response = bob_client.post(URL, {"name": name})
+
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not ApiToken.objects.exists()
+
+
+def test_it_limits_the_number_of_active_tokens(bob, bob_client):
+    for number in range(MAX_ACTIVE_TOKENS):
+        create_token(bob, f"token {number}")
+
+    response = bob_client.post(URL, {"name": "one more"})
+
+    assert response.status_code == 400
+    assert "revoke one you no longer use" in response.content.decode()
+    assert ApiToken.objects.count() == MAX_ACTIVE_TOKENS
+
+
+def test_it_lists_only_the_users_own_tokens(alice, bob):
+    create_token(alice, "alice's ci")
+    create_token(bob, "bob's laptop")
+
+    html = signed_in(bob).get(URL).content.decode()
+
+    table = html.split('id="tokens"', 1)[1]
+    assert "bob&#x27;s laptop" in table and "alice" not in table
+
+
+def test_it_lists_active_tokens_before_revoked_ones(bob, bob_client):
+    from api.actions import revoke_token
+
+    old = create_token(bob, "old").token
+    revoke_token(old, actor=bob)
+    create_token(bob, "new")
+
+    html = bob_client.get(URL).content.decode()
+
+    assert html.index(">new<") < html.index(">old<")
+
+
+def test_it_refuses_query_parameters(bob_client):
+    assert bob_client.get(URL, {"x": "1"}).status_code == 400

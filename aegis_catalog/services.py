@@ -17,8 +17,16 @@ from aegis_catalog.lib.vault import (
 )
 
 
-def hub_client() -> HubClient:
-    return HubClient(settings.HF_ENDPOINT, settings.HF_TOKEN)
+def hub_client(*, interactive: bool = False) -> HubClient:
+    """The Hub client; `interactive` (a page someone waits for) gives up at the first HTTP
+    429/5xx instead of backing off like an import does."""
+    return HubClient(
+        settings.HF_ENDPOINT,
+        settings.HF_TOKEN,
+        retries=0 if interactive else settings.AEGIS_HUB_RETRIES,
+        retry_wait=settings.AEGIS_HUB_RETRY_WAIT_MS / 1000,
+        download_workers=settings.AEGIS_HUB_DOWNLOAD_WORKERS,
+    )
 
 
 def _jwt() -> str | None:
@@ -63,6 +71,8 @@ def s3_config(bucket: str | None = None) -> S3Config:
         region=settings.AWS_REGION,
         bucket=bucket or settings.AEGIS_S3_BUCKET,
         prefix=settings.AEGIS_S3_PREFIX,
+        max_attempts=settings.AEGIS_S3_MAX_ATTEMPTS,
+        max_concurrency=settings.AEGIS_S3_MAX_CONCURRENCY,
     )
 
 

@@ -115,6 +115,7 @@ INSTALLED_APPS = [
     "django_rq",
     "registry",
     "imports",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -126,6 +127,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "aegis_catalog.middleware.jobs_dashboard_csp",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -157,6 +160,10 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web server, RQ worker, CLI) share the file: wait for locks.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # A transaction that reads and then writes while another connection wrote in between gets
+    # "database is locked" at once, without waiting: take the write lock at BEGIN instead (the
+    # import runner and its progress thread write through two connections).
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
     # A file, not memory: tests run real worker processes against the test database.
     # One per test run, so runs side by side do not share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-aegis-{os.getpid()}.sqlite3")}
@@ -170,7 +177,8 @@ RQ_QUEUES = {
 RQ = {"WORKER_CLASS": "imports.worker.ImportWorker"}
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # A Redis that is down is a cache miss: the pages still render.
+        "BACKEND": "aegis_catalog.cache.TolerantRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "aegis",
         "TIMEOUT": env_int("AEGIS_CACHE_SECONDS", 300, minimum=0),
@@ -196,6 +204,12 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # --- Hugging Face Hub ---
 HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 HF_TOKEN = env_secret("HF_TOKEN") or None
+# Imports repeat a Hub request that got HTTP 408/429/5xx or a network error this many times,
+# waiting AEGIS_HUB_RETRY_WAIT_MS, doubling each time (at most 8 s), or what Retry-After says.
+AEGIS_HUB_RETRIES = env_int("AEGIS_HUB_RETRIES", 4, minimum=0)
+AEGIS_HUB_RETRY_WAIT_MS = env_int("AEGIS_HUB_RETRY_WAIT_MS", 1000, minimum=0)
+# Files of one import downloaded at once.
+AEGIS_HUB_DOWNLOAD_WORKERS = env_int("AEGIS_HUB_DOWNLOAD_WORKERS", 8, minimum=1)
 # huggingface_hub reports usage to huggingface.co unless told not to; an audit tool does not.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
@@ -230,11 +244,22 @@ AWS_SESSION_TOKEN = env_secret("AWS_SESSION_TOKEN") or None
 AWS_REGION = env_str("AWS_REGION") or env_str("AWS_DEFAULT_REGION") or None
 AEGIS_S3_BUCKET = env_str("AEGIS_S3_BUCKET") or None
 AEGIS_S3_PREFIX = env_str("AEGIS_S3_PREFIX").strip("/")
+# botocore "standard" retry mode: attempts per S3 request (throttling, 5xx, dropped connections).
+AEGIS_S3_MAX_ATTEMPTS = env_int("AEGIS_S3_MAX_ATTEMPTS", 5, minimum=1)
+# Parts of one artifact uploaded at once (each part is 8 MiB held in memory while in flight).
+AEGIS_S3_MAX_CONCURRENCY = env_int("AEGIS_S3_MAX_CONCURRENCY", 4, minimum=1)
+# Stream the tarball into the store while it is packaged (off: upload it after packaging).
+AEGIS_STREAM_UPLOADS = env_bool("AEGIS_STREAM_UPLOADS", True)
 AEGIS_ARTIFACT_ROOT = Path(env_str("AEGIS_ARTIFACT_ROOT", str(VAR_DIR / "artifacts")))
 AEGIS_WORK_DIR = Path(env_str("AEGIS_WORK_DIR", str(VAR_DIR / "work")))
 # Free space the preflight stage demands beyond the snapshot's size (download + package copies).
 AEGIS_MIN_FREE_BYTES = env_int("AEGIS_MIN_FREE_BYTES", 256 * 1024 * 1024, minimum=0)
 AEGIS_MAX_IMPORT_BYTES = env_int("AEGIS_MAX_IMPORT_BYTES", 200 * 1024**3, minimum=1)
+# The import policy's initial answer to a missing or non-SPDX license (registry admins change
+# it later in the admin: registry.ImportPolicy).
+AEGIS_POLICY_UNKNOWN_LICENSE = env_choice(
+    "AEGIS_POLICY_UNKNOWN_LICENSE", "warn", ("block", "warn", "allow")
+)
 # A running import whose worker wrote no heartbeat for this long is marked failed (worker lost).
 AEGIS_IMPORT_HEARTBEAT_TIMEOUT = env_int("AEGIS_IMPORT_HEARTBEAT_TIMEOUT", 30, minimum=5)
 AEGIS_BUILDER_ID = env_str("AEGIS_BUILDER_ID", "https://aegis-catalog.local/builder")
@@ -246,10 +271,45 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("AEGIS_LOG_LEVEL", "INFO")},
 }
 
+# --- Browser security (every environment) ---
+# Only the app's own scripts and styles run (htmx is served from static by django-htmx; its
+# injected indicator <style> is turned off in base.html, the rules live in aegis.css).
+# django-csp rather than a hand-written header: per-response overrides (the /rq/ dashboard)
+# and nonces if ever needed; Django's own CSP support arrives only in 6.0.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page (hx-headers), not the cookie
+# Secure cookies whenever DEBUG is off in production (AEGIS_ENV=production forbids DEBUG); a
+# development run on http://localhost keeps plain cookies unless DJANGO_SECURE_COOKIES=1.
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", PRODUCTION and not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
 if PRODUCTION:
-    SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-    SESSION_COOKIE_HTTPONLY = True
-    CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
-    SECURE_CONTENT_TYPE_NOSNIFF = True
-    X_FRAME_OPTIONS = "DENY"
+    # TLS is terminated in front of Django: trust its X-Forwarded-Proto only when told to.
+    if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load-balancer probes speak plain http
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # Preloading is a submission to the browsers' lists for the whole domain: the
+        # operator's decision (DJANGO_HSTS_PRELOAD=1), not a default.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,17 +13,41 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from aegis_catalog.lib.hub import HubError, validate_repo_id, validate_revision
 from imports.models import ImportEvent, ImportRequest
 from registry import audit
-from registry.models import ModelVersion, name_validator, version_validator
+from registry.models import ImportPolicy, ModelVersion, name_validator, version_validator
+from registry.policy import COMMIT_PATTERN, RULE_REQUIRE_COMMIT, PolicyViolation
 
 QUEUE_NAME = "imports"
+MAX_PATTERNS = 100
+SIGN_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+S3_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ImportRejected(Exception):
     """The import cannot be started as asked; the message says why."""
+
+
+class ImportQueueUnavailable(ImportRejected):
+    """Redis, which holds the import queue, does not answer: nothing was started."""
+
+
+QUEUE_UNAVAILABLE = "the import queue is unavailable (Redis does not answer)"
+
+
+def check_queue() -> None:
+    """Raise ImportQueueUnavailable unless the queue's Redis answers (never shows its URL,
+    which may carry a password)."""
+    try:
+        django_rq.get_connection(QUEUE_NAME).ping()
+    except (RedisError, OSError):
+        raise ImportQueueUnavailable(
+            f"{QUEUE_UNAVAILABLE}: nothing was started; try again once it is back"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -39,6 +64,21 @@ class ImportOptions:
     register: bool = True
 
 
+def _check_policy_at_request(revision: str) -> None:
+    """The policy rules a request can break before anything runs: answered at once."""
+    rules = ImportPolicy.current().rules()
+    if rules.require_commit and not COMMIT_PATTERN.fullmatch(revision):
+        raise ImportRejected(
+            str(
+                PolicyViolation(
+                    RULE_REQUIRE_COMMIT,
+                    f"{revision!r} is a branch or tag that can move: the import policy "
+                    "requires the 40-character commit",
+                )
+            )
+        )
+
+
 def _validate(options: ImportOptions) -> ImportOptions:
     from django.core.exceptions import ValidationError
 
@@ -47,6 +87,7 @@ def _validate(options: ImportOptions) -> ImportOptions:
         revision = validate_revision(options.revision or "main")
     except HubError as error:
         raise ImportRejected(str(error)) from None
+    _check_policy_at_request(revision)
     for label, validator, value in (
         ("model name", name_validator, options.model_name),
         ("version", version_validator, options.version),
@@ -56,12 +97,26 @@ def _validate(options: ImportOptions) -> ImportOptions:
         except ValidationError as error:
             raise ImportRejected(f"invalid {label} {value!r}: {' '.join(error.messages)}") from None
     patterns = [*options.include, *options.exclude]
+    if len(patterns) > MAX_PATTERNS:
+        raise ImportRejected(f"at most {MAX_PATTERNS} file patterns, not {len(patterns)}")
     for pattern in patterns:
-        if not pattern.strip() or len(pattern) > 300 or "\x00" in pattern:
+        if not pattern.strip() or len(pattern) > 300 or _CONTROL_CHARACTERS.search(pattern):
             raise ImportRejected(f"invalid file pattern {pattern!r}")
+    sign_key = options.sign_key or settings.AEGIS_SIGN_KEY
+    if not SIGN_KEY_RE.fullmatch(sign_key):
+        # The name becomes part of Vault API paths (transit/sign/<name>).
+        raise ImportRejected(
+            f"invalid signing key name {sign_key!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
     bucket = options.s3_bucket or (settings.AEGIS_S3_BUCKET or "")
     if options.upload_s3 and not bucket:
         raise ImportRejected("upload to S3 needs a bucket: pass --s3-bucket or set AEGIS_S3_BUCKET")
+    if options.upload_s3 and not S3_BUCKET_RE.fullmatch(bucket):
+        raise ImportRejected(
+            f"invalid S3 bucket name {bucket!r}: use 3-63 lowercase letters, digits, '.' or '-', "
+            "starting and ending with a letter or digit"
+        )
     if (
         options.register
         and ModelVersion.objects.filter(
@@ -78,7 +133,7 @@ def _validate(options: ImportOptions) -> ImportOptions:
         revision=revision,
         include=[p.strip() for p in options.include],
         exclude=[p.strip() for p in options.exclude],
-        sign_key=options.sign_key or settings.AEGIS_SIGN_KEY,
+        sign_key=sign_key,
         upload_s3=options.upload_s3,
         s3_bucket=bucket if options.upload_s3 else "",
         register=options.register,
@@ -144,9 +199,28 @@ def enqueue_import(request: ImportRequest) -> None:
     def _enqueue() -> None:
         # Already running on commit: enqueue now, not on yet another commit.
         queue = django_rq.get_queue(QUEUE_NAME, commit_mode="auto")
-        job = queue.enqueue(
-            run_import, request_id, job_id=f"import-{request_id}-{uuid4().hex[:12]}"
-        )
+        try:
+            job = queue.enqueue(
+                run_import, request_id, job_id=f"import-{request_id}-{uuid4().hex[:12]}"
+            )
+        except (RedisError, OSError):
+            # Redis went away after check_queue(): a clear failed row that Retry re-queues,
+            # not a queued row no worker will ever see.
+            transition(
+                request,
+                ImportEvent.Kind.FAILED,
+                f"{QUEUE_UNAVAILABLE}: the job could not be queued",
+                where={"status": ImportRequest.Status.QUEUED},
+                details={"code": "queue_unavailable"},
+                update={
+                    "status": ImportRequest.Status.FAILED,
+                    "error": f"{QUEUE_UNAVAILABLE}: the job could not be queued; retry once "
+                    "it is back",
+                    "error_code": "queue_unavailable",
+                    "finished_at": timezone.now(),
+                },
+            )
+            return
         ImportRequest.objects.filter(pk=request_id).update(job_id=job.id)
 
     transaction.on_commit(_enqueue)
@@ -163,6 +237,8 @@ def start_import(
 ) -> ImportRequest:
     """Validate the options, write the ImportRequest row and, unless told not to, queue its job."""
     clean = _validate(options)
+    if enqueue:
+        check_queue()
     request = ImportRequest.objects.create(
         repo_id=clean.repo_id,
         revision=clean.revision,
@@ -195,6 +271,8 @@ def start_import(
 @transaction.atomic
 def retry_import(request: ImportRequest, *, actor: str, enqueue: bool = True) -> ImportRequest:
     """Queue a failed or cancelled import again; finished stages are not redone."""
+    if enqueue:
+        check_queue()
     updated = ImportRequest.objects.filter(
         pk=request.pk,
         status__in=[ImportRequest.Status.FAILED, ImportRequest.Status.CANCELLED],

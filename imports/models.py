@@ -90,7 +90,12 @@ class ImportRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["repo_id", "commit"])]
+        indexes = [
+            models.Index(fields=["repo_id", "commit"]),
+            # The imports list: newest first, filtered by status or by who asked.
+            models.Index(fields=["status", "-created_at"], name="import_status_created_idx"),
+            models.Index(fields=["requested_by", "-created_at"], name="import_user_created_idx"),
+        ]
         constraints = [
             # One import does the work for a given content; the others link to its result.
             models.UniqueConstraint(

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from aegis_catalog.lib.hub import HubClient, HubFile, HubModel
-from aegis_catalog.lib.storage import ArtifactStore, StorageError, StoredObject
+from aegis_catalog.lib.storage import ArtifactStore, StorageError, StoredObject, Upload
 from imports.packaging import PackageResult, package_snapshot
-from registry import attestation
+from registry import attestation, policy
 from registry.attestation import SignedDigest
 from registry.card import CardMetadata
+from registry.policy import ImportRules, PolicyFinding, PolicyViolation
+
+logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 Signer = Callable[[bytes], SignedDigest]
@@ -43,8 +49,8 @@ class DigestMismatch(PipelineError):
     code = "digest_mismatch"
 
 
-class UnsafeModelFile(PipelineError):
-    code = "scan_rejected"
+class UnsafeModelFile(PolicyViolation, PipelineError):
+    """The scan found pickle content the policy refuses (``code`` is ``policy:<rule>``)."""
 
 
 class StoreError(PipelineError):
@@ -156,6 +162,18 @@ def resolve_revision(
 class Preflight:
     needed_bytes: int
     free_bytes: int
+    findings: tuple[PolicyFinding, ...] = ()
+
+
+# Beyond the snapshot and the tarball: gzip can grow incompressible data a little, and the
+# work dir also holds model.sig, aegis.json and the Hub client's temporary files.
+DISK_MARGIN_RATIO = 0.05
+
+
+def disk_space_needed(total_bytes: int, min_free_bytes: int) -> tuple[int, int]:
+    """(bytes needed, margin): the snapshot, the tarball beside it, a margin, and the reserve."""
+    margin = int(total_bytes * DISK_MARGIN_RATIO) + min_free_bytes
+    return 2 * total_bytes + margin, margin
 
 
 def preflight(
@@ -163,31 +181,36 @@ def preflight(
     *,
     work_dir: Path,
     min_free_bytes: int,
-    max_import_bytes: int,
+    rules: ImportRules,
     has_hub_token: bool,
 ) -> Preflight:
-    """Refuse early what would fail late: too big, not enough disk, gated without a token."""
+    """Refuse early what would fail late or break the policy, before any file is downloaded:
+    a floating revision when commits are required, the card's license, the size, pickle files
+    under "safetensors only", a gated repo without a token, not enough disk space."""
     total = resolution.total_bytes
-    if total > max_import_bytes:
-        raise PreflightError(
-            f"{resolution.repo_id}@{resolution.commit[:12]} selects {total:,} bytes, above the "
-            f"limit of {max_import_bytes:,} (AEGIS_MAX_IMPORT_BYTES); "
-            "narrow it with --include/--exclude"
-        )
+    findings = policy.check_before_download(
+        repo_id=f"{resolution.repo_id}@{resolution.commit[:12]}",
+        revision=resolution.revision,
+        licenses=policy.card_licenses(resolution.card_data, resolution.metadata.license),
+        file_sizes={item.path: item.size for item in resolution.files},
+        pickle_paths=[item.path for item in resolution.files if is_pickle_format(item.path)],
+        rules=rules,
+    )
     if resolution.metadata.gated != "no" and not has_hub_token:
         raise PreflightError(
             f"{resolution.repo_id} is gated: set HF_TOKEN to a token that was granted access"
         )
     work_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(work_dir).free
-    # The snapshot, then the tarball beside it (at most about the same size again).
-    needed = 2 * total + min_free_bytes
+    needed, margin = disk_space_needed(total, min_free_bytes)
     if free < needed:
         raise PreflightError(
             f"not enough disk space in {work_dir}: {free:,} bytes free, {needed:,} needed "
-            f"(twice the {total:,} bytes selected, plus AEGIS_MIN_FREE_BYTES)"
+            f"(snapshot {total:,} + tarball {total:,} + margin {margin:,}, which includes "
+            f"AEGIS_MIN_FREE_BYTES {min_free_bytes:,}); free space or point AEGIS_WORK_DIR "
+            "at a larger disk"
         )
-    return Preflight(needed_bytes=needed, free_bytes=free)
+    return Preflight(needed_bytes=needed, free_bytes=free, findings=tuple(findings))
 
 
 # --- 3. download --------------------------------------------------------------------------
@@ -240,39 +263,73 @@ class CheckResult:
         return {item.path: item.sha256 for item in self.files}
 
 
-def _hash_file(path: Path, progress: Callable[[int], None]) -> tuple[str, str, int]:
-    """sha256 and git blob sha1 of a file in one read."""
+HASH_CHUNK = 4 * 1024 * 1024
+CHECK_WORKERS = 2
+
+
+def _hash_file(
+    path: Path, progress: Callable[[int], None], *, blob_id: bool = True
+) -> tuple[str, str, int]:
+    """sha256 (and, when asked, the git blob sha1) of a file in one read."""
     size = path.stat().st_size
     sha256 = hashlib.sha256()
-    blob = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
+    blob = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False) if blob_id else None
     read = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
+    with path.open("rb", buffering=0) as handle:
+        while chunk := handle.read(HASH_CHUNK):
             sha256.update(chunk)
-            blob.update(chunk)
+            if blob is not None:
+                blob.update(chunk)
             read += len(chunk)
             progress(len(chunk))
-    return sha256.hexdigest(), blob.hexdigest(), read
+    return sha256.hexdigest(), blob.hexdigest() if blob is not None else "", read
+
+
+def _hash_files(
+    files: Sequence[tuple[HubFile, Path]], progress: Progress, total: int
+) -> dict[str, tuple[str, str, int]]:
+    """Hash files on a few threads (hashlib releases the GIL); progress from this thread."""
+    lock = threading.Lock()
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        with lock:
+            done += count
+
+    with ThreadPoolExecutor(max_workers=CHECK_WORKERS, thread_name_prefix="aegis-check") as pool:
+        futures = {
+            # The git blob id is only compared for files the Hub does not keep in LFS.
+            expected.path: pool.submit(_hash_file, path, advance, blob_id=not expected.lfs_sha256)
+            for expected, path in files
+        }
+        pending = set(futures.values())
+        try:
+            while pending:
+                finished, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+                progress(done, total)
+                for future in finished:
+                    future.result()  # a file that could not be read stops the check
+        finally:
+            for future in pending:
+                future.cancel()
+        return {name: future.result() for name, future in futures.items()}
 
 
 def check_digests(
     resolution: Resolution, download: Download, *, progress: Progress = _noop_progress
 ) -> CheckResult:
     """Compare every downloaded file with the Hub's digest: LFS sha256, or the git blob id."""
-    total = resolution.total_bytes
-    done = 0
     checked: list[CheckedFile] = []
-
-    def advance(count: int) -> None:
-        nonlocal done
-        done += count
-        progress(done, total)
-
+    located: list[tuple[HubFile, Path]] = []
     for expected in resolution.files:
         path = download.paths.get(expected.path)
         if path is None or not path.is_file():
             raise DigestMismatch(f"{expected.path} was not downloaded")
-        sha256, blob_id, size = _hash_file(path, advance)
+        located.append((expected, path))
+    digests = _hash_files(located, progress, resolution.total_bytes)
+    for expected in resolution.files:
+        sha256, blob_id, size = digests[expected.path]
         if size != expected.size:
             raise DigestMismatch(
                 f"{expected.path}: downloaded {size:,} bytes, the Hub lists {expected.size:,}"
@@ -298,66 +355,184 @@ def check_digests(
 # --- 5. scan ------------------------------------------------------------------------------
 
 
+SCANNER = "picklescan"
+# picklescan names the module a pickle imports as written in the pickle: os.system pickled on
+# Linux reads "posix.system". Shown with the name people know.
+_MODULE_ALIASES = {"posix": "os", "nt": "os", "__builtin__": "builtins"}
+
+
 @dataclass(frozen=True)
 class ScanVerdict:
     path: str
     scanner: str
-    verdict: str  # "clean", "dangerous", "error", "not-applicable"
+    verdict: str  # "safe", "suspicious", "dangerous"
     detail: str = ""
+    globals: tuple[str, ...] = ()  # the offending imports: dangerous and suspicious ones
+    detected_by: str = "extension"  # "extension", "magic bytes" or "zip with pickle"
+    sha256: str = ""
 
 
 @dataclass(frozen=True)
 class ScanResult:
     verdicts: tuple[ScanVerdict, ...]
+    findings: tuple[PolicyFinding, ...] = ()
+    scanner_version: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ScanResult:
-        return cls(verdicts=tuple(ScanVerdict(**item) for item in data["verdicts"]))
+        verdicts = []
+        for item in data["verdicts"]:
+            values = dict(item)
+            values["globals"] = tuple(values.get("globals") or ())
+            verdicts.append(ScanVerdict(**values))
+        return cls(
+            verdicts=tuple(verdicts),
+            findings=tuple(PolicyFinding.from_json(item) for item in data.get("findings", ())),
+            scanner_version=str(data.get("scanner_version", "")),
+        )
+
+    def verdicts_json(self) -> list[dict[str, Any]]:
+        return [{**asdict(item), "globals": list(item.globals)} for item in self.verdicts]
 
 
 def is_pickle_format(path: str) -> bool:
     return path.lower().endswith(PICKLE_SUFFIXES)
 
 
-def scan_pickles(download: Download, checked: CheckResult) -> ScanResult:
-    """Scan pickle-based files with picklescan; dangerous imports stop the import."""
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    # safetensors: an 8-byte little-endian header length, then a JSON object.
+    if len(head) < 10:
+        return False
+    header_length = int.from_bytes(head[:8], "little")
+    return 2 <= header_length <= size - 8 and head[8:9] == b"{"
+
+
+def pickle_content(path: Path) -> str:
+    """How a file is recognised as pickle-based by its bytes, or "" when it is not.
+
+    Pickle protocol 2+ starts with PROTO (0x80, then the protocol number); PyTorch's zip
+    format is a zip archive holding a ``*.pkl`` (``data.pkl``); numpy's ``.npy`` can hold
+    pickled objects. Names do not matter here: a pickle called ``weights.dat`` is found.
+    """
+    import zipfile
+
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    is_proto = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    if is_proto and not _looks_like_safetensors(head, size):
+        return "magic bytes"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return ""
+        if any(name.endswith((".pkl", ".pickle", "/data.pkl")) for name in names):
+            return "zip with pickle"
+    if head.startswith(b"\x93NUMPY"):
+        return "magic bytes"
+    return ""
+
+
+def _display_global(name: str) -> str:
+    module, _, attribute = name.partition(".")
+    alias = _MODULE_ALIASES.get(module)
+    return f"{name} ({alias}.{attribute})" if alias else name
+
+
+def scan_file(path: Path, name: str, *, detected_by: str, sha256: str = "") -> ScanVerdict:
+    """One file's verdict: dangerous or suspicious imports named; unparseable is suspicious."""
+    import logging
+
     from picklescan.scanner import scan_file_path
 
+    unparseable: list[str] = []
+
+    class _ParseFailures(logging.Handler):
+        # picklescan reports a stream it cannot parse only in its log.
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if str(path) in message and (
+                "could not parse" in message or "parsing pickle" in message
+            ):
+                unparseable.append(message)
+
+    handler = _ParseFailures(level=logging.WARNING)
+    scanner_log = logging.getLogger("picklescan")
+    scanner_log.addHandler(handler)
+    try:
+        result = scan_file_path(str(path))
+    finally:
+        scanner_log.removeHandler(handler)
+
+    def named(level: str) -> tuple[str, ...]:
+        return tuple(
+            sorted(
+                {
+                    _display_global(f"{found.module}.{found.name}")
+                    for found in result.globals
+                    if getattr(found.safety, "value", str(found.safety)) == level
+                }
+            )
+        )
+
+    dangerous, suspicious = named("dangerous"), named("suspicious")
+    if dangerous or (result.issues_count and not suspicious):
+        offending = dangerous or ("unknown code",)
+        return ScanVerdict(
+            name, SCANNER, "dangerous", "dangerous imports: " + ", ".join(offending),
+            globals=tuple(sorted({*offending, *suspicious})), detected_by=detected_by,
+            sha256=sha256,
+        )  # fmt: skip
+    if suspicious or result.scan_err or unparseable:
+        reasons = []
+        if suspicious:
+            reasons.append("suspicious imports: " + ", ".join(suspicious))
+        if result.scan_err or unparseable:
+            reasons.append("the pickle stream could not be parsed to its end")
+        return ScanVerdict(
+            name, SCANNER, "suspicious", "; ".join(reasons), globals=suspicious,
+            detected_by=detected_by, sha256=sha256,
+        )  # fmt: skip
+    imported = sorted({f"{found.module}.{found.name}" for found in result.globals})
+    return ScanVerdict(
+        name, SCANNER, "safe", "imports: " + (", ".join(imported) or "none"),
+        detected_by=detected_by, sha256=sha256,
+    )  # fmt: skip
+
+
+def scan_pickles(download: Download, checked: CheckResult, rules: ImportRules) -> ScanResult:
+    """Scan every pickle-based file (by name or by its bytes) and apply the pickle policy.
+
+    Verdicts: safe, suspicious (suspicious imports, or a stream that cannot be parsed) and
+    dangerous (imports that run code, such as ``os.system``). The policy decides what stops
+    the import (see ``registry.policy.check_pickle_verdicts``).
+    """
+    from importlib.metadata import version as package_version
+
     verdicts: list[ScanVerdict] = []
-    rejected: list[str] = []
     for item in checked.files:
-        if not is_pickle_format(item.path):
+        local = download.paths[item.path]
+        detected = pickle_content(local)
+        if not detected and not is_pickle_format(item.path):
             continue
-        result = scan_file_path(str(download.paths[item.path]))
-        dangerous = sorted(
-            {
-                f"{found.module}.{found.name}"
-                for found in result.globals
-                if getattr(found.safety, "value", str(found.safety)) == "dangerous"
-            }
+        verdicts.append(
+            scan_file(local, item.path, detected_by=detected or "extension", sha256=item.sha256)
         )
-        if result.scan_err:
-            verdicts.append(
-                ScanVerdict(item.path, "picklescan", "error", "the file could not be parsed")
-            )
-            rejected.append(f"{item.path} (unparseable)")
-        elif dangerous or result.issues_count:
-            detail = "dangerous imports: " + ", ".join(dangerous or ["unknown"])
-            verdicts.append(ScanVerdict(item.path, "picklescan", "dangerous", detail))
-            rejected.append(f"{item.path} ({detail})")
-        else:
-            imported = sorted({f"{found.module}.{found.name}" for found in result.globals})
-            verdicts.append(
-                ScanVerdict(item.path, "picklescan", "clean", "imports: " + ", ".join(imported))
-            )
-    if rejected:
-        raise UnsafeModelFile(
-            "the pickle scanner refused " + "; ".join(rejected) + ": loading it could run code"
-        )
-    return ScanResult(verdicts=tuple(verdicts))
+    verdict_dicts = [{**asdict(item), "globals": list(item.globals)} for item in verdicts]
+    try:
+        findings = policy.check_pickle_verdicts(verdict_dicts, rules)
+    except PolicyViolation as error:
+        raise UnsafeModelFile(error.rule, error.reason) from None
+    return ScanResult(
+        verdicts=tuple(verdicts),
+        findings=tuple(findings),
+        scanner_version=f"{SCANNER} {package_version('picklescan')}",
+    )
 
 
 # --- 6. sign the model files (model.sig) ----------------------------------------------------
@@ -379,11 +554,21 @@ def artifact_basename(model_name: str, version: str) -> str:
 
 
 def import_record(
-    resolution: Resolution, checked: CheckResult, *, model_name: str, version: str, endpoint: str
+    resolution: Resolution,
+    checked: CheckResult,
+    *,
+    model_name: str,
+    version: str,
+    endpoint: str,
+    scan: ScanResult | None = None,
+    policy_record: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """aegis.json: what was imported. Only facts fixed by the commit and the options, so the
-    tarball stays byte-reproducible (who and when live in the signed provenance instead)."""
-    return {
+    tarball stays byte-reproducible (who and when live in the signed provenance instead).
+
+    ``scan`` adds the pickle scanner's verdict per file; ``policy_record`` the import policy in
+    force, its warnings and any override (rule, reason, who granted it)."""
+    record = {
         "format": AEGIS_RECORD_FORMAT,
         "model": {"name": model_name, "version": version},
         "source": {
@@ -408,6 +593,18 @@ def import_record(
         "card": asdict(resolution.metadata),
         "card_data": resolution.card_data,
     }
+    if scan is not None:
+        record["scan"] = {"scanner": scan.scanner_version, "files": scan.verdicts_json()}
+    if policy_record is not None:
+        record["policy"] = {
+            "rules": dict(policy_record.get("rules") or {}),
+            "findings": list(policy_record.get("findings") or []),
+            "overrides": [
+                {key: item[key] for key in ("rule", "reason", "granted_by") if key in item}
+                for item in policy_record.get("overrides") or []
+            ],
+        }
+    return record
 
 
 def canonical_json(data: Any) -> bytes:
@@ -421,6 +618,9 @@ class Packaged:
     size: int
     record: bytes
     model_sig: bytes
+    # The tarball as streamed into the store while it was packaged (None: not streamed).
+    # Recorded with the stage's output, so a failed import's upload is found on retry.
+    artifact: StoredObject | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -429,16 +629,19 @@ class Packaged:
             "size": self.size,
             "record": self.record.decode(),
             "model_sig": self.model_sig.decode(),
+            "artifact": asdict(self.artifact) if self.artifact else None,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Packaged:
+        artifact = data.get("artifact")
         return cls(
             path=Path(data["path"]),
             sha256=data["sha256"],
             size=data["size"],
             record=data["record"].encode(),
             model_sig=data["model_sig"].encode(),
+            artifact=StoredObject(**artifact) if artifact else None,
         )
 
 
@@ -453,28 +656,113 @@ def package_artifact(
     endpoint: str,
     out_dir: Path,
     progress: Progress = _noop_progress,
+    scan: ScanResult | None = None,
+    policy_record: Mapping[str, Any] | None = None,
+    store: ArtifactStore | None = None,
+    import_id: int | None = None,
 ) -> Packaged:
-    """The byte-reproducible tar.gz: ``model/``, ``model.sig`` and ``aegis.json``."""
+    """The byte-reproducible tar.gz: ``model/``, ``model.sig`` and ``aegis.json``.
+
+    With ``store`` (and ``import_id``), the tarball is also streamed into the store as it is
+    written (an S3 multipart upload, parts in parallel), so the store stage does not have to
+    upload it again. The stream is a shortcut, not a requirement: if the store fails during
+    it, the partial upload is discarded and the store stage uploads the tarball (with its
+    retries and its error messages) as it would have without streaming.
+    """
     base = artifact_basename(model_name, version)
     record = canonical_json(
         import_record(
-            resolution, checked, model_name=model_name, version=version, endpoint=endpoint
+            resolution,
+            checked,
+            model_name=model_name,
+            version=version,
+            endpoint=endpoint,
+            scan=scan,
+            policy_record=policy_record,
         )
     )
     model_sig = attestation.bundle_to_bytes(dict(model_signature))
     out_dir.mkdir(parents=True, exist_ok=True)
-    result: PackageResult = package_snapshot(
-        out_dir / f"{base}.tar.gz",
-        root_name=base,
-        model_files={item.path: download.paths[item.path] for item in checked.files},
-        extra_members={"model.sig": model_sig, "aegis.json": record},
-        mtime=resolution.mtime,
-        progress=progress,
-        expected_sha256=checked.sha256_by_path,
-    )
+    upload: _StreamedUpload | None = None
+    if store is not None and import_id is not None:
+        input_bytes = sum(item.size for item in checked.files) + len(record) + len(model_sig)
+        upload = _StreamedUpload.open(
+            store,
+            f"{storage_prefix(model_name, version, import_id)}/{base}.tar.gz",
+            expected_size=input_bytes,
+        )
+    try:
+        result: PackageResult = package_snapshot(
+            out_dir / f"{base}.tar.gz",
+            root_name=base,
+            model_files={item.path: download.paths[item.path] for item in checked.files},
+            extra_members={"model.sig": model_sig, "aegis.json": record},
+            mtime=resolution.mtime,
+            progress=progress,
+            expected_sha256=checked.sha256_by_path,
+            upload=upload,
+        )
+        artifact = upload.complete(sha256=result.sha256) if upload is not None else None
+    except BaseException:
+        if upload is not None:
+            upload.abort()
+        raise
     return Packaged(
-        path=result.path, sha256=result.sha256, size=result.size, record=record, model_sig=model_sig
+        path=result.path,
+        sha256=result.sha256,
+        size=result.size,
+        record=record,
+        model_sig=model_sig,
+        artifact=artifact,
     )
+
+
+class _StreamedUpload:
+    """A store upload fed by the packager; a store failure only ends the streaming."""
+
+    def __init__(self, upload: Upload | None) -> None:
+        self._upload = upload
+
+    @classmethod
+    def open(cls, store: ArtifactStore, key: str, *, expected_size: int) -> _StreamedUpload:
+        try:
+            upload = store.open_upload(
+                key, content_type="application/gzip", expected_size=expected_size
+            )
+        except Exception:
+            logger.warning(
+                "cannot stream %s into the store; it is uploaded after", key, exc_info=True
+            )
+            upload = None
+        return cls(upload)
+
+    def write(self, data: bytes) -> None:
+        if self._upload is None:
+            return
+        try:
+            self._upload.write(data)
+        except Exception:
+            logger.warning(
+                "streaming %s failed; it is uploaded after", self._upload.url, exc_info=True
+            )
+            self.abort()
+
+    def complete(self, *, sha256: str) -> StoredObject | None:
+        if self._upload is None:
+            return None
+        try:
+            return self._upload.complete(sha256=sha256)
+        except Exception:
+            logger.warning(
+                "streaming %s failed; it is uploaded after", self._upload.url, exc_info=True
+            )
+            self.abort()
+            return None
+
+    def abort(self) -> None:
+        if self._upload is not None:
+            self._upload.abort()
+            self._upload = None
 
 
 # --- 8. attest ----------------------------------------------------------------------------
@@ -497,8 +785,14 @@ def attest_artifact(
     run: RunDetails,
     signer: Signer,
     public_key_pem: str,
+    scan: ScanResult | None = None,
+    policy_record: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The in-toto SLSA v1 provenance statement over the tarball digest, signed through Transit."""
+    """The in-toto SLSA v1 provenance statement over the tarball digest, signed through Transit.
+
+    The policy in force (with overrides: rule, reason, who, when) goes in
+    ``buildDefinition.internalParameters.policy``; each scanned file's verdict is a
+    ``runDetails.byproducts`` entry."""
     statement = attestation.provenance_statement(
         artifact_name=packaged.path.name,
         artifact_sha256=packaged.sha256,
@@ -514,6 +808,12 @@ def attest_artifact(
         started_on=run.started_on,
         finished_on=run.finished_on,
         actor=run.actor,
+        policy=policy_record,
+        scan=(
+            {"scanner": scan.scanner_version, "files": scan.verdicts_json()}
+            if scan is not None
+            else None
+        ),
     )
     return attestation.sign_statement(statement, signer, public_key_pem)
 
@@ -554,7 +854,8 @@ def store_artifact(
     import_id: int,
     progress: Progress = _noop_progress,
 ) -> Stored:
-    """Upload the tarball, its attestation beside it, and aegis.json; remove them on failure."""
+    """Upload the tarball (unless it was streamed there while packaging and is still there),
+    its attestation beside it, and aegis.json; remove them on failure."""
     prefix = storage_prefix(model_name, version, import_id)
     name = packaged.path.name
     done = 0
@@ -566,13 +867,15 @@ def store_artifact(
 
     written: list[str] = []
     try:
-        artifact = store.put_file(
-            packaged.path,
-            f"{prefix}/{name}",
-            sha256=packaged.sha256,
-            content_type="application/gzip",
-            progress=advance,
-        )
+        artifact = _streamed_artifact(store, packaged, store.url_for(f"{prefix}/{name}"))
+        if artifact is None:
+            artifact = store.put_file(
+                packaged.path,
+                f"{prefix}/{name}",
+                sha256=packaged.sha256,
+                content_type="application/gzip",
+                progress=advance,
+            )
         written.append(artifact.url)
         bundle_bytes = attestation.bundle_to_bytes(dict(attestation_bundle))
         bundle = store.put_bytes(
@@ -594,6 +897,17 @@ def store_artifact(
             store.delete(url)
         raise
     return Stored(artifact=artifact, attestation=bundle, record=record)
+
+
+def _streamed_artifact(store: ArtifactStore, packaged: Packaged, url: str) -> StoredObject | None:
+    """The tarball streamed into this store while packaging, if it is still there whole."""
+    if packaged.artifact is None or packaged.artifact.url != url:
+        return None
+    try:
+        head = store.head(url)
+    except StorageError:
+        return None
+    return packaged.artifact if head.size == packaged.size else None
 
 
 def stored_still_present(store: ArtifactStore, stored: Stored, packaged: Packaged) -> bool:

@@ -25,18 +25,26 @@ from django.utils import timezone
 
 from aegis_catalog import services
 from aegis_catalog.lib.hub import HubClient, HubError
-from aegis_catalog.lib.storage import ArtifactStore, StorageError
+from aegis_catalog.lib.storage import ArtifactStore, StorageError, sha256_file
 from aegis_catalog.lib.vault import TransitClient, VaultError
 from imports import pipeline
 from imports.actions import record_event, transition
 from imports.models import ImportEvent, ImportRequest, Stage
-from imports.packaging import PackagingError, UnsafeArchive
+from imports.packaging import PackagingError, UnsafeArchive, limit_heap_fragmentation
 from registry import actions as registry_actions
 from registry.attestation import AttestationError, SignedDigest
-from registry.models import IssuedSignature, ModelVersion, SigningKey
+from registry.models import (
+    ImportPolicy,
+    IssuedSignature,
+    ModelVersion,
+    PolicyOverride,
+    SigningKey,
+)
+from registry.policy import ImportRules, PolicyFinding, PolicyViolation
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+_WithFindings = TypeVar("_WithFindings", pipeline.Preflight, pipeline.ScanResult)
 
 KNOWN_ERRORS: tuple[type[Exception], ...] = (
     pipeline.PipelineError,
@@ -47,6 +55,7 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     PackagingError,
     UnsafeArchive,
     registry_actions.RegistryError,
+    PolicyViolation,
 )
 
 
@@ -223,6 +232,7 @@ class ImportRunner:
         self._rerun = False
         self.on_progress: Callable[[str, int, int], None] | None = None
         self.reporter = ProgressReporter(request.pk)
+        self._overrides: list[PolicyOverride] = []
 
     # --- bookkeeping ---------------------------------------------------------------------
 
@@ -299,6 +309,7 @@ class ImportRunner:
     # --- the stages, in order ------------------------------------------------------------
 
     def run(self) -> ModelVersion | None:
+        limit_heap_fragmentation()  # memory that does not grow with the model's size
         self.reporter.start()
         try:
             return self._run()
@@ -336,14 +347,18 @@ class ImportRunner:
                 stage=Stage.RESOLVE,
                 details={"commit": resolution.commit, "files": len(resolution.files)},
             )
-        self._stage(
+        rules = self._policy_rules()
+        checked_before = self._stage(
             Stage.PREFLIGHT,
-            lambda: pipeline.preflight(
-                resolution,
-                work_dir=self.work_dir,
-                min_free_bytes=settings.AEGIS_MIN_FREE_BYTES,
-                max_import_bytes=settings.AEGIS_MAX_IMPORT_BYTES,
-                has_hub_token=bool(settings.HF_TOKEN),
+            lambda: self._recording_findings(
+                Stage.PREFLIGHT,
+                pipeline.preflight(
+                    resolution,
+                    work_dir=self.work_dir,
+                    min_free_bytes=settings.AEGIS_MIN_FREE_BYTES,
+                    rules=rules,
+                    has_hub_token=bool(settings.HF_TOKEN),
+                ),
             ),
         )
         download = self._stage(
@@ -367,10 +382,13 @@ class ImportRunner:
         )
         scan = self._stage(
             Stage.SCAN,
-            lambda: pipeline.scan_pickles(download, checked),
+            lambda: self._recording_findings(
+                Stage.SCAN, pipeline.scan_pickles(download, checked, rules)
+            ),
             restore=pipeline.ScanResult.from_json,
             dump=lambda value: value.to_json(),
         )
+        policy_record = self._policy_record(rules, [*checked_before.findings, *scan.findings])
         # Reading the trust store from Vault belongs to the signing stage (and its failures).
         ImportRequest.objects.filter(pk=request.pk).update(stage=Stage.SIGN_MODEL)
         key = registry_actions.sync_signing_keys(svc.transit, request.sign_key)
@@ -394,6 +412,10 @@ class ImportRunner:
                 endpoint=svc.endpoint,
                 out_dir=self.work_dir / "out",
                 progress=self._progress(Stage.PACKAGE),
+                scan=scan,
+                policy_record=policy_record,
+                store=svc.store if settings.AEGIS_STREAM_UPLOADS else None,
+                import_id=request.pk,
             ),
             restore=self._restore_packaged,
             dump=lambda value: value.to_json(),
@@ -410,7 +432,14 @@ class ImportRunner:
         provenance = self._stage(
             Stage.ATTEST,
             lambda: pipeline.attest_artifact(
-                resolution, checked, packaged, run_details, signer, key.public_key_pem
+                resolution,
+                checked,
+                packaged,
+                run_details,
+                signer,
+                key.public_key_pem,
+                scan=scan,
+                policy_record=policy_record,
             ),
             restore=lambda data: data,
             dump=lambda value: value,
@@ -449,6 +478,7 @@ class ImportRunner:
                         resolution,
                         checked,
                         scan,
+                        policy_record,
                         model_signature,
                         packaged,
                         provenance,
@@ -463,6 +493,46 @@ class ImportRunner:
         return version
 
     # --- helpers for the stages ------------------------------------------------------------
+
+    def _policy_rules(self) -> ImportRules:
+        """The import policy now in force, with the rules an admin overrode for this import."""
+        self._overrides = list(PolicyOverride.objects.filter(import_request_id=self.request.pk))
+        return ImportPolicy.current().rules(overridden={item.rule for item in self._overrides})
+
+    def _recording_findings(self, stage: str, outcome: _WithFindings) -> _WithFindings:
+        """Timeline notes for the rules that only warned or were overridden (marked used)."""
+        overridden = [item for item in outcome.findings if item.outcome == "overridden"]
+        used: list[PolicyOverride] = registry_actions.mark_policy_overrides_used(
+            self.request.pk, [item.rule for item in overridden]
+        )
+        granted = {item.rule: item for item in [*used, *self._overrides]}
+        for finding in outcome.findings:
+            override = granted.get(finding.rule)
+            if finding.outcome == "overridden" and override is not None:
+                message = (
+                    f"policy rule {finding.rule} overridden once by {override.granted_by} "
+                    f"({override.reason}): {finding.reason}"
+                )
+                details = {
+                    "policy_rule": finding.rule,
+                    "outcome": "overridden",
+                    "granted_by": override.granted_by,
+                    "override_reason": override.reason,
+                }
+            else:
+                message = f"policy warning ({finding.rule}): {finding.reason}"
+                details = {"policy_rule": finding.rule, "outcome": finding.outcome}
+            record_event(self.request, ImportEvent.Kind.NOTE, message, stage=stage, details=details)
+        return outcome
+
+    def _policy_record(self, rules: ImportRules, findings: list[PolicyFinding]) -> dict[str, Any]:
+        """What aegis.json, the provenance statement and the registry say about the policy."""
+        overridden = {item.rule for item in findings if item.outcome == "overridden"}
+        return {
+            "rules": {key: value for key, value in rules.to_json().items() if key != "overridden"},
+            "findings": [item.to_json() for item in findings],
+            "overrides": [item.to_json() for item in self._overrides if item.rule in overridden],
+        }
 
     def _claim_content(self, resolution: pipeline.Resolution) -> ImportRequest | None:
         """Become the one import doing the work for this content, or return the import that
@@ -545,6 +615,10 @@ class ImportRunner:
         packaged = pipeline.Packaged.from_json(data)
         if not packaged.path.is_file() or packaged.path.stat().st_size != packaged.size:
             return None
+        # The work copy is not fsynced (the store holds the durable one): after a crash it
+        # could have the right size and wrong bytes, so a retry checks its digest.
+        if sha256_file(packaged.path) != packaged.sha256:
+            return None
         return packaged
 
     def _restore_stored(
@@ -560,6 +634,7 @@ class ImportRunner:
         resolution: pipeline.Resolution,
         checked: pipeline.CheckResult,
         scan: pipeline.ScanResult,
+        policy_record: dict[str, Any],
         model_signature: dict[str, Any],
         packaged: pipeline.Packaged,
         provenance: dict[str, Any],
@@ -592,8 +667,9 @@ class ImportRunner:
                     "upload_s3": request.upload_s3,
                     "s3_bucket": request.s3_bucket,
                     "import_request": request.pk,
+                    "policy": policy_record,
                 },
-                scan_results=[asdict(item) for item in scan.verdicts],
+                scan_results=scan.verdicts_json(),
             )
             ImportRequest.objects.filter(pk=request.pk).update(model_version=version)
         return version

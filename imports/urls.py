@@ -15,4 +15,5 @@ urlpatterns = [
     path("imports/<int:pk>/progress/", views.import_progress, name="progress"),
     path("imports/<int:pk>/retry/", views.retry, name="retry"),
     path("imports/<int:pk>/cancel/", views.cancel, name="cancel"),
+    path("imports/<int:pk>/override/", views.override_policy, name="override"),
 ]

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.cache import cache
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -35,6 +36,7 @@ from aegis_catalog.lib.hub import (
     validate_revision,
 )
 from aegis_catalog.views import (
+    REGISTRY_ADMIN,
     browse_required,
     can_import,
     error_page,
@@ -42,8 +44,17 @@ from aegis_catalog.views import (
     is_htmx,
     page_or_404,
     query_form,
+    require_groups,
+    user_in_group,
 )
-from imports.actions import ImportOptions, ImportRejected, cancel_import, retry_import, start_import
+from imports.actions import (
+    ImportOptions,
+    ImportQueueUnavailable,
+    ImportRejected,
+    cancel_import,
+    retry_import,
+    start_import,
+)
 from imports.cards import render_card
 from imports.forms import (
     ImportForm,
@@ -56,7 +67,16 @@ from imports.forms import (
     reject_unknown_parameters,
 )
 from imports.models import STAGE_ORDER, ImportEvent, ImportRequest, Stage
-from registry.models import ModelVersion
+from registry.actions import RegistryError, grant_policy_override
+from registry.forms import PolicyOverrideForm
+from registry.models import ImportPolicy, ModelVersion
+from registry.policy import (
+    RULE_LABELS,
+    PolicyFinding,
+    PolicyViolation,
+    card_licenses,
+    check_licenses,
+)
 
 SEARCH_PAGE_SIZE = 20
 DEFAULT_PAGE_SIZE = 25
@@ -94,7 +114,7 @@ def cached_model_info(repo_id: str, revision: str) -> HubModel:
     key = _cache_key("model", repo_id, revision)
     model: HubModel | None = cache.get(key)
     if model is None:
-        model = services.hub_client().model_info(repo_id, revision)
+        model = services.hub_client(interactive=True).model_info(repo_id, revision)
         cache.set(key, model)
     return model
 
@@ -220,7 +240,25 @@ def model_warnings(model: HubModel) -> list[str]:
         )
     if not model.license:
         warnings.append("The card names no license: check the terms before using the model.")
+    warnings.extend(policy_warnings(model))
     return warnings
+
+
+def policy_warnings(model: HubModel) -> list[str]:
+    """What the import policy would say about this model's license, before anyone imports it."""
+    findings: list[PolicyFinding] = []
+    try:
+        check_licenses(
+            card_licenses(model.card_data or {}, model.license or ""),
+            ImportPolicy.current().rules(),
+            findings,
+        )
+    except PolicyViolation as error:
+        return [
+            f"The import policy blocks this model ({error.rule}): {error.reason}. "
+            "A registry admin can override it for one import, with a reason."
+        ]
+    return [f"Import policy warning ({item.rule}): {item.reason}." for item in findings]
 
 
 def _as_list(value: Any) -> list[str]:
@@ -381,8 +419,10 @@ def start(request: HttpRequest, org: str, name: str) -> HttpResponse:
     try:
         import_request = start_import(options, actor=request.user.get_username(), user=request.user)
     except ImportRejected as error:
+        # The form keeps what was typed; a queue that is down is the server's problem (503).
         form.add_error(None, str(error))
-        return _render_model_page(request, repo_id, revision, import_form=form, status=400)
+        status = 503 if isinstance(error, ImportQueueUnavailable) else 400
+        return _render_model_page(request, repo_id, revision, import_form=form, status=status)
     messages.success(request, f"Import #{import_request.pk} of {repo_id} is queued.")
     return redirect(import_request.get_absolute_url())
 
@@ -507,6 +547,26 @@ def _import_context(request: HttpRequest, import_request: ImportRequest) -> dict
         "can_cancel": import_request.status
         in (ImportRequest.Status.QUEUED, ImportRequest.Status.RUNNING)
         and not import_request.cancel_requested,
+        **_policy_context(request, import_request),
+    }
+
+
+def _policy_context(request: HttpRequest, import_request: ImportRequest) -> dict[str, Any]:
+    """What the import page says about the import policy: the rule that blocked it, the
+    overrides granted for it, and (registry admins) the form to override the rule once."""
+    code = import_request.error_code or ""
+    blocked_rule = (
+        code.removeprefix("policy:")
+        if import_request.status == ImportRequest.Status.FAILED and code.startswith("policy:")
+        else ""
+    )
+    return {
+        "blocked_rule": blocked_rule,
+        "blocked_rule_label": RULE_LABELS.get(blocked_rule, blocked_rule),
+        "blocked_reason": import_request.error.split(" — ", 1)[-1] if blocked_rule else "",
+        "policy_overrides": list(import_request.policy_overrides.all()),
+        "can_override": bool(blocked_rule) and user_in_group(request.user, REGISTRY_ADMIN),
+        "override_form": PolicyOverrideForm(),
     }
 
 
@@ -552,6 +612,34 @@ def retry(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, str(error))
     else:
         messages.success(request, f"Import #{pk} is queued again; finished stages are kept.")
+    return _back_to_import(import_request)
+
+
+@require_POST
+@require_groups(REGISTRY_ADMIN, what="override the import policy")
+def override_policy(request: HttpRequest, pk: int) -> HttpResponse:
+    """Let an import blocked by a policy rule past that rule once (reason required), and retry."""
+    import_request = _get_import(pk)
+    form = PolicyOverrideForm(request.POST)
+    if not form.is_valid():
+        context = _import_context(request, import_request)
+        context["override_form"] = form
+        return render(request, "imports/import_detail.html", context, status=400)
+    actor = request.user.get_username()
+    try:
+        with transaction.atomic():
+            override = grant_policy_override(
+                import_request, reason=form.cleaned_data["reason"], actor=actor, user=request.user
+            )
+            retry_import(import_request, actor=actor)
+    except (RegistryError, ImportRejected) as error:
+        messages.error(request, str(error))
+        return _back_to_import(import_request)
+    messages.success(
+        request,
+        f"Policy rule {override.rule} overridden once for import #{pk}; the import is queued "
+        "again. The override is on the audit trail.",
+    )
     return _back_to_import(import_request)
 
 

@@ -14,7 +14,13 @@ from django.utils import timezone
 from aegis_catalog.lib.vault import TransitClient, TransitKeyInfo
 from registry import attestation, audit
 from registry.card import CardMetadata
-from registry.models import ModelVersion, RegisteredModel, SigningKey
+from registry.models import (
+    ImportPolicy,
+    ModelVersion,
+    PolicyOverride,
+    RegisteredModel,
+    SigningKey,
+)
 
 SYSTEM_ACTOR = "aegis"
 
@@ -436,3 +442,104 @@ def record_verification(
         model_name=version.model.name if version else "",
         details=details,
     )
+
+
+# --- import policy ---------------------------------------------------------------------------
+
+POLICY_EDITABLE_FIELDS = (
+    "allowed_licenses",
+    "unknown_license",
+    "pickle_policy",
+    "max_import_bytes",
+    "require_commit",
+)
+
+
+@transaction.atomic
+def edit_import_policy(
+    policy: ImportPolicy,
+    changes: Mapping[str, Any],
+    *,
+    actor: str,
+    user: User | AnonymousUser | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Change the import policy; records each changed rule's before and after."""
+    diff = _apply_edit(policy, changes, POLICY_EDITABLE_FIELDS)
+    if diff:
+        audit.record(
+            audit.Action.POLICY_EDITED,
+            actor=actor,
+            user=user,
+            object_type="policy",
+            object_id=policy.pk,
+            object_repr="import policy",
+            details={"changes": diff},
+        )
+    return diff
+
+
+@transaction.atomic
+def grant_policy_override(
+    import_request: Any,
+    *,
+    reason: str,
+    actor: str,
+    user: User | AnonymousUser | None = None,
+) -> PolicyOverride:
+    """Let one import blocked by a policy rule past that rule, once; the reason is required.
+
+    ``import_request`` is an ``imports.ImportRequest`` that failed with a policy error
+    (``error_code`` ``policy:<rule>``). Only registry admins may grant an override.
+    """
+    from registry.admin_site import is_registry_admin
+
+    if user is None or not is_registry_admin(user):
+        raise RegistryError("only registry admins can override the import policy")
+    reason = reason.strip()
+    if not reason:
+        raise RegistryError("a reason is required to override the import policy")
+    if len(reason) > 1000:
+        raise RegistryError("the reason is longer than 1000 characters")
+    code = str(import_request.error_code or "")
+    if import_request.status != "failed" or not code.startswith("policy:"):
+        raise RegistryError(
+            f"import #{import_request.pk} was not blocked by the import policy: nothing to override"
+        )
+    rule = code.removeprefix("policy:")
+    override = PolicyOverride.objects.create(
+        import_request_id=import_request.pk,
+        rule=rule,
+        reason=reason,
+        blocked_because=import_request.error,
+        granted_by=actor,
+        granted_by_user=_user_or_none(user),
+    )
+    audit.record(
+        audit.Action.POLICY_OVERRIDE_GRANTED,
+        actor=actor,
+        user=user,
+        object_type="import",
+        object_id=import_request.pk,
+        object_repr=(
+            f"import #{import_request.pk} {import_request.repo_id}@{import_request.revision}"
+        ),
+        model_name=import_request.model_name,
+        details={"rule": rule, "reason": reason, "blocked_because": import_request.error},
+    )
+    return override
+
+
+def mark_policy_overrides_used(
+    import_request_id: int, rules: Sequence[str]
+) -> list[PolicyOverride]:
+    """The overrides of this import that just let it past ``rules``: stamped as used."""
+    overrides = list(
+        PolicyOverride.objects.filter(
+            import_request_id=import_request_id, rule__in=list(rules), used_at__isnull=True
+        )
+    )
+    now = timezone.now()
+    for override in overrides:
+        override.used_at = now
+        override.save(update_fields=["used_at"])
+    return overrides

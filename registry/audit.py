@@ -42,6 +42,10 @@ class Action(models.TextChoices):
     VERIFICATION_PASSED = "verification.passed", "verification passed"
     VERIFICATION_FAILED = "verification.failed", "verification failed"
     STAFF_SIGNED_IN = "auth.staff_signed_in", "staff signed in"
+    POLICY_EDITED = "policy.edited", "import policy edited"
+    POLICY_OVERRIDE_GRANTED = "policy.override_granted", "policy override granted"
+    API_TOKEN_CREATED = "auth.api_token_created", "API token created"
+    API_TOKEN_REVOKED = "auth.api_token_revoked", "API token revoked"
 
 
 def _json_safe(value: Any) -> Any:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
+
+from registry.policy import ImportRules
 
 GENESIS_HASH = "0" * 64
 
@@ -133,7 +136,11 @@ class ModelVersion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["model", "version"], name="model_version_unique")
         ]
-        indexes = [models.Index(fields=["source_repo", "source_commit"])]
+        indexes = [
+            models.Index(fields=["source_repo", "source_commit"]),
+            # The registry list's per-model latest version, last import and count.
+            models.Index(fields=["model", "-imported_at"], name="version_model_latest_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model.name} {self.version}"
@@ -269,3 +276,123 @@ class AuditEvent(models.Model):
 def chain_hash(previous_hash: str, content: dict[str, Any]) -> str:
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(f"{previous_hash}\n{canonical}".encode()).hexdigest()
+
+
+def validate_spdx_ids(value: Any) -> None:
+    """A list of SPDX license ids (the allow-list of the import policy)."""
+    from django.core.exceptions import ValidationError
+
+    from registry.policy import canonical_license_ids
+
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError("Give a list of SPDX license ids.")
+    try:
+        canonical = canonical_license_ids(value)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+    if canonical != value:
+        raise ValidationError(f"Write the SPDX ids as {', '.join(canonical)}.")
+
+
+class ImportPolicy(models.Model):
+    """The rules every import must follow; one row, edited by registry admins in the admin.
+
+    ``current()`` returns it (created with the defaults on first use). Edits go through
+    ``registry.actions.edit_import_policy``, which records each field's before and after.
+    """
+
+    class UnknownLicense(models.TextChoices):
+        BLOCK = "block", "block the import"
+        WARN = "warn", "import, with a warning"
+        ALLOW = "allow", "import"
+
+    class PicklePolicy(models.TextChoices):
+        SAFETENSORS_ONLY = "safetensors_only", "safetensors only: no pickle-based files"
+        BLOCK_DANGEROUS = "block_dangerous", "block dangerous pickles, warn on suspicious"
+        WARN_ONLY = "warn_only", "warn on dangerous and suspicious pickles"
+
+    allowed_licenses = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_spdx_ids],
+        help_text="SPDX license ids an imported model may carry; empty: any license",
+    )
+    unknown_license = models.CharField(
+        max_length=8,
+        choices=UnknownLicense.choices,
+        default=UnknownLicense.WARN,
+        help_text="a card with no license, or one that is not an SPDX id (other, llama2, ...)",
+    )
+    pickle_policy = models.CharField(
+        max_length=20, choices=PicklePolicy.choices, default=PicklePolicy.BLOCK_DANGEROUS
+    )
+    max_import_bytes = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="largest selection of files an import may download; empty: "
+        "AEGIS_MAX_IMPORT_BYTES",
+    )
+    require_commit = models.BooleanField(
+        default=False,
+        help_text="imports must name a 40-character commit, not a branch or tag that can move",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "import policy"
+        verbose_name_plural = "import policy"
+
+    def __str__(self) -> str:
+        return "import policy"
+
+    @classmethod
+    def current(cls) -> ImportPolicy:
+        policy = cls.objects.filter(pk=1).first()
+        if policy is None:
+            policy, _ = cls.objects.get_or_create(
+                pk=1, defaults={"unknown_license": settings.AEGIS_POLICY_UNKNOWN_LICENSE}
+            )
+        return policy
+
+    def rules(self, overridden: Iterable[str] = ()) -> ImportRules:
+        """The rules as ``registry.policy.ImportRules``, with the overridden rule ids."""
+
+        return ImportRules(
+            allowed_licenses=tuple(self.allowed_licenses or ()),
+            unknown_license=self.unknown_license,
+            pickle_policy=self.pickle_policy,
+            max_import_bytes=self.max_import_bytes or settings.AEGIS_MAX_IMPORT_BYTES,
+            require_commit=self.require_commit,
+            overridden=frozenset(overridden),
+        )
+
+
+class PolicyOverride(models.Model):
+    """A registry admin let one import past one policy rule, once, with a reason (audited)."""
+
+    import_request = models.ForeignKey(
+        "imports.ImportRequest", on_delete=models.CASCADE, related_name="policy_overrides"
+    )
+    rule = models.CharField(max_length=40)
+    reason = models.TextField()
+    blocked_because = models.TextField(blank=True, help_text="the import's error when granted")
+    granted_by = models.CharField(max_length=300)
+    granted_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    granted_at = models.DateTimeField(auto_now_add=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["granted_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"override of {self.rule} for import #{self.import_request_id} by {self.granted_by}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "reason": self.reason,
+            "granted_by": self.granted_by,
+            "granted_at": self.granted_at.isoformat() if self.granted_at else "",
+        }

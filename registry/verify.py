@@ -64,6 +64,18 @@ class WeightsLoadFailed(VerificationError):
     check = "load"
 
 
+class RegistryRecordUnavailable(VerificationError):
+    """The registry API gave no record of the version (unreachable, no token, not found)."""
+
+    check = "registry_record"
+
+
+class VersionNotActive(VerificationError):
+    """The registry records the version as deprecated (yanked raises ``VersionYanked``)."""
+
+    check = "active"
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -82,6 +94,8 @@ class VerificationResult:
     signing_key: SigningKey | None = None
     version: ModelVersion | None = None
     extracted_to: Path | None = None
+    # With ``name``/``version``: the registry API's record the artifact was checked against.
+    record: dict[str, Any] | None = None
 
     def passed(self, name: str, detail: str) -> None:
         self.checks.append(Check(name, detail))
@@ -108,10 +122,40 @@ def _key_for(bundle: dict[str, Any], public_key: str | None) -> tuple[str, Signi
     return row.public_key_pem, row
 
 
+def _registry_key_pem(bundle: dict[str, Any], registry_key: dict[str, Any], what: str) -> str:
+    """The registry's public key for the version, if ``bundle`` names exactly that key."""
+    recorded = str(registry_key.get("fingerprint") or "")
+    pem = str(registry_key.get("public_key_pem") or "")
+    label = f"{registry_key.get('name')} v{registry_key.get('version')}"
+    try:
+        matches = bool(pem) and attestation.public_key_fingerprint(pem) == recorded
+    except attestation.AttestationError:
+        matches = False
+    if not matches:
+        raise UntrustedKey(f"the registry's public key of {label} does not match its fingerprint")
+    hint = attestation.bundle_key_hint(bundle) or ""
+    if hint != recorded:
+        raise UntrustedKey(
+            f"{what} names the key {hint[:16] or 'none'}..., but the registry records that "
+            f"{label} ({recorded[:16]}...) signed this version"
+        )
+    return pem
+
+
 def _verify_bundle(
-    bundle: dict[str, Any], public_key: str | None, error: type[VerificationError], what: str
+    bundle: dict[str, Any],
+    public_key: str | None,
+    error: type[VerificationError],
+    what: str,
+    *,
+    registry_key: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], SigningKey | None]:
-    pem, row = _key_for(bundle, public_key)
+    """The signed statement; with ``registry_key`` (the API's record of the signing key) the
+    bundle must name that key and verify with it, and the local trust store is not read."""
+    if registry_key is not None:
+        pem, row = _registry_key_pem(bundle, registry_key, what), None
+    else:
+        pem, row = _key_for(bundle, public_key)
     if row is not None and row.revoked:
         raise KeyRevoked(f"{what} was signed by {row}, which is revoked")
     try:
@@ -145,20 +189,59 @@ def _fetched(source: str, workdir: Path) -> Iterator[tuple[Path, bytes]]:
 
 
 def verify_model_artifact(
-    path_or_url_or_version: str | Path | ModelVersion,
+    path_or_url_or_version: str | Path | ModelVersion | None = None,
     *,
     public_key: str | None = None,
     extract_to: Path | None = None,
     load: bool = False,
+    extract: bool = True,
+    name: str | None = None,
+    version: str | None = None,
+    allow_deprecated: bool = False,
+    api_url: str | None = None,
+    api_token: str | None = None,
 ) -> VerificationResult:
     """Verify an artifact; raise the ``VerificationError`` subclass naming the first failed check.
 
     ``public_key`` (a PEM) replaces the trust-store lookup for the attestation and ``model.sig``;
     a key the trust store knows as revoked is still refused.
+
+    ``extract=False`` stops after the digest and yank checks: the signed provenance already
+    binds every byte of the tarball, so a consumer that will not read ``model/`` can skip the
+    extraction and the ``model.sig`` check (one read of the file, as fast as hashing it).
+
+    With ``name`` and ``version``, the registry's own record is the reference instead of the
+    local trust store: it is read from the registry API (``AEGIS_API_URL`` and
+    ``AEGIS_API_TOKEN``/``AEGIS_API_TOKEN_FILE``, or ``api_url``/``api_token``), the version must
+    be active (``allow_deprecated`` lets a deprecated one pass; yanked never does), its signing
+    key not revoked, both signatures must be by exactly the key and version the registry
+    records, and the tarball's sha256 the registered one. The artifact is downloaded through
+    the API unless a path or URL is given.
     """
-    version = path_or_url_or_version if isinstance(path_or_url_or_version, ModelVersion) else None
-    source = version.model_path if version else str(path_or_url_or_version)
-    result = VerificationResult(artifact=source, version=version)
+    if name is not None or version is not None:
+        if not name or not version:
+            raise TypeError("verify_model_artifact needs both name= and version=")
+        if public_key is not None or isinstance(path_or_url_or_version, ModelVersion):
+            raise TypeError("with name= and version= the registry's record gives the key")
+        return _verify_against_registry(
+            name,
+            version,
+            source=None if path_or_url_or_version is None else str(path_or_url_or_version),
+            extract_to=extract_to,
+            load=load,
+            allow_deprecated=allow_deprecated,
+            api_url=api_url,
+            api_token=api_token,
+        )
+    if path_or_url_or_version is None:
+        raise TypeError("verify_model_artifact needs a path, URL or version, or name= and version=")
+    if load and not extract:
+        raise TypeError("load=True needs the extraction (extract=True)")
+    registered = (
+        path_or_url_or_version if isinstance(path_or_url_or_version, ModelVersion) else None
+    )
+    source = registered.model_path if registered else str(path_or_url_or_version)
+    result = VerificationResult(artifact=source, version=registered)
     with tempfile.TemporaryDirectory(prefix="aegis-verify-") as scratch:
         workdir = Path(scratch)
         with _fetched(source, workdir) as (tarball, bundle_bytes):
@@ -187,29 +270,33 @@ def verify_model_artifact(
                     f"the artifact's sha256 {digest} is not the one the attestation signs "
                     f"({', '.join(sorted(s for s in subjects if s)) or 'none'})"
                 )
-            if version is not None and version.sha256 != digest:
+            if registered is not None and registered.sha256 != digest:
                 raise DigestMismatch(
-                    f"the artifact's sha256 {digest} differs from the registry's {version.sha256}"
+                    f"the artifact's sha256 {digest} differs from the registry's "
+                    f"{registered.sha256}"
                 )
             result.passed("digest", f"sha256 {digest}")
-            if version is None:
-                version = (
+            if registered is None:
+                registered = (
                     ModelVersion.objects.select_related("model")
                     .filter(sha256=digest)
                     .order_by("-imported_at")
                     .first()
                 )
-                result.version = version
-            if version is not None and version.status == ModelVersion.Status.YANKED:
+                result.version = registered
+            if registered is not None and registered.status == ModelVersion.Status.YANKED:
                 raise VersionYanked(
-                    f"{version.model.name} {version.version} is yanked: {version.status_reason}"
+                    f"{registered.model.name} {registered.version} is yanked: "
+                    f"{registered.status_reason}"
                 )
             result.passed(
                 "not_yanked",
-                f"{version.model.name} {version.version} is {version.status}"
-                if version
+                f"{registered.model.name} {registered.version} is {registered.status}"
+                if registered
                 else "not in this registry",
             )
+            if not extract:
+                return result
             destination = extract_to or workdir / "extracted"
             try:
                 safe_extract(tarball, destination)
@@ -223,6 +310,128 @@ def verify_model_artifact(
     return result
 
 
+def _registry_record(
+    name: str, version: str, api_url: str | None, api_token: str | None
+) -> tuple[Any, dict[str, Any]]:
+    from api.client import RegistryApi, RegistryApiError
+
+    try:
+        client = RegistryApi.from_environment(api_url, api_token)
+        record = client.version(name, version)
+    except RegistryApiError as failure:
+        raise RegistryRecordUnavailable(
+            f"no registry record of {name} {version}: {failure}"
+        ) from None
+    key = record.get("signing_key")
+    if not isinstance(key, dict) or not isinstance(record.get("sha256"), str):
+        raise RegistryRecordUnavailable(f"the registry's record of {name} {version} is incomplete")
+    return client, record
+
+
+def _verify_against_registry(
+    name: str,
+    version: str,
+    *,
+    source: str | None,
+    extract_to: Path | None,
+    load: bool,
+    allow_deprecated: bool,
+    api_url: str | None,
+    api_token: str | None,
+) -> VerificationResult:
+    """``verify_model_artifact(name=, version=)``: the registry API's record is the reference."""
+    from api.client import RegistryApiError
+
+    client, record = _registry_record(name, version, api_url, api_token)
+    key = record["signing_key"]
+    key_label = f"{key.get('name')} v{key.get('version')}"
+    result = VerificationResult(artifact=source or f"{name} {version}", record=record)
+    result.passed("registry_record", f"{name} {version} as recorded by {client.base_url}")
+    status = record.get("status")
+    if status == ModelVersion.Status.YANKED:
+        raise VersionYanked(f"{name} {version} is yanked: {record.get('status_reason') or ''}")
+    if status != ModelVersion.Status.ACTIVE and not (
+        allow_deprecated and status == ModelVersion.Status.DEPRECATED
+    ):
+        raise VersionNotActive(
+            f"{name} {version} is {status}, not active: {record.get('status_reason') or ''}"
+        )
+    result.passed("active", f"{name} {version} is {status}")
+    if key.get("revoked"):
+        raise KeyRevoked(f"{name} {version} was signed by {key_label}, which is revoked")
+    with tempfile.TemporaryDirectory(prefix="aegis-verify-") as scratch:
+        workdir = Path(scratch)
+        if source is None:
+            tarball = workdir / f"{name}-{version}.tar.gz"
+            try:
+                client.download(name, version, "artifact", tarball)
+                bundle_bytes = client.download(
+                    name, version, "attestation", workdir / "attestation.json"
+                ).read_bytes()
+            except RegistryApiError as failure:
+                raise ArtifactUnavailable(str(failure)) from None
+            result.passed("fetch", f"downloaded {name} {version} from {client.base_url}")
+            _verify_fetched_against_record(
+                tarball, bundle_bytes, workdir, record, result, extract_to, load
+            )
+        else:
+            with _fetched(source, workdir) as (tarball, bundle_bytes):
+                result.passed("fetch", f"fetched {source}")
+                _verify_fetched_against_record(
+                    tarball, bundle_bytes, workdir, record, result, extract_to, load
+                )
+    result.passed("key_not_revoked", f"signed by {key_label}, not revoked")
+    return result
+
+
+def _verify_fetched_against_record(
+    tarball: Path,
+    bundle_bytes: bytes,
+    workdir: Path,
+    record: dict[str, Any],
+    result: VerificationResult,
+    extract_to: Path | None,
+    load: bool,
+) -> None:
+    key = record["signing_key"]
+    try:
+        bundle = attestation.load_bundle(bundle_bytes)
+    except attestation.AttestationError as failure:
+        raise AttestationInvalid(f"the attestation is malformed: {failure}") from failure
+    statement, _ = _verify_bundle(
+        bundle, None, AttestationInvalid, "the provenance attestation", registry_key=key
+    )
+    result.statement = statement
+    result.passed("attestation_signature", "the provenance signature verifies")
+    result.passed(
+        "trusted_key",
+        f"signed by {key.get('name')} v{key.get('version')}, the key the registry records",
+    )
+    digest = sha256_file(tarball)
+    result.sha256, result.size = digest, tarball.stat().st_size
+    subjects = {item.get("digest", {}).get("sha256") for item in statement.get("subject", [])}
+    if digest not in subjects:
+        raise DigestMismatch(
+            f"the artifact's sha256 {digest} is not the one the attestation signs "
+            f"({', '.join(sorted(s for s in subjects if s)) or 'none'})"
+        )
+    if digest != record["sha256"]:
+        raise DigestMismatch(
+            f"the artifact's sha256 {digest} differs from the registry's {record['sha256']}"
+        )
+    result.passed("digest", f"sha256 {digest}, as registered")
+    destination = extract_to or workdir / "extracted"
+    try:
+        safe_extract(tarball, destination)
+    except UnsafeArchive as failure:
+        raise UnsafeArtifact(str(failure)) from failure
+    result.passed("safe_extraction", f"extracted into {destination}")
+    result.extracted_to = destination if extract_to else None
+    _check_model_signature(tarball, destination, None, result, registry_key=key)
+    if load:
+        _load_weights(destination, result)
+
+
 def _artifact_root(destination: Path) -> Path:
     roots = [item for item in destination.iterdir() if item.is_dir()]
     if len(roots) != 1 or not (roots[0] / "model.sig").is_file():
@@ -231,14 +440,21 @@ def _artifact_root(destination: Path) -> Path:
 
 
 def _check_model_signature(
-    tarball: Path, destination: Path, public_key: str | None, result: VerificationResult
+    tarball: Path,
+    destination: Path,
+    public_key: str | None,
+    result: VerificationResult,
+    *,
+    registry_key: dict[str, Any] | None = None,
 ) -> None:
     root = _artifact_root(destination)
     try:
         bundle = attestation.load_bundle((root / "model.sig").read_bytes())
     except attestation.AttestationError as failure:
         raise ModelSignatureInvalid(f"model.sig is malformed: {failure}") from failure
-    statement, _ = _verify_bundle(bundle, public_key, ModelSignatureInvalid, "model.sig")
+    statement, _ = _verify_bundle(
+        bundle, public_key, ModelSignatureInvalid, "model.sig", registry_key=registry_key
+    )
     try:
         signed = attestation.statement_files(statement)
     except attestation.AttestationError as failure:

@@ -20,7 +20,7 @@ from django import forms
 from django.conf import settings
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import (
     FileResponse,
     Http404,
@@ -159,11 +159,17 @@ def model_list(request: HttpRequest) -> HttpResponse:
     form = query_form(request, RegistryFilterForm)
     if isinstance(form, HttpResponse):
         return form
-    latest = ModelVersion.objects.filter(model=OuterRef("pk")).order_by("-imported_at", "-pk")
+    # Per-model figures as correlated subqueries (not a JOIN + GROUP BY over every version):
+    # the database works them out for the page's rows only, each one an index lookup on
+    # (model, imported_at); the paginator's count drops them.
+    versions = ModelVersion.objects.filter(model=OuterRef("pk"))
+    latest = versions.order_by("-imported_at", "-pk")
     queryset = form.filter(
         RegisteredModel.objects.annotate(
-            version_count=Count("versions"),
-            last_imported_at=Max("versions__imported_at"),
+            version_count=Subquery(
+                versions.order_by().values("model").annotate(count=Count("pk")).values("count")
+            ),
+            last_imported_at=Subquery(latest.values("imported_at")[:1]),
             latest_version=Subquery(latest.values("version")[:1]),
         ).order_by("name")
     )
@@ -354,7 +360,7 @@ def _provenance_context(request: HttpRequest, item: ModelVersion) -> dict[str, A
         "other_options": sorted(
             (key, _display(value))
             for key, value in options.items()
-            if key not in ("include", "exclude", "import_request")
+            if key not in ("include", "exclude", "import_request", "policy")
         ),
         "import_request_id": import_request_id,
         "statement": statement,

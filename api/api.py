@@ -8,7 +8,6 @@ django-ninja from the code and served at ``/api/v1/openapi.json``.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,7 +19,6 @@ from ninja import NinjaAPI, Path, Query
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from aegis_catalog.lib.hub import (
-    COMMIT_RE,
     GatedRepo,
     HubError,
     HubUnavailable,
@@ -38,7 +36,7 @@ from api.forms import ApiModelFilterForm, bound_audit_form, bound_import_form
 from imports.actions import ImportOptions, ImportQueueUnavailable, ImportRejected, start_import
 from imports.forms import form_errors_text
 from imports.models import ImportRequest
-from imports.views import cached_model_info, existing_version
+from imports.views import existing_version, pinned_commit
 from registry.forms import AuditFilterForm
 from registry.models import (
     NAME_PATTERN,
@@ -48,19 +46,11 @@ from registry.models import (
     RegisteredModel,
     SigningKey,
 )
-from registry.provenance import (
-    attestation_bytes,
-    model_signature_bytes,
-    public_key_bytes,
-    record_url,
-)
 
 # The provenance page's download helpers, so both answer with the same names and headers.
 from registry.views import (
     AUDIT_GROUPS,
-    _attachment,
-    _download_names,
-    _stored_file,
+    download_response,
     export_record,
 )
 
@@ -490,28 +480,12 @@ def download_file(
     The artifact's answer carries ``Repr-Digest: sha-256=:…:`` with the registered digest."""
     require(request, BROWSE_GROUPS, "download registry files")
     item = _version_or_404(name, version)
-    filename = _download_names(item)[kind]
-    if kind in ("attestation", "model-sig", "public-key"):
-        content, content_type = {
-            "attestation": (attestation_bytes, "application/json"),
-            "model-sig": (model_signature_bytes, "application/json"),
-            "public-key": (public_key_bytes, "application/x-pem-file"),
-        }[kind]
-        return _attachment(content(item), filename, content_type)
-    url, content_type = (
-        (item.model_path, "application/gzip")
-        if kind == "artifact"
-        else (record_url(item), "application/json")
-    )
     try:
-        stored = _stored_file(url, filename, content_type)
+        return download_response(item, kind)
     except ObjectNotFound as error:
         raise ApiError(404, f"Not in storage: {error}.") from error
     except StorageError as error:
         raise ApiError(503, f"Storage is not available: {error}.") from error
-    if kind == "artifact":
-        stored["Repr-Digest"] = f"sha-256=:{base64.b64encode(bytes.fromhex(item.sha256)).decode()}:"
-    return stored
 
 
 @api.get(
@@ -621,11 +595,7 @@ def create_import(request: HttpRequest, payload: schemas.ImportIn) -> HttpRespon
     data = form.cleaned_data
     try:
         revision = validate_revision(data["revision"])
-        commit = (
-            revision
-            if COMMIT_RE.fullmatch(revision)
-            else cached_model_info(payload.repo_id, revision).commit
-        )
+        commit = pinned_commit(payload.repo_id, revision)
     except HubError as error:
         raise hub_error(error) from error
     existing = existing_version(payload.repo_id, commit, data["include"], data["exclude"])

@@ -119,6 +119,13 @@ def cached_model_info(repo_id: str, revision: str) -> HubModel:
     return model
 
 
+def pinned_commit(repo_id: str, revision: str) -> str:
+    """The commit a revision names: itself when it is a full commit id, else the Hub's answer."""
+    return (
+        revision if COMMIT_RE.fullmatch(revision) else cached_model_info(repo_id, revision).commit
+    )
+
+
 def cached_card(repo_id: str, commit: str) -> str:
     """The card's sanitized HTML; a commit never changes, so keep it for a day."""
     key = _cache_key("card", repo_id, commit)
@@ -390,11 +397,7 @@ def start(request: HttpRequest, org: str, name: str) -> HttpResponse:
     data = form.cleaned_data
     try:
         revision = validate_revision(data["revision"])
-        commit = (
-            revision
-            if COMMIT_RE.fullmatch(revision)
-            else cached_model_info(repo_id, revision).commit
-        )
+        commit = pinned_commit(repo_id, revision)
     except HubError as error:
         form.add_error(None, str(error))
         return _render_model_page(request, repo_id, "main", import_form=form, status=400)

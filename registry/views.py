@@ -369,7 +369,7 @@ def _provenance_context(request: HttpRequest, item: ModelVersion) -> dict[str, A
         "timeline_truncated": len(events) == TIMELINE_LIMIT,
         # Template lookups cannot use "-": the same names, keyed with "_".
         "downloads": {
-            kind.replace("-", "_"): filename for kind, filename in _download_names(item).items()
+            kind.replace("-", "_"): filename for kind, filename in download_names(item).items()
         },
         "can_verify": user_in_group(request.user, *VERIFY_GROUPS),
         "can_audit": user_in_group(request.user, *AUDIT_GROUPS),
@@ -462,7 +462,7 @@ def version_verify(request: HttpRequest, name: str, version: str) -> HttpRespons
 JSON_TYPE = "application/json"
 
 
-def _download_names(item: ModelVersion) -> dict[str, str]:
+def download_names(item: ModelVersion) -> dict[str, str]:
     """File names offered for each download: unique per version, so several can sit side by
     side in one folder."""
     prefix = f"{item.model.name}-{item.version}"
@@ -508,17 +508,10 @@ def _stored_file(url: str, filename: str, content_type: str) -> FileResponse:
     return FileResponse(handle, as_attachment=True, filename=filename, content_type=content_type)
 
 
-@require_GET
-@browse_required
-def version_download(request: HttpRequest, name: str, version: str, kind: str) -> HttpResponseBase:
-    """The artifact, its attestation bundle, model.sig, aegis.json or the signing public key."""
-    if request.GET:
-        return error_page(request, 400, "Invalid request", "Downloads take no query parameters.")
-    item = _version_or_404(name, version)
-    names = _download_names(item)
-    if kind not in names:
-        raise Http404(f"There is no download {kind!r}; there are {', '.join(names)}.")
-    filename = names[kind]
+def download_response(item: ModelVersion, kind: str) -> HttpResponseBase:
+    """One of a version's downloads (a key of ``download_names``) as an attachment. Raises
+    ObjectNotFound or StorageError when a stored object cannot be read."""
+    filename = download_names(item)[kind]
     if kind == "attestation":
         return _attachment(attestation_bytes(item), filename, JSON_TYPE)
     if kind == "model-sig":
@@ -530,17 +523,30 @@ def version_download(request: HttpRequest, name: str, version: str, kind: str) -
         if kind == "artifact"
         else (record_url(item), JSON_TYPE)
     )
-    try:
-        response = _stored_file(url, filename, content_type)
-    except ObjectNotFound as error:
-        return error_page(request, 404, "Not in storage", f"{error}.")
-    except StorageError as error:
-        return error_page(request, 502, "Storage unavailable", f"{error}.")
+    response = _stored_file(url, filename, content_type)
     if kind == "artifact":
         # RFC 9530: what the registry says the bytes are, for the client to compare.
         digest = base64.b64encode(bytes.fromhex(item.sha256)).decode()
         response["Repr-Digest"] = f"sha-256=:{digest}:"
     return response
+
+
+@require_GET
+@browse_required
+def version_download(request: HttpRequest, name: str, version: str, kind: str) -> HttpResponseBase:
+    """The artifact, its attestation bundle, model.sig, aegis.json or the signing public key."""
+    if request.GET:
+        return error_page(request, 400, "Invalid request", "Downloads take no query parameters.")
+    item = _version_or_404(name, version)
+    names = download_names(item)
+    if kind not in names:
+        raise Http404(f"There is no download {kind!r}; there are {', '.join(names)}.")
+    try:
+        return download_response(item, kind)
+    except ObjectNotFound as error:
+        return error_page(request, 404, "Not in storage", f"{error}.")
+    except StorageError as error:
+        return error_page(request, 502, "Storage unavailable", f"{error}.")
 
 
 # --- audit ----------------------------------------------------------------------------------

@@ -249,7 +249,10 @@ AEGIS_S3_MAX_ATTEMPTS = env_int("AEGIS_S3_MAX_ATTEMPTS", 5, minimum=1)
 # Parts of one artifact uploaded at once (each part is 8 MiB held in memory while in flight).
 AEGIS_S3_MAX_CONCURRENCY = env_int("AEGIS_S3_MAX_CONCURRENCY", 4, minimum=1)
 # Stream the tarball into the store while it is packaged (off: upload it after packaging).
+# `make bench` prints the whole import both ways.
 AEGIS_STREAM_UPLOADS = env_bool("AEGIS_STREAM_UPLOADS", True)
+# Threads compressing the tarball (0: one per CPU). The bytes are the same for any count.
+AEGIS_PACKAGE_THREADS = env_int("AEGIS_PACKAGE_THREADS", 0, minimum=0)
 AEGIS_ARTIFACT_ROOT = Path(env_str("AEGIS_ARTIFACT_ROOT", str(VAR_DIR / "artifacts")))
 AEGIS_WORK_DIR = Path(env_str("AEGIS_WORK_DIR", str(VAR_DIR / "work")))
 # Free space the preflight stage demands beyond the snapshot's size (download + package copies).

@@ -35,6 +35,7 @@ GiB = 1024**3
 PYTHON = sys.executable
 RESULTS = ROOT / "bench" / "results.json"
 REGISTRY_VERSIONS = 5000
+TRUE_WORDS = {"1", "true", "yes", "on"}  # as settings.env_bool reads AEGIS_STREAM_UPLOADS
 
 
 def log(message: str) -> None:
@@ -220,6 +221,7 @@ def bench_import(
 ) -> dict[str, Any]:
     main_repo = repo_ids[size_gib]
     download_seconds, upload_seconds, import_seconds = [], [], []
+    other_seconds: list[float] = []
     rss: dict[str, list[float]] = {}
     stages: list[dict[str, Any]] = []
     client = services.s3.client()
@@ -237,6 +239,16 @@ def bench_import(
         client.delete_object(Bucket=services.bucket, Key="alone.tar.gz")
         figures = worker("import", main_repo, f"bench-{index}", env=env)
         import_seconds.append(figures["seconds"])
+        # The other upload mode, for comparison: streamed if the default is not, and back.
+        streamed = env.get("AEGIS_STREAM_UPLOADS", "true").lower() in TRUE_WORDS
+        other = worker(
+            "import",
+            main_repo,
+            f"bench-other-{index}",
+            env={**env, "AEGIS_STREAM_UPLOADS": "false" if streamed else "true"},
+        )
+        other_seconds.append(other["seconds"])
+        log(f"  other upload mode: {other['seconds']:.2f} s, stages (s): {other['stages']}")
         stages.append(figures["stages"])
         rss.setdefault(size_label(size_gib), []).append(figures["peak_rss_mib"])
         log(f"  stages (s): {figures['stages']}")
@@ -261,6 +273,7 @@ def bench_import(
         "download_s": median(download_seconds),
         "upload_s": median(upload_seconds),
         "import_s": median(import_seconds),
+        "other_mode_import_s": median(other_seconds),
         "stages": stages[len(stages) // 2],
         "peak_rss_mib": {
             label: round(max(values), 1)
@@ -429,6 +442,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
     sum_of_steps = imports["download_s"] + packaging["package_s"] + imports["upload_s"]
+    streamed_default = os.environ.get("AEGIS_STREAM_UPLOADS", "true").lower() in TRUE_WORDS
     rss = imports["peak_rss_mib"]
     results = {
         "size_gib": size,
@@ -438,6 +452,10 @@ def main() -> None:
         "package_reproducible": packaging["reproducible"],
         "package_readable_by_tar": packaging["readable_by_tar"],
         "import_vs_sum_of_steps": round(imports["import_s"] / sum_of_steps, 3),
+        "stream_uploads": streamed_default,
+        "import_other_upload_mode_vs_sum_of_steps": round(
+            imports["other_mode_import_s"] / sum_of_steps, 3
+        ),
         "peak_rss_mib": rss,
         "verify_vs_sha256sum": round(verify["verify_s"] / verify["sha256sum_s"], 3),
         "verify_extract_vs_sha256sum": round(verify["verify_extract_s"] / verify["sha256sum_s"], 3),
@@ -450,6 +468,7 @@ def main() -> None:
             "snapshot_download": round(imports["download_s"], 3),
             "boto3_upload": round(imports["upload_s"], 3),
             "whole_import": round(imports["import_s"], 3),
+            "whole_import_other_upload_mode": round(imports["other_mode_import_s"], 3),
             "import_stages": imports["stages"],
             "sha256sum_artifact": round(verify["sha256sum_s"], 3),
             "verify": round(verify["verify_s"], 3),
@@ -471,6 +490,8 @@ def main() -> None:
          verdict(packaging["reproducible"])),
         ("Whole import vs sum of steps (time)", f"{results['import_vs_sum_of_steps']:.2f}x",
          "<= 1.0x", verdict(results["import_vs_sum_of_steps"] <= 1.0)),
+        (f"  same, uploads {'buffered' if streamed_default else 'streamed'} (for comparison)",
+         f"{results['import_other_upload_mode_vs_sum_of_steps']:.2f}x", "", ""),
         ("Worker peak RSS (MiB) by size (GiB)",
          ", ".join(f"{label}: {value:.0f}" for label, value in rss.items()),
          "flat +-50, < 300",

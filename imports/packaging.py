@@ -22,8 +22,6 @@ Plain Python: no Django, no network.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import hashlib
 import io
@@ -112,27 +110,6 @@ class _Progress:
         if self._callback:
             self._reported = self.done
             self._callback(self.done, self.total)
-
-
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-LARGE_BUFFER = 1024 * 1024
-_heap_limited = False
-
-
-def limit_heap_fragmentation() -> None:
-    """Have glibc's malloc map buffers of 1 MiB and more, and unmap them when freed.
-
-    The import moves MiB-sized buffers between threads (downloads, compression blocks, upload
-    parts). By default glibc raises its mmap threshold after the first such free and then
-    serves them from per-thread arenas, which keep the memory: the worker's resident size
-    climbs by a hundred MiB or more. A fixed threshold keeps it flat. No effect elsewhere.
-    """
-    global _heap_limited
-    if _heap_limited:
-        return
-    _heap_limited = True
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
-        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, LARGE_BUFFER)
 
 
 def _deflate_block(block: bytes | bytearray, dictionary: bytes, level: int, final: bool) -> bytes:
@@ -408,7 +385,6 @@ def package_snapshot(
     """
     if mtime < 0:
         raise PackagingError(f"mtime must be a non-negative Unix time, got {mtime}")
-    limit_heap_fragmentation()
     out_path = Path(out_path)
     entries = _plan_entries(root_name, model_files, extra_members)
     expected = dict(expected_sha256 or {})

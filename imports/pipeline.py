@@ -660,6 +660,7 @@ def package_artifact(
     policy_record: Mapping[str, Any] | None = None,
     store: ArtifactStore | None = None,
     import_id: int | None = None,
+    compress_workers: int | None = None,
 ) -> Packaged:
     """The byte-reproducible tar.gz: ``model/``, ``model.sig`` and ``aegis.json``.
 
@@ -701,6 +702,7 @@ def package_artifact(
             progress=progress,
             expected_sha256=checked.sha256_by_path,
             upload=upload,
+            compress_workers=compress_workers,
         )
         artifact = upload.complete(sha256=result.sha256) if upload is not None else None
     except BaseException:

@@ -30,7 +30,7 @@ from aegis_catalog.lib.vault import TransitClient, VaultError
 from imports import pipeline
 from imports.actions import record_event, transition
 from imports.models import ImportEvent, ImportRequest, Stage
-from imports.packaging import PackagingError, UnsafeArchive, limit_heap_fragmentation
+from imports.packaging import PackagingError, UnsafeArchive
 from registry import actions as registry_actions
 from registry.attestation import AttestationError, SignedDigest
 from registry.models import (
@@ -309,7 +309,6 @@ class ImportRunner:
     # --- the stages, in order ------------------------------------------------------------
 
     def run(self) -> ModelVersion | None:
-        limit_heap_fragmentation()  # memory that does not grow with the model's size
         self.reporter.start()
         try:
             return self._run()
@@ -416,6 +415,7 @@ class ImportRunner:
                 policy_record=policy_record,
                 store=svc.store if settings.AEGIS_STREAM_UPLOADS else None,
                 import_id=request.pk,
+                compress_workers=settings.AEGIS_PACKAGE_THREADS or None,
             ),
             restore=self._restore_packaged,
             dump=lambda value: value.to_json(),

@@ -67,6 +67,7 @@ def test_the_store_stage_uploads_the_work_copy_when_the_streamed_one_is_gone(tmp
 
 @pytest.mark.django_db
 def test_an_s3_import_streams_the_tarball_once_and_records_it(aegis_s3, seaweedfs):
+    aegis_s3.settings.AEGIS_STREAM_UPLOADS = True
     call_command(
         "hf_import", "--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert",
         "--version", "1.0", "--upload-s3", "--register", "--no-progress",

@@ -630,7 +630,9 @@ def create_import(request: HttpRequest, payload: schemas.ImportIn) -> HttpRespon
     )
     user = request.auth  # type: ignore[attr-defined]
     try:
-        created = start_import(options, actor=user.get_username(), user=user)
+        created = start_import(
+            options, actor=user.get_username(), user=user, source=ImportRequest.Source.API
+        )
     except ImportQueueUnavailable as error:
         raise ApiError(503, f"{str(error)[:1].upper()}{str(error)[1:]}.") from error
     except ImportRejected as error:

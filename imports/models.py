@@ -40,6 +40,7 @@ class ImportRequest(models.Model):
     class Source(models.TextChoices):
         WEB = "web", "web"
         CLI = "cli", "command line"
+        API = "api", "API"
 
     TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 

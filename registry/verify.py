@@ -297,12 +297,7 @@ def verify_model_artifact(
             )
             if not extract:
                 return result
-            destination = extract_to or workdir / "extracted"
-            try:
-                safe_extract(tarball, destination)
-            except UnsafeArchive as failure:
-                raise UnsafeArtifact(str(failure)) from failure
-            result.passed("safe_extraction", f"extracted into {destination}")
+            destination = _extract(tarball, extract_to or workdir / "extracted", result)
             result.extracted_to = destination if extract_to else None
             _check_model_signature(tarball, destination, public_key, result)
             if load:
@@ -420,12 +415,7 @@ def _verify_fetched_against_record(
             f"the artifact's sha256 {digest} differs from the registry's {record['sha256']}"
         )
     result.passed("digest", f"sha256 {digest}, as registered")
-    destination = extract_to or workdir / "extracted"
-    try:
-        safe_extract(tarball, destination)
-    except UnsafeArchive as failure:
-        raise UnsafeArtifact(str(failure)) from failure
-    result.passed("safe_extraction", f"extracted into {destination}")
+    destination = _extract(tarball, extract_to or workdir / "extracted", result)
     result.extracted_to = destination if extract_to else None
     _check_model_signature(tarball, destination, None, result, registry_key=key)
     if load:
@@ -437,6 +427,16 @@ def _artifact_root(destination: Path) -> Path:
     if len(roots) != 1 or not (roots[0] / "model.sig").is_file():
         raise ModelSignatureInvalid("the artifact has no <name>-<version>/model.sig")
     return roots[0]
+
+
+def _extract(tarball: Path, destination: Path, result: VerificationResult) -> Path:
+    """Extract the artifact safely (no absolute paths, no ``..``, no links leaving the tree)."""
+    try:
+        safe_extract(tarball, destination)
+    except UnsafeArchive as failure:
+        raise UnsafeArtifact(str(failure)) from failure
+    result.passed("safe_extraction", f"extracted into {destination}")
+    return destination
 
 
 def _check_model_signature(

@@ -45,7 +45,7 @@ def test_it_queues_the_import_and_answers_202(
     )
     assert request.include_patterns == ["*.json", "*.safetensors"]
     assert request.exclude_patterns == ["tokenizer/*"]
-    assert (request.requested_by, request.actor) == (alice, "alice")
+    assert (request.requested_by, request.actor, request.source) == (alice, "alice", "api")
     assert [event["kind"] for event in data["events"]] == ["requested"]
     assert len(callbacks) == 1
     request.refresh_from_db()

@@ -33,7 +33,7 @@ from aegis_catalog.views import BROWSE_GROUPS, IMPORT_GROUPS
 from api import schemas
 from api.auth import TokenOrSession, require
 from api.forms import ApiModelFilterForm, bound_audit_form, bound_import_form
-from imports.actions import ImportOptions, ImportQueueUnavailable, ImportRejected, start_import
+from imports.actions import ImportQueueUnavailable, ImportRejected, start_import
 from imports.forms import form_errors_text
 from imports.models import ImportRequest
 from imports.views import existing_version, pinned_commit
@@ -618,16 +618,7 @@ def create_import(request: HttpRequest, payload: schemas.ImportIn) -> HttpRespon
             f"{data['model_name']} already has a version {data['version']} in the registry",
             "version",
         )
-    options = ImportOptions(
-        repo_id=payload.repo_id,
-        model_name=data["model_name"],
-        version=data["version"],
-        revision=revision,
-        include=data["include"],
-        exclude=data["exclude"],
-        upload_s3=data["upload_s3"],
-        register=data["register"],
-    )
+    options = form.import_options(payload.repo_id, revision)
     user = request.auth  # type: ignore[attr-defined]
     try:
         created = start_import(

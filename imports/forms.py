@@ -12,6 +12,7 @@ from django.conf import settings
 from django.http import QueryDict
 
 from aegis_catalog.lib.hub import HubError, validate_revision
+from imports.actions import ImportOptions
 from imports.models import ImportRequest
 from registry.models import name_validator, version_validator
 
@@ -243,6 +244,20 @@ class ImportForm(forms.Form):
         if value and not settings.AEGIS_S3_BUCKET:
             raise forms.ValidationError("No S3 bucket is configured (AEGIS_S3_BUCKET).")
         return value
+
+    def import_options(self, repo_id: str, revision: str) -> ImportOptions:
+        """The cleaned form as the options ``imports.actions.start_import`` takes."""
+        data = self.cleaned_data
+        return ImportOptions(
+            repo_id=repo_id,
+            model_name=data["model_name"],
+            version=data["version"],
+            revision=revision,
+            include=data["include"],
+            exclude=data["exclude"],
+            upload_s3=data["upload_s3"],
+            register=data["register"],
+        )
 
 
 def default_version(commit: str, today: date) -> str:

@@ -48,7 +48,6 @@ from aegis_catalog.views import (
     user_in_group,
 )
 from imports.actions import (
-    ImportOptions,
     ImportQueueUnavailable,
     ImportRejected,
     cancel_import,
@@ -409,16 +408,7 @@ def start(request: HttpRequest, org: str, name: str) -> HttpResponse:
             f"registry as {existing.model.name} {existing.version}; nothing was imported again.",
         )
         return redirect(existing.get_absolute_url())
-    options = ImportOptions(
-        repo_id=repo_id,
-        model_name=data["model_name"],
-        version=data["version"],
-        revision=revision,
-        include=data["include"],
-        exclude=data["exclude"],
-        upload_s3=data["upload_s3"],
-        register=data["register"],
-    )
+    options = form.import_options(repo_id, revision)
     try:
         import_request = start_import(options, actor=request.user.get_username(), user=request.user)
     except ImportRejected as error:

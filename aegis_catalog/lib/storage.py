@@ -347,22 +347,15 @@ class ArtifactStore(Protocol):
 
 # -- local directory ----------------------------------------------------------------------
 class _LocalUpload:
-    """A streamed write into a temporary file beside the destination, renamed on complete."""
+    """A streamed write into a temporary file beside the destination, moved into place on
+    complete: ``_atomic_target`` held open across calls."""
 
     def __init__(self, destination: Path) -> None:
-        self.destination = destination
         self.url = destination.as_uri()
         self._what = f"writing {self.url}"
-        try:
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            self._fd, name = tempfile.mkstemp(
-                dir=destination.parent, prefix=f".{destination.name}.", suffix=".partial"
-            )
-        except OSError as error:
-            raise _oserror_to_storage_error(error, self._what) from error
-        self._temporary = Path(name)
+        self._target = contextlib.ExitStack()
+        self._fd = self._target.enter_context(_atomic_target(destination, self._what))
         self._size = 0
-        self._open = True
 
     def write(self, data: bytes) -> None:
         try:
@@ -374,25 +367,14 @@ class _LocalUpload:
 
     def complete(self, *, sha256: str) -> StoredObject:
         _check_sha256(sha256)
-        try:
-            os.fchmod(self._fd, 0o644)
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._open = False
-            self._temporary.replace(self.destination)
-        except OSError as error:
-            self.abort()
-            raise _oserror_to_storage_error(error, self._what) from error
-        _fsync_directory(self.destination.parent)
+        self._target.close()  # fsync, move into place; on failure the file is removed
         return StoredObject(url=self.url, size=self._size, sha256=sha256)
 
     def abort(self) -> None:
-        if self._open:
-            self._open = False
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-        with contextlib.suppress(OSError):
-            self._temporary.unlink()
+        # Leaving the target with an exception removes the temporary file; a second call,
+        # or one after complete, finds nothing left to do.
+        aborted = StorageError(f"the upload of {self.url} was aborted")
+        self._target.__exit__(type(aborted), aborted, None)
 
 
 class _Store:

@@ -233,9 +233,7 @@ def bench_import(
         download_seconds.append(figures["seconds"])
         shutil.rmtree(dest)
         shutil.rmtree(work / "hf-home", ignore_errors=True)
-        upload_seconds.append(
-            timed(lambda: client.upload_file(str(tarball), services.bucket, "alone.tar.gz"))
-        )
+        upload_seconds.append(worker("upload", str(tarball), "alone.tar.gz", env=env)["seconds"])
         client.delete_object(Bucket=services.bucket, Key="alone.tar.gz")
         figures = worker("import", main_repo, f"bench-{index}", env=env)
         import_seconds.append(figures["seconds"])

@@ -22,6 +22,7 @@ Plain Python: no Django, no network.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -86,9 +87,10 @@ class PackagedFile:
 
 @dataclass(frozen=True)
 class PackageResult:
-    """The written artifact: where, its sha256 and size, and every model file in it."""
+    """The written artifact: where (None: only streamed to the upload), its sha256 and size,
+    and every model file in it."""
 
-    path: Path
+    path: Path | None
     sha256: str
     size: int
     files: tuple[PackagedFile, ...]
@@ -357,7 +359,7 @@ class ArtifactUpload(Protocol):
 
 
 def package_snapshot(
-    out_path: Path,
+    out_path: Path | None,
     *,
     root_name: str,
     model_files: Mapping[str, Path],
@@ -379,13 +381,15 @@ def package_snapshot(
     sha256 is computed as it is written (never re-read); ``upload.write`` gets the
     same bytes as they are written, so a store upload runs alongside. Output goes to
     ``<out_path>.partial`` and is renamed into place only when complete; on any
-    failure the partial file is removed. ``progress(done, total)`` is called with
+    failure the partial file is removed. With ``out_path`` None nothing is written
+    locally: ``upload`` gets the only copy. ``progress(done, total)`` is called with
     bytes of input consumed (model files plus extra members). Memory use is bounded
     by a few blocks, whatever the size of the files.
     """
     if mtime < 0:
         raise PackagingError(f"mtime must be a non-negative Unix time, got {mtime}")
-    out_path = Path(out_path)
+    if out_path is None and upload is None:
+        raise PackagingError("packaging needs an output file, an upload, or both")
     entries = _plan_entries(root_name, model_files, extra_members)
     expected = dict(expected_sha256 or {})
     unknown = set(expected) - set(model_files)
@@ -401,20 +405,21 @@ def package_snapshot(
             f"cannot read model file {error.filename}: {error.strerror}"
         ) from error
     tracker = _Progress(total, progress)
-    partial = out_path.with_name(out_path.name + ".partial")
+    partial = None if out_path is None else out_path.with_name(out_path.name + ".partial")
     packaged: list[PackagedFile] = []
     current = ""
     tarball_sha256 = hashlib.sha256()
     tarball_size = 0
     try:
-        with partial.open("wb") as raw:
-            fd = raw.fileno()
+        with contextlib.ExitStack() as files:
+            fd = None if partial is None else files.enter_context(partial.open("wb")).fileno()
 
             def output(data: bytes) -> None:
                 nonlocal tarball_size
                 tarball_sha256.update(data)
                 tarball_size += len(data)
-                _write_output(fd, data)
+                if fd is not None:
+                    _write_output(fd, data)
                 if upload is not None:
                     upload.write(data)
 
@@ -445,13 +450,17 @@ def package_snapshot(
             except BaseException:
                 gzip_pipeline.abort()
                 raise
-            os.fsync(fd)
-        partial.replace(out_path)
+            if fd is not None:
+                os.fsync(fd)
+        if partial is not None and out_path is not None:
+            partial.replace(out_path)
     except OSError as error:
-        partial.unlink(missing_ok=True)
+        if partial is not None:
+            partial.unlink(missing_ok=True)
         raise _packaging_os_error(error, partial, current) from error
     except BaseException:
-        partial.unlink(missing_ok=True)
+        if partial is not None:
+            partial.unlink(missing_ok=True)
         raise
     tracker.report()
     return PackageResult(
@@ -506,10 +515,11 @@ def _add_model_file(
     return PackagedFile(path=relative, size=size, sha256=sha256)
 
 
-def _packaging_os_error(error: OSError, partial: Path, current: str) -> PackagingError:
+def _packaging_os_error(error: OSError, partial: Path | None, current: str) -> PackagingError:
     if error.errno == errno.ENOSPC:
         return PackagingError(
-            f"cannot write {partial.name}: no space left on device (while adding {current!r}); "
+            f"cannot write {partial.name if partial else 'the tarball'}: no space left on device "
+            f"(while adding {current!r}); "
             "free disk space in the work directory and retry"
         )
     where = f" {error.filename}" if error.filename else ""

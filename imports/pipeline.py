@@ -613,7 +613,8 @@ def canonical_json(data: Any) -> bytes:
 
 @dataclass(frozen=True)
 class Packaged:
-    path: Path
+    # The work copy of the tarball; None when it was only streamed into the store.
+    path: Path | None
     sha256: str
     size: int
     record: bytes
@@ -621,10 +622,20 @@ class Packaged:
     # The tarball as streamed into the store while it was packaged (None: not streamed).
     # Recorded with the stage's output, so a failed import's upload is found on retry.
     artifact: StoredObject | None = None
+    name: str = ""  # the tarball's file name (from path when not given)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            if self.path is None:
+                raise ValueError("a packaged tarball needs a name or a path")
+            object.__setattr__(self, "name", self.path.name)
+        if self.path is None and self.artifact is None:
+            raise ValueError("a packaged tarball is in the work directory, the store, or both")
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "path": str(self.path),
+            "name": self.name,
+            "path": None if self.path is None else str(self.path),
             "sha256": self.sha256,
             "size": self.size,
             "record": self.record.decode(),
@@ -636,7 +647,8 @@ class Packaged:
     def from_json(cls, data: Mapping[str, Any]) -> Packaged:
         artifact = data.get("artifact")
         return cls(
-            path=Path(data["path"]),
+            name=data.get("name", ""),
+            path=None if data.get("path") is None else Path(data["path"]),
             sha256=data["sha256"],
             size=data["size"],
             record=data["record"].encode(),
@@ -664,11 +676,13 @@ def package_artifact(
 ) -> Packaged:
     """The byte-reproducible tar.gz: ``model/``, ``model.sig`` and ``aegis.json``.
 
-    With ``store`` (and ``import_id``), the tarball is also streamed into the store as it is
-    written (an S3 multipart upload, parts in parallel), so the store stage does not have to
-    upload it again. The stream is a shortcut, not a requirement: if the store fails during
-    it, the partial upload is discarded and the store stage uploads the tarball (with its
-    retries and its error messages) as it would have without streaming.
+    With ``store`` (and ``import_id``), the tarball is streamed into the store as it is
+    written (an S3 multipart upload, parts in parallel) and nothing is written to the work
+    directory: the store stage has nothing left to upload, and no byte is written twice. The
+    stream is a shortcut, not a requirement: if the store fails during it, the partial upload
+    is discarded and the tarball is packaged again into ``out_dir`` (it is byte-reproducible),
+    for the store stage to upload with its retries and its error messages, as it would have
+    without streaming.
     """
     base = artifact_basename(model_name, version)
     record = canonical_json(
@@ -683,18 +697,11 @@ def package_artifact(
         )
     )
     model_sig = attestation.bundle_to_bytes(dict(model_signature))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    upload: _StreamedUpload | None = None
-    if store is not None and import_id is not None:
-        input_bytes = sum(item.size for item in checked.files) + len(record) + len(model_sig)
-        upload = _StreamedUpload.open(
-            store,
-            f"{storage_prefix(model_name, version, import_id)}/{base}.tar.gz",
-            expected_size=input_bytes,
-        )
-    try:
-        result: PackageResult = package_snapshot(
-            out_dir / f"{base}.tar.gz",
+    name = f"{base}.tar.gz"
+
+    def package(out_path: Path | None, upload: _StreamedUpload | None) -> PackageResult:
+        return package_snapshot(
+            out_path,
             root_name=base,
             model_files={item.path: download.paths[item.path] for item in checked.files},
             extra_members={"model.sig": model_sig, "aegis.json": record},
@@ -704,11 +711,31 @@ def package_artifact(
             upload=upload,
             compress_workers=compress_workers,
         )
-        artifact = upload.complete(sha256=result.sha256) if upload is not None else None
-    except BaseException:
-        if upload is not None:
-            upload.abort()
-        raise
+
+    artifact: StoredObject | None = None
+    result: PackageResult | None = None
+    if store is not None and import_id is not None:
+        input_bytes = sum(item.size for item in checked.files) + len(record) + len(model_sig)
+        upload = _StreamedUpload.open(
+            store,
+            f"{storage_prefix(model_name, version, import_id)}/{name}",
+            expected_size=input_bytes,
+        )
+        if upload.active:
+            try:
+                result = package(None, upload)
+                artifact = upload.complete(sha256=result.sha256)
+            except _StreamFailed:
+                pass
+            except BaseException:
+                upload.abort()
+                raise
+            if artifact is None:
+                result = None
+                logger.warning("packaging %s again into the work directory, to upload after", name)
+    if result is None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result = package(out_dir / name, None)
     return Packaged(
         path=result.path,
         sha256=result.sha256,
@@ -716,14 +743,24 @@ def package_artifact(
         record=record,
         model_sig=model_sig,
         artifact=artifact,
+        name=name,
     )
 
 
+class _StreamFailed(Exception):
+    """The store failed while the tarball streamed into it (logged; the upload is aborted)."""
+
+
 class _StreamedUpload:
-    """A store upload fed by the packager; a store failure only ends the streaming."""
+    """A store upload fed by the packager. A store failure aborts the upload and stops the
+    packaging with ``_StreamFailed``, so it can be done again into a file instead."""
 
     def __init__(self, upload: Upload | None) -> None:
         self._upload = upload
+
+    @property
+    def active(self) -> bool:
+        return self._upload is not None
 
     @classmethod
     def open(cls, store: ArtifactStore, key: str, *, expected_size: int) -> _StreamedUpload:
@@ -740,14 +777,15 @@ class _StreamedUpload:
 
     def write(self, data: bytes) -> None:
         if self._upload is None:
-            return
+            raise _StreamFailed("the upload was aborted")
         try:
             self._upload.write(data)
-        except Exception:
+        except Exception as error:
             logger.warning(
                 "streaming %s failed; it is uploaded after", self._upload.url, exc_info=True
             )
             self.abort()
+            raise _StreamFailed(str(error)) from error
 
     def complete(self, *, sha256: str) -> StoredObject | None:
         if self._upload is None:
@@ -796,7 +834,7 @@ def attest_artifact(
     ``buildDefinition.internalParameters.policy``; each scanned file's verdict is a
     ``runDetails.byproducts`` entry."""
     statement = attestation.provenance_statement(
-        artifact_name=packaged.path.name,
+        artifact_name=packaged.name,
         artifact_sha256=packaged.sha256,
         repo_id=resolution.repo_id,
         commit=resolution.commit,
@@ -859,7 +897,7 @@ def store_artifact(
     """Upload the tarball (unless it was streamed there while packaging and is still there),
     its attestation beside it, and aegis.json; remove them on failure."""
     prefix = storage_prefix(model_name, version, import_id)
-    name = packaged.path.name
+    name = packaged.name
     done = 0
 
     def advance(count: int) -> None:
@@ -871,6 +909,11 @@ def store_artifact(
     try:
         artifact = _streamed_artifact(store, packaged, store.url_for(f"{prefix}/{name}"))
         if artifact is None:
+            if packaged.path is None:
+                raise StoreError(
+                    f"{name} was streamed into the store while it was packaged, but it is no "
+                    "longer there; retry the import to package and upload it again"
+                )
             artifact = store.put_file(
                 packaged.path,
                 f"{prefix}/{name}",

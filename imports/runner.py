@@ -610,9 +610,16 @@ class ImportRunner:
             return None
         return pipeline.CheckResult.from_json(data)
 
-    @staticmethod
-    def _restore_packaged(data: Mapping[str, Any]) -> pipeline.Packaged | None:
+    def _restore_packaged(self, data: Mapping[str, Any]) -> pipeline.Packaged | None:
         packaged = pipeline.Packaged.from_json(data)
+        if packaged.path is None:
+            # Streamed into the store only: reusable while the store still holds all of it.
+            assert packaged.artifact is not None
+            try:
+                head = self.services.store.head(packaged.artifact.url)
+            except StorageError:
+                return None
+            return packaged if head.size == packaged.size else None
         if not packaged.path.is_file() or packaged.path.stat().st_size != packaged.size:
             return None
         # The work copy is not fsynced (the store holds the durable one): after a crash it

@@ -3,8 +3,9 @@
 `LocalStore(root)` writes atomically (temporary file in the same directory, fsync, `os.replace`)
 and refuses keys that would leave its root. `S3Store(S3Config(...))` uploads with boto3's
 managed transfer (multipart above a threshold, concurrent parts), botocore's standard retry
-mode, per-part SHA-256 checksums checked by the server, and the whole-file digest stored as the
-object's `sha256` metadata; every upload is checked afterwards with a HEAD request.
+mode, a checksum on every request checked by the server (SHA-256 for a single PUT, CRC32 for
+each part of a multipart upload, then the composite over the parts), and the whole-file digest
+stored as the object's `sha256` metadata; every upload is checked afterwards with a HEAD request.
 
 Keys are relative paths such as `bert-base/1/bert-base-1.tar.gz`. URLs look like
 `file:///srv/artifacts/bert-base/1/bert-base-1.tar.gz` and `s3://bucket/prefix/bert-base/1/...`.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import contextlib
 import errno
 import hashlib
@@ -36,6 +38,7 @@ import botocore.config
 import botocore.exceptions
 import s3transfer.exceptions
 from boto3.s3.transfer import ProgressCallbackInvoker, TransferConfig, create_transfer_manager
+from isal import isal_zlib
 
 MiB = 1024 * 1024
 CHUNK_SIZE = 1 * MiB
@@ -598,10 +601,19 @@ def _sha256_base64(sha256_hex: str) -> str:
 MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
 
 
+def _crc32_base64(crc: int) -> str:
+    return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")
+
+
 class _S3Upload:
     """A multipart upload fed as the bytes are produced: full parts go up on a small thread
     pool, at most `max_concurrency` in flight (`write` waits for a free slot), each with its
-    SHA-256 for the server to check. Retries are botocore's (standard mode)."""
+    CRC32 for the server to check, and the composite CRC32 over the parts checked when the
+    upload is complete. Retries are botocore's (standard mode).
+
+    CRC32, not SHA-256: the parts only need checking in transit (the artifact's SHA-256 is
+    computed by the packager and signed), and a SHA-256 per part costs both ends a second
+    hash of every byte."""
 
     def __init__(
         self, store: S3Store, object_key: str, *, content_type: str, expected_size: int | None
@@ -616,9 +628,12 @@ class _S3Upload:
             while expected_size * 1.1 / part_size > MAX_PARTS:
                 part_size *= 2
         self._part_size = part_size
-        self._buffer = bytearray()
+        # What was written and is not in a part yet: joined into a part (one copy) once they
+        # add up to part_size.
+        self._chunks: collections.deque[bytes | memoryview] = collections.deque()
+        self._buffered = 0
         self._parts: dict[int, dict[str, Any]] = {}
-        self._part_sha256: dict[int, bytes] = {}
+        self._part_crc32: dict[int, int] = {}
         self._size = 0
         self._error: StorageError | None = None
         self._slots = threading.BoundedSemaphore(max(1, config.max_concurrency))
@@ -632,7 +647,7 @@ class _S3Upload:
                 Bucket=store.bucket,
                 Key=object_key,
                 ContentType=content_type,
-                ChecksumAlgorithm="SHA256",
+                ChecksumAlgorithm="CRC32",
             )
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
             self._pool.shutdown()
@@ -643,12 +658,28 @@ class _S3Upload:
 
     def write(self, data: bytes) -> None:
         self._raise_if_failed()
-        self._buffer += data
-        while len(self._buffer) >= self._part_size:
-            with memoryview(self._buffer) as view:
-                part = bytes(view[: self._part_size])  # one copy, no temporary slice
-            del self._buffer[: self._part_size]
-            self._submit(part)
+        self._chunks.append(data if type(data) is bytes else bytes(data))
+        self._buffered += len(data)
+        while self._buffered >= self._part_size:
+            self._submit(self._take(self._part_size))
+
+    def _take(self, size: int) -> bytes:
+        """The first `size` bytes written and not yet sent, as one part."""
+        pieces: list[bytes | memoryview] = []
+        needed = size
+        while needed:
+            chunk = self._chunks[0]
+            if len(chunk) <= needed:
+                pieces.append(self._chunks.popleft())
+                needed -= len(chunk)
+            else:
+                view = memoryview(chunk)
+                pieces.append(view[:needed])
+                self._chunks[0] = view[needed:]
+                needed = 0
+        self._buffered -= size
+        only = pieces[0]
+        return only if len(pieces) == 1 and isinstance(only, bytes) else b"".join(pieces)
 
     def _submit(self, part: bytes) -> None:
         number = len(self._futures) + 1
@@ -664,21 +695,21 @@ class _S3Upload:
         try:
             if self._error is not None:
                 return
-            digest = hashlib.sha256(part).digest()
-            checksum = base64.b64encode(digest).decode("ascii")
+            crc = isal_zlib.crc32(part)
+            checksum = _crc32_base64(crc)
             answer = self._store.client.upload_part(
                 Bucket=self._store.bucket,
                 Key=self._key,
                 UploadId=self._upload_id,
                 PartNumber=number,
                 Body=part,
-                ChecksumSHA256=checksum,
+                ChecksumCRC32=checksum,
             )
-            self._part_sha256[number] = digest
+            self._part_crc32[number] = crc
             self._parts[number] = {
                 "PartNumber": number,
                 "ETag": answer["ETag"],
-                "ChecksumSHA256": answer.get("ChecksumSHA256", checksum),
+                "ChecksumCRC32": answer.get("ChecksumCRC32", checksum),
             }
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
             if self._error is None:
@@ -697,9 +728,8 @@ class _S3Upload:
         """Send the last part, finish the upload, and check the stored size and checksum."""
         _check_sha256(sha256)
         self._raise_if_failed()
-        if self._buffer or not self._futures:
-            self._submit(bytes(self._buffer))
-            self._buffer = bytearray()
+        if self._buffered or not self._futures:
+            self._submit(self._take(self._buffered))
         for future in self._futures:
             future.result()
         self._pool.shutdown()
@@ -723,13 +753,15 @@ class _S3Upload:
         problems = []
         if head.get("ContentLength") != self._size:
             problems.append(f"size {head.get('ContentLength')} instead of {self._size}")
-        composite = head.get("ChecksumSHA256")
+        composite = head.get("ChecksumCRC32")
         if composite and "-" in composite:
             # The server's checksum of the part checksums, as S3 defines it for multipart.
-            digests = b"".join(self._part_sha256[number] for number in sorted(self._parts))
-            expected = base64.b64encode(hashlib.sha256(digests).digest()).decode("ascii")
+            crcs = b"".join(
+                self._part_crc32[number].to_bytes(4, "big") for number in sorted(self._parts)
+            )
+            expected = _crc32_base64(isal_zlib.crc32(crcs))
             if composite != f"{expected}-{len(parts)}":
-                problems.append("a composite SHA-256 checksum that differs from the parts sent")
+                problems.append("a composite CRC32 checksum that differs from the parts sent")
         if problems:
             self.abort()
             raise ChecksumMismatch(
@@ -799,7 +831,10 @@ class S3Store(_Store):
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
             max_pool_connections=max(10, config.max_concurrency * 2),
-            s3={"addressing_style": style},
+            # Every upload carries a checksum the server checks (see the module docstring), as
+            # over https, where botocore never signs payloads: signing them on a plain-http
+            # endpoint too would hash every byte twice more (here and on the server).
+            s3={"addressing_style": style, "payload_signing_enabled": False},
             user_agent_extra="aegis-catalog",
         )
         try:
@@ -819,7 +854,8 @@ class S3Store(_Store):
         """The endpoint URL actually used (for messages)."""
         return str(self.client.meta.endpoint_url)
 
-    def _transfer_config(self) -> TransferConfig:
+    def transfer_config(self) -> TransferConfig:
+        """boto3's managed-transfer settings for this store (part size, threads, attempts)."""
         return TransferConfig(
             multipart_threshold=self.config.multipart_threshold,
             multipart_chunksize=self.config.multipart_chunksize,
@@ -950,13 +986,16 @@ class S3Store(_Store):
         local_path = Path(local_path)
         size = local_path.stat().st_size
         extra_args = {
-            "ChecksumAlgorithm": "SHA256",
+            # SHA-256 when one PUT carries the whole object (the server then checks the whole
+            # file's digest), CRC32 on the parts of a multipart upload (checked in transit;
+            # the whole file's digest is the sha256 metadata, read back below).
+            "ChecksumAlgorithm": "SHA256" if size < self.config.multipart_threshold else "CRC32",
             "ContentType": content_type,
             "Metadata": {SHA256_METADATA_KEY: sha256},
         }
         subscribers = [ProgressCallbackInvoker(progress)] if progress is not None else None
         try:
-            with create_transfer_manager(self.client, self._transfer_config()) as manager:
+            with create_transfer_manager(self.client, self.transfer_config()) as manager:
                 future = manager.upload(
                     str(local_path), self.bucket, object_key, extra_args, subscribers
                 )
@@ -1010,7 +1049,7 @@ class S3Store(_Store):
         """A multipart upload to `key` fed as the bytes are produced (parts in parallel).
 
         The object has no `sha256` metadata (its digest is not known when the upload starts):
-        each part's SHA-256 is checked by the server, and the composite checksum afterwards.
+        each part's CRC32 is checked by the server, and the composite checksum afterwards.
         """
         return _S3Upload(
             self, self.object_key(key), content_type=content_type, expected_size=expected_size
@@ -1073,7 +1112,7 @@ class S3Store(_Store):
         temporary = Path(temporary_name)
         try:
             # s3transfer fetches large objects as concurrent ranged GETs into the file.
-            with create_transfer_manager(self.client, self._transfer_config()) as manager:
+            with create_transfer_manager(self.client, self.transfer_config()) as manager:
                 manager.download(bucket, key, str(temporary), None, subscribers).result()
             if expected_sha256 is not None:
                 actual = sha256_file(temporary)

@@ -384,3 +384,32 @@ def test_it_stops_and_removes_the_partial_file_when_the_upload_fails(tmp_path):
     with pytest.raises(PackagingError, match="Connection reset"):
         package(tmp_path, "a.tar.gz", files, upload=FailingUpload())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_with_no_output_file_the_upload_gets_the_only_copy(tmp_path):
+    files = write_tree(tmp_path / "src", {**MODEL_CONTENT, "big.bin": os.urandom(5_000_000)})
+    package(tmp_path, "a.tar.gz", files)
+    upload = CollectingUpload()
+
+    result = package_snapshot(
+        None,
+        root_name="org--m-1",
+        model_files=files,
+        extra_members=EXTRAS,
+        mtime=MTIME,
+        upload=upload,
+    )
+
+    assert result.path is None
+    assert bytes(upload.received) == (tmp_path / "a.tar.gz").read_bytes()
+    assert result.sha256 == sha256(bytes(upload.received))
+    assert result.size == len(upload.received)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "src"]
+
+
+def test_it_needs_an_output_file_or_an_upload(tmp_path):
+    files = write_tree(tmp_path / "src", MODEL_CONTENT)
+    with pytest.raises(PackagingError, match="output file, an upload"):
+        package_snapshot(
+            None, root_name="org--m-1", model_files=files, extra_members=EXTRAS, mtime=MTIME
+        )

@@ -1,6 +1,6 @@
 """Aegis performance bench: packaging, whole import, worker memory, verification, web.
 
-    python bench/run.py [--size-gib 1] [--runs 3]      (`make bench`, `make bench SIZE_GIB=0.25`)
+    python bench/run.py [--size-gib 1] [--runs 5]      (`make bench`, `make bench SIZE_GIB=0.25`)
 
 Makes its own synthetic repos (bench/synthetic.py) of 0.5x, 1x and 2x the size, serves them
 through the Hub double (in a process of its own), starts SeaweedFS and OpenBao as the tests
@@ -400,7 +400,7 @@ def main() -> None:
     parser.add_argument(
         "--size-gib", type=float, default=float(os.environ.get("SIZE_GIB") or 1), help="1"
     )
-    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per figure (median)")
     parser.add_argument("--wrk-seconds", type=int, default=30)
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     options = parser.parse_args()

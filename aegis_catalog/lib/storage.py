@@ -612,8 +612,9 @@ class _S3Upload:
     upload is complete. Retries are botocore's (standard mode).
 
     CRC32, not SHA-256: the parts only need checking in transit (the artifact's SHA-256 is
-    computed by the packager and signed), and a SHA-256 per part costs both ends a second
-    hash of every byte."""
+    computed by the packager and signed), and a SHA-256 per part would cost both ends one more
+    hash of every byte. Against tampering on the way, botocore signs each payload's SHA-256 on
+    a plain-http endpoint, and TLS protects it over https."""
 
     def __init__(
         self, store: S3Store, object_key: str, *, content_type: str, expected_size: int | None
@@ -831,10 +832,7 @@ class S3Store(_Store):
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
             max_pool_connections=max(10, config.max_concurrency * 2),
-            # Every upload carries a checksum the server checks (see the module docstring), as
-            # over https, where botocore never signs payloads: signing them on a plain-http
-            # endpoint too would hash every byte twice more (here and on the server).
-            s3={"addressing_style": style, "payload_signing_enabled": False},
+            s3={"addressing_style": style},
             user_agent_extra="aegis-catalog",
         )
         try:

@@ -390,6 +390,7 @@ def package_snapshot(
         raise PackagingError(f"mtime must be a non-negative Unix time, got {mtime}")
     if out_path is None and upload is None:
         raise PackagingError("packaging needs an output file, an upload, or both")
+    out_path = None if out_path is None else Path(out_path)
     entries = _plan_entries(root_name, model_files, extra_members)
     expected = dict(expected_sha256 or {})
     unknown = set(expected) - set(model_files)

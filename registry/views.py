@@ -8,16 +8,12 @@ import binascii
 import csv
 import json
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
@@ -460,6 +456,7 @@ def version_verify(request: HttpRequest, name: str, version: str) -> HttpRespons
 # --- downloads ------------------------------------------------------------------------------
 
 JSON_TYPE = "application/json"
+STREAM_BLOCK_SIZE = 1024 * 1024  # read from S3 per chunk of a streamed download
 
 
 def download_names(item: ModelVersion) -> dict[str, str]:
@@ -484,8 +481,9 @@ def _attachment(content: bytes, filename: str, content_type: str) -> HttpRespons
 
 
 def _stored_file(url: str, filename: str, content_type: str) -> FileResponse:
-    """A stored object as an attachment: a local file is streamed as it is; an S3 object is
-    fetched into the work directory first (ranged, checked) and streamed from there."""
+    """A stored object as an attachment, streamed as it is read: a local file as it is (the
+    server may send it with sendfile), an S3 object straight from its GET, so a multi-GB
+    artifact starts at once and is never copied to disk first."""
     parsed = parse_url(url)
     if parsed.scheme == "file":
         assert parsed.path is not None
@@ -495,17 +493,16 @@ def _stored_file(url: str, filename: str, content_type: str) -> FileResponse:
             raise ObjectNotFound(f"{url} does not exist") from error
         except OSError as error:
             raise StorageError(f"{url} cannot be read: {error.strerror or error}") from error
-    else:
-        work_dir = Path(settings.AEGIS_WORK_DIR)
-        work_dir.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix="aegis-download-", dir=work_dir))
-        try:
-            handle = services.store_for(url).download(url, scratch / "object").open("rb")
-        finally:
-            # The open handle keeps the bytes readable; the name goes now, so no file is left
-            # behind however the response ends.
-            shutil.rmtree(scratch, ignore_errors=True)
-    return FileResponse(handle, as_attachment=True, filename=filename, content_type=content_type)
+        return FileResponse(
+            handle, as_attachment=True, filename=filename, content_type=content_type
+        )
+    stream, size = services.store_for(url).open_read(url)
+    response = FileResponse(
+        stream, as_attachment=True, filename=filename, content_type=content_type
+    )
+    response["Content-Length"] = str(size)  # a stream that cannot seek does not tell its size
+    response.block_size = STREAM_BLOCK_SIZE
+    return response
 
 
 def download_response(item: ModelVersion, kind: str) -> HttpResponseBase:

@@ -329,6 +329,11 @@ class ArtifactStore(Protocol):
         expected_sha256: str | None = None,
     ) -> Path: ...
 
+    def open_read(self, url: str) -> tuple[IO[bytes], int]:
+        """The object at `url` as a stream read from its start, and its size in bytes; the
+        caller closes the stream. Nothing is copied first, so the first bytes come at once."""
+        ...
+
     def open_upload(
         self,
         key: str,
@@ -510,17 +515,9 @@ class LocalStore(_Store):
         """Copy the file at `url` to `dest` atomically; checks `expected_sha256` when given."""
         if expected_sha256 is not None:
             _check_sha256(expected_sha256)
-        path = self._path_of_url(url)
         dest = Path(dest)
         digest = hashlib.sha256()
-        try:
-            source = path.open("rb")
-        except FileNotFoundError as error:
-            raise ObjectNotFound(f"{url} does not exist") from error
-        except IsADirectoryError as error:
-            raise ObjectNotFound(f"{url} is not a file") from error
-        except OSError as error:
-            raise _oserror_to_storage_error(error, f"reading {url}") from error
+        source, _size = self.open_read(url)
         with source, _atomic_target(dest, f"downloading {url} to {dest}") as fd:
             _copy_into(source, fd, digest, progress)
             if expected_sha256 is not None and digest.hexdigest() != expected_sha256:
@@ -528,6 +525,18 @@ class LocalStore(_Store):
                     f"{url} has SHA-256 {digest.hexdigest()}, not the expected {expected_sha256}"
                 )
         return dest
+
+    def open_read(self, url: str) -> tuple[IO[bytes], int]:
+        path = self._path_of_url(url)
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError as error:
+            raise ObjectNotFound(f"{url} does not exist") from error
+        except IsADirectoryError as error:
+            raise ObjectNotFound(f"{url} is not a file") from error
+        except OSError as error:
+            raise _oserror_to_storage_error(error, f"reading {url}") from error
+        return handle, os.fstat(handle.fileno()).st_size
 
     def delete(self, url: str) -> None:
         """Remove the file (no error when it is already gone) and its empty parent folders."""
@@ -1135,6 +1144,17 @@ class S3Store(_Store):
                 temporary.unlink()
         _fsync_directory(dest.parent)
         return dest
+
+    def open_read(self, url: str) -> tuple[IO[bytes], int]:
+        """One GET, read as it arrives. A connection lost midway raises from `read` (botocore
+        does not resume a body): for a download served to a client, the client sees fewer
+        bytes than the size announced."""
+        bucket, key = self._location(url)
+        try:
+            answer = self.client.get_object(Bucket=bucket, Key=key)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+            raise self._translate(error, bucket=bucket, url=url, action="reading") from error
+        return answer["Body"], int(answer["ContentLength"])
 
     def delete(self, url: str) -> None:
         """Remove the object; deleting a missing object is not an error."""

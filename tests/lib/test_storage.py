@@ -316,6 +316,29 @@ def test_it_refuses_a_download_whose_digest_differs(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_both_stores_open_an_object_for_reading_without_copying_it(
+    seaweedfs: SeaweedS3, s3_bucket: str, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * MiB + 7)
+    for store in (LocalStore(tmp_path / "artifacts"), S3Store(seaweedfs.storage_config(s3_bucket))):
+        stored = store.put_bytes(data, "m/1/m.tar.gz")
+        stream, size = store.open_read(stored.url)
+        with stream:
+            assert size == len(data)
+            assert stream.read(5) == data[:5]  # the start arrives before the rest is read
+            assert stream.read() == data[5:]
+        with pytest.raises(ObjectNotFound, match="does not exist"):
+            store.open_read(store.url_for("m/1/missing.tar.gz"))
+    assert files_in(tmp_path) == [
+        "artifacts",
+        "artifacts/m",
+        "artifacts/m/1",
+        "artifacts/m/1/m.tar.gz",
+    ]
+    with pytest.raises(InvalidStorageKey):
+        LocalStore(tmp_path / "artifacts").open_read((tmp_path / "elsewhere").as_uri())
+
+
 def test_it_reports_a_missing_bucket(seaweedfs: SeaweedS3, tmp_path: Path) -> None:
     store = S3Store(seaweedfs.storage_config("no-such-bucket"))
     source = tmp_path / "m.tar.gz"

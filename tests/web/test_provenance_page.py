@@ -10,10 +10,11 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
-from aegis_catalog.lib.storage import parse_url
+from aegis_catalog.lib.storage import S3Store, parse_url
 from imports.actions import ImportOptions, start_import
 from imports.jobs import run_import
 from imports.models import ImportRequest
@@ -276,9 +277,15 @@ def test_the_artifact_download_streams_the_stored_bytes_with_their_digest(tiny_b
     assert hashlib.sha256(body(response)).hexdigest() == tiny_bert.sha256
 
 
-def test_it_downloads_an_artifact_stored_in_s3(aegis_s3, alice, bob_client, tmp_path):
+def test_it_downloads_an_artifact_stored_in_s3(aegis_s3, alice, bob_client, tmp_path, monkeypatch):
     version = import_version("acme/tiny-bert", "tiny-bert", alice, upload_s3=True)
     assert version.model_path.startswith("s3://")
+    with monkeypatch.context() as patched:
+        # Streamed from its GET: never fetched into a file first.
+        patched.setattr(S3Store, "download", mock.Mock(side_effect=AssertionError("copied")))
+        response = bob_client.get("/registry/tiny-bert/1.0/download/artifact/")
+        assert response.streaming and response["Content-Length"] == str(version.size)
+        assert hashlib.sha256(body(response)).hexdigest() == version.sha256
 
     artifact = download(bob_client, version, "artifact", tmp_path)
     record = download(bob_client, version, "record", tmp_path)
@@ -291,6 +298,17 @@ def test_it_downloads_an_artifact_stored_in_s3(aegis_s3, alice, bob_client, tmp_
     assert record.read_bytes() == inside
     leftovers = list(Path(aegis_s3.work_dir).rglob("aegis-download-*"))
     assert leftovers == []
+
+
+def test_it_answers_404_when_an_s3_artifact_is_missing(aegis_s3, alice, bob_client, seaweedfs):
+    version = import_version("acme/tiny-bert", "tiny-bert", alice, upload_s3=True)
+    bucket, key = version.model_path.removeprefix("s3://").split("/", 1)
+    seaweedfs.client().delete_object(Bucket=bucket, Key=key)
+
+    response = bob_client.get("/registry/tiny-bert/1.0/download/artifact/")
+
+    assert response.status_code == 404
+    assert "does not exist" in response.content.decode()
 
 
 def test_it_answers_404_when_the_artifact_is_missing_from_storage(bob_client, tmp_path):

@@ -907,7 +907,7 @@ def store_artifact(
 
     written: list[str] = []
     try:
-        artifact = _streamed_artifact(store, packaged, store.url_for(f"{prefix}/{name}"))
+        artifact = streamed_artifact(store, packaged, store.url_for(f"{prefix}/{name}"))
         if artifact is None:
             if packaged.path is None:
                 raise StoreError(
@@ -944,12 +944,15 @@ def store_artifact(
     return Stored(artifact=artifact, attestation=bundle, record=record)
 
 
-def _streamed_artifact(store: ArtifactStore, packaged: Packaged, url: str) -> StoredObject | None:
-    """The tarball streamed into this store while packaging, if it is still there whole."""
-    if packaged.artifact is None or packaged.artifact.url != url:
+def streamed_artifact(
+    store: ArtifactStore, packaged: Packaged, url: str | None = None
+) -> StoredObject | None:
+    """The tarball streamed into this store while packaging (at ``url``, when given), if it is
+    still there whole."""
+    if packaged.artifact is None or url not in (None, packaged.artifact.url):
         return None
     try:
-        head = store.head(url)
+        head = store.head(packaged.artifact.url)
     except StorageError:
         return None
     return packaged.artifact if head.size == packaged.size else None

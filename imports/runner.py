@@ -614,12 +614,7 @@ class ImportRunner:
         packaged = pipeline.Packaged.from_json(data)
         if packaged.path is None:
             # Streamed into the store only: reusable while the store still holds all of it.
-            assert packaged.artifact is not None
-            try:
-                head = self.services.store.head(packaged.artifact.url)
-            except StorageError:
-                return None
-            return packaged if head.size == packaged.size else None
+            return packaged if pipeline.streamed_artifact(self.services.store, packaged) else None
         if not packaged.path.is_file() or packaged.path.stat().st_size != packaged.size:
             return None
         # The work copy is not fsynced (the store holds the durable one): after a crash it

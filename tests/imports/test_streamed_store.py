@@ -42,6 +42,13 @@ def store(store_: LocalStore, packaged: pipeline.Packaged, progress) -> pipeline
     )  # fmt: skip
 
 
+def import_tiny_bert_to_s3() -> None:
+    call_command(
+        "hf_import", "--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert",
+        "--version", "1.0", "--upload-s3", "--register", "--no-progress",
+    )  # fmt: skip
+
+
 def test_the_store_stage_reuses_the_streamed_tarball(tmp_path):
     artifacts = LocalStore(tmp_path / "artifacts")
     packaged = packaged_tarball(tmp_path, artifacts)
@@ -96,10 +103,7 @@ def test_a_packaged_tarball_is_in_the_work_directory_or_the_store():
 @pytest.mark.django_db
 def test_an_s3_import_streams_the_tarball_once_and_records_it(aegis_s3, seaweedfs):
     aegis_s3.settings.AEGIS_STREAM_UPLOADS = True
-    call_command(
-        "hf_import", "--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert",
-        "--version", "1.0", "--upload-s3", "--register", "--no-progress",
-    )  # fmt: skip
+    import_tiny_bert_to_s3()
 
     version = ModelVersion.objects.get()
     request = ImportRequest.objects.get()
@@ -118,10 +122,7 @@ def test_an_s3_import_streams_the_tarball_once_and_records_it(aegis_s3, seaweedf
 @pytest.mark.django_db
 def test_with_streaming_off_the_store_stage_uploads_the_tarball(aegis_s3, seaweedfs):
     aegis_s3.settings.AEGIS_STREAM_UPLOADS = False
-    call_command(
-        "hf_import", "--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert",
-        "--version", "1.0", "--upload-s3", "--register", "--no-progress",
-    )  # fmt: skip
+    import_tiny_bert_to_s3()
 
     version = ModelVersion.objects.get()
     assert ImportRequest.objects.get().state["package"]["artifact"] is None
@@ -146,10 +147,7 @@ def test_a_stream_failing_midway_is_aborted_and_the_tarball_uploaded_from_a_work
         return real_write(self, data)
 
     monkeypatch.setattr(storage._S3Upload, "write", failing_write)
-    call_command(
-        "hf_import", "--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert",
-        "--version", "1.0", "--upload-s3", "--register", "--no-progress",
-    )  # fmt: skip
+    import_tiny_bert_to_s3()
 
     version = ModelVersion.objects.get()
     state = ImportRequest.objects.get().state["package"]

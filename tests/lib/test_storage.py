@@ -405,14 +405,22 @@ def test_it_reports_an_unreachable_endpoint(tmp_path: Path) -> None:
 
 
 class DroppingProxy:
-    """A TCP proxy to the S3 server that closes chosen connections (1 = the first) as soon as
-    their request starts arriving, without answering: a transient network failure."""
+    """A TCP proxy to the S3 server that drops chosen requests without answering: a transient
+    network failure. ``drop`` counts connections (1 = the first), closed as soon as their first
+    request starts arriving; ``drop_puts`` counts PUT requests (part and object uploads) over
+    all connections, whichever connection carries them, so it does not depend on how many
+    connections the client happens to open or reuse."""
 
-    def __init__(self, target_port: int, drop: set[int]) -> None:
+    def __init__(
+        self, target_port: int, drop: set[int], drop_puts: set[int] | frozenset[int] = frozenset()
+    ) -> None:
         self.target_port = target_port
         self.drop = drop
+        self.drop_puts = drop_puts
         self.connections = 0
+        self.puts = 0
         self.dropped = 0
+        self.lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.thread = threading.Thread(target=self.accept_forever, daemon=True)
@@ -431,13 +439,27 @@ class DroppingProxy:
                 self.dropped += 1
                 continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self.pump, args=(source, sink), daemon=True).start()
+            for source, sink, requests in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(
+                    target=self.pump, args=(source, sink, requests), daemon=True
+                ).start()
 
-    @staticmethod
-    def pump(source: socket.socket, sink: socket.socket) -> None:
+    def drops(self, data: bytes) -> bool:
+        # HTTP/1.1 without pipelining: a request on a kept-alive connection starts a new read.
+        if not data.startswith(b"PUT "):
+            return False
+        with self.lock:
+            self.puts += 1
+            if self.puts not in self.drop_puts:
+                return False
+            self.dropped += 1
+            return True
+
+    def pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
         try:
             while data := source.recv(65536):
+                if requests and self.drops(data):
+                    break
                 sink.sendall(data)
         except OSError:
             pass
@@ -455,8 +477,8 @@ def proxy_factory(seaweedfs: SeaweedS3) -> Iterator[object]:
     proxies: list[DroppingProxy] = []
     port = int(seaweedfs.endpoint_url.rsplit(":", 1)[1])
 
-    def make(drop: set[int]) -> DroppingProxy:
-        proxy = DroppingProxy(port, drop)
+    def make(drop: set[int], drop_puts: set[int] | frozenset[int] = frozenset()) -> DroppingProxy:
+        proxy = DroppingProxy(port, drop, drop_puts)
         proxies.append(proxy)
         return proxy
 
@@ -468,7 +490,7 @@ def proxy_factory(seaweedfs: SeaweedS3) -> Iterator[object]:
 def test_it_survives_dropped_connections_during_a_multipart_upload(
     seaweedfs: SeaweedS3, s3_bucket: str, tmp_path: Path, proxy_factory
 ) -> None:
-    proxy = proxy_factory({1, 3})
+    proxy = proxy_factory(set(), drop_puts={1, 3})
     config = seaweedfs.storage_config(
         s3_bucket,
         endpoint_url=f"http://127.0.0.1:{proxy.port}",
@@ -564,7 +586,7 @@ def test_it_leaves_nothing_behind_when_a_streamed_upload_is_aborted(
 def test_it_survives_dropped_connections_during_a_streamed_upload(
     seaweedfs: SeaweedS3, s3_bucket: str, proxy_factory
 ) -> None:
-    proxy = proxy_factory({2, 4})
+    proxy = proxy_factory(set(), drop_puts={2, 4})
     config = seaweedfs.storage_config(
         s3_bucket,
         endpoint_url=f"http://127.0.0.1:{proxy.port}",

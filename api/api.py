@@ -26,17 +26,15 @@ from aegis_catalog.lib.hub import (
     InvalidRevision,
     RepoNotFound,
     RevisionNotFound,
-    validate_revision,
 )
 from aegis_catalog.lib.storage import ObjectNotFound, StorageError
 from aegis_catalog.views import BROWSE_GROUPS, IMPORT_GROUPS
 from api import schemas
 from api.auth import TokenOrSession, require
 from api.forms import ApiModelFilterForm, bound_audit_form, bound_import_form
-from imports.actions import ImportQueueUnavailable, ImportRejected, start_import
+from imports.actions import ImportQueueUnavailable, ImportRejected, VersionTaken, request_import
 from imports.forms import form_errors_text
 from imports.models import ImportRequest
-from imports.views import existing_version, pinned_commit
 from registry.forms import AuditFilterForm
 from registry.models import (
     NAME_PATTERN,
@@ -592,42 +590,37 @@ def create_import(request: HttpRequest, payload: schemas.ImportIn) -> HttpRespon
     if not form.is_valid():
         field = next(iter(form.errors), None)
         raise ApiError(422, form_errors_text(form), None if field == "__all__" else field)
-    data = form.cleaned_data
+    revision = form.cleaned_data["revision"]
+    user = request.auth  # type: ignore[attr-defined]
     try:
-        revision = validate_revision(data["revision"])
-        commit = pinned_commit(payload.repo_id, revision)
+        requested = request_import(
+            form.import_options(payload.repo_id, revision),
+            actor=user.get_username(),
+            user=user,
+            source=ImportRequest.Source.API,
+        )
     except HubError as error:
         raise hub_error(error) from error
-    existing = existing_version(payload.repo_id, commit, data["include"], data["exclude"])
-    if existing is not None:
+    except VersionTaken as error:
+        raise ApiError(409, str(error), "version") from error
+    except ImportQueueUnavailable as error:
+        raise ApiError(503, f"{str(error)[:1].upper()}{str(error)[1:]}.") from error
+    except ImportRejected as error:
+        raise ApiError(422, str(error), error.field) from error
+    if requested.existing is not None:
+        existing = requested.existing
         return api.create_response(
             request,
             {
-                "message": f"{payload.repo_id} at commit {commit[:12]} with these file patterns "
-                f"is already in the registry as {existing.model.name} {existing.version}; "
-                "nothing was imported again.",
+                "message": f"{payload.repo_id} at commit {requested.commit[:12]} with these "
+                f"file patterns is already in the registry as {existing.model.name} "
+                f"{existing.version}; nothing was imported again.",
                 "existing_version": version_summary(request, existing),
             },
             status=200,
         )
-    if ModelVersion.objects.filter(
-        model__name=data["model_name"], version=data["version"]
-    ).exists():
-        raise ApiError(
-            409,
-            f"{data['model_name']} already has a version {data['version']} in the registry",
-            "version",
-        )
-    options = form.import_options(payload.repo_id, revision)
-    user = request.auth  # type: ignore[attr-defined]
-    try:
-        created = start_import(
-            options, actor=user.get_username(), user=user, source=ImportRequest.Source.API
-        )
-    except ImportQueueUnavailable as error:
-        raise ApiError(503, f"{str(error)[:1].upper()}{str(error)[1:]}.") from error
-    except ImportRejected as error:
-        raise ApiError(422, str(error)) from error
+    assert requested.request is not None
+    created = requested.request
     item = _load_import(created.pk)
     assert item is not None
     response = api.create_response(request, import_out(request, item), status=202)

@@ -20,6 +20,7 @@ from typing import Any
 
 from aegis_catalog.lib.hub import HubClient, HubFile, HubModel
 from aegis_catalog.lib.storage import ArtifactStore, StorageError, StoredObject, Upload
+from imports.formats import is_pickle_format
 from imports.packaging import PackageResult, package_snapshot
 from registry import attestation, policy
 from registry.attestation import SignedDigest
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 Signer = Callable[[bytes], SignedDigest]
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill", ".npy")
 AEGIS_RECORD_FORMAT = "https://aegis-catalog.dev/import-record/v1"
 
 
@@ -138,9 +138,11 @@ def resolve_revision(
     *,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    commit: str = "",
 ) -> Resolution:
-    """Pin the revision to its commit and list the files the patterns select."""
-    model = hub.model_info(repo_id, revision)
+    """Pin the revision to its commit and list the files the patterns select. A ``commit``
+    pinned when the import was requested is read instead of where the revision is now."""
+    model = hub.model_info(repo_id, commit or revision)
     files = hub.select_files(model, include, exclude)
     return Resolution(
         repo_id=model.repo_id,
@@ -396,10 +398,6 @@ class ScanResult:
 
     def verdicts_json(self) -> list[dict[str, Any]]:
         return [{**asdict(item), "globals": list(item.globals)} for item in self.verdicts]
-
-
-def is_pickle_format(path: str) -> bool:
-    return path.lower().endswith(PICKLE_SUFFIXES)
 
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:

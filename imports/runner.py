@@ -328,6 +328,7 @@ class ImportRunner:
                 request.revision,
                 include=request.include_patterns,
                 exclude=request.exclude_patterns,
+                commit=request.commit,
             ),
             restore=pipeline.Resolution.from_json,
             dump=lambda value: value.to_json(),
@@ -336,7 +337,7 @@ class ImportRunner:
         if holder is not None:
             self._link_to(holder)
             return holder.model_version
-        if request.commit != resolution.commit:
+        if request.revision != resolution.commit:
             ImportRequest.objects.filter(pk=request.pk).update(commit=resolution.commit)
             request.commit = resolution.commit
             record_event(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,6 @@ from django.views.decorators.vary import vary_on_headers
 
 from aegis_catalog import services
 from aegis_catalog.lib.hub import (
-    COMMIT_RE,
     GatedRepo,
     HubError,
     HubModel,
@@ -51,10 +49,10 @@ from imports.actions import (
     ImportQueueUnavailable,
     ImportRejected,
     cancel_import,
+    request_import,
     retry_import,
-    start_import,
 )
-from imports.cards import render_card
+from imports.formats import is_pickle_format
 from imports.forms import (
     ImportForm,
     ImportListForm,
@@ -65,6 +63,7 @@ from imports.forms import (
     import_form_initial,
     reject_unknown_parameters,
 )
+from imports.hub_cache import cached_card, cached_model_info, hub_cache_key
 from imports.models import STAGE_ORDER, ImportEvent, ImportRequest, Stage
 from registry.actions import RegistryError, grant_policy_override
 from registry.forms import PolicyOverrideForm
@@ -79,20 +78,14 @@ from registry.policy import (
 
 SEARCH_PAGE_SIZE = 20
 DEFAULT_PAGE_SIZE = 25
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
 
 
 # --- Hub access, cached ---------------------------------------------------------------------
 
 
-def _cache_key(kind: str, *parts: str) -> str:
-    digest = hashlib.sha256("\x1f".join((settings.HF_ENDPOINT, *parts)).encode()).hexdigest()
-    return f"hub:{kind}:{digest}"
-
-
 def cached_search(form: SearchForm) -> SearchResult:
     """One page of Hub search results; the same normalised search is answered from the cache."""
-    key = _cache_key("search", form.cache_key())
+    key = hub_cache_key("search", form.cache_key())
     result: SearchResult | None = cache.get(key)
     if result is None:
         data = form.cleaned_data
@@ -107,32 +100,6 @@ def cached_search(form: SearchForm) -> SearchResult:
         )
         cache.set(key, result)
     return result
-
-
-def cached_model_info(repo_id: str, revision: str) -> HubModel:
-    key = _cache_key("model", repo_id, revision)
-    model: HubModel | None = cache.get(key)
-    if model is None:
-        model = services.hub_client(interactive=True).model_info(repo_id, revision)
-        cache.set(key, model)
-    return model
-
-
-def pinned_commit(repo_id: str, revision: str) -> str:
-    """The commit a revision names: itself when it is a full commit id, else the Hub's answer."""
-    return (
-        revision if COMMIT_RE.fullmatch(revision) else cached_model_info(repo_id, revision).commit
-    )
-
-
-def cached_card(repo_id: str, commit: str) -> str:
-    """The card's sanitized HTML; a commit never changes, so keep it for a day."""
-    key = _cache_key("card", repo_id, commit)
-    html: str | None = cache.get(key)
-    if html is None:
-        html = render_card(services.hub_client().fetch_card(repo_id, commit))
-        cache.set(key, html, timeout=24 * 3600)
-    return html
 
 
 def hub_error_page(request: HttpRequest, error: HubError) -> HttpResponse:
@@ -228,13 +195,9 @@ def _repo_id(org: str, name: str) -> str:
         raise Http404(str(error)) from None
 
 
-def has_pickle_format(path: str) -> bool:
-    return path.lower().endswith(PICKLE_SUFFIXES)
-
-
 def model_warnings(model: HubModel) -> list[str]:
     warnings = []
-    pickled = [item.path for item in model.files if has_pickle_format(item.path)]
+    pickled = [item.path for item in model.files if is_pickle_format(item.path)]
     if pickled:
         warnings.append(
             f"{len(pickled)} file(s) use a pickle-based format ({', '.join(pickled[:5])}): "
@@ -335,7 +298,7 @@ def _render_model_page(
         "card_html": card_html,
         "chips": model_chips(model),
         "warnings": model_warnings(model),
-        "files": [(item, has_pickle_format(item.path)) for item in model.files],
+        "files": [(item, is_pickle_format(item.path)) for item in model.files],
         "versions": versions,
         "can_import": user_can_import,
         "import_form": import_form if user_can_import else None,
@@ -362,24 +325,6 @@ def hub_model(request: HttpRequest, org: str, name: str) -> HttpResponse:
     return _render_model_page(request, repo_id, revision)
 
 
-def existing_version(
-    repo_id: str, commit: str, include: list[str], exclude: list[str]
-) -> ModelVersion | None:
-    """A registry version already imported from this repo, commit and file patterns."""
-    for version in (
-        ModelVersion.objects.filter(source_repo=repo_id, source_commit=commit)
-        .exclude(status=ModelVersion.Status.YANKED)
-        .select_related("model")
-        .order_by("imported_at")
-    ):
-        options = version.import_options or {}
-        if sorted(options.get("include") or []) == sorted(include) and sorted(
-            options.get("exclude") or []
-        ) == sorted(exclude):
-            return version
-    return None
-
-
 @require_POST
 @import_required
 def start(request: HttpRequest, org: str, name: str) -> HttpResponse:
@@ -393,29 +338,32 @@ def start(request: HttpRequest, org: str, name: str) -> HttpResponse:
         except InvalidRevision:
             revision = "main"
         return _render_model_page(request, repo_id, revision, import_form=form, status=400)
-    data = form.cleaned_data
+    revision = form.cleaned_data["revision"]
     try:
-        revision = validate_revision(data["revision"])
-        commit = pinned_commit(repo_id, revision)
+        requested = request_import(
+            form.import_options(repo_id, revision),
+            actor=request.user.get_username(),
+            user=request.user,
+        )
     except HubError as error:
         form.add_error(None, str(error))
         return _render_model_page(request, repo_id, "main", import_form=form, status=400)
-    existing = existing_version(repo_id, commit, data["include"], data["exclude"])
-    if existing is not None:
-        messages.info(
-            request,
-            f"{repo_id} at commit {commit[:12]} with these file patterns is already in the "
-            f"registry as {existing.model.name} {existing.version}; nothing was imported again.",
-        )
-        return redirect(existing.get_absolute_url())
-    options = form.import_options(repo_id, revision)
-    try:
-        import_request = start_import(options, actor=request.user.get_username(), user=request.user)
     except ImportRejected as error:
         # The form keeps what was typed; a queue that is down is the server's problem (503).
         form.add_error(None, str(error))
         status = 503 if isinstance(error, ImportQueueUnavailable) else 400
         return _render_model_page(request, repo_id, revision, import_form=form, status=status)
+    if requested.existing is not None:
+        existing = requested.existing
+        messages.info(
+            request,
+            f"{repo_id} at commit {requested.commit[:12]} with these file patterns is already "
+            f"in the registry as {existing.model.name} {existing.version}; nothing was "
+            "imported again.",
+        )
+        return redirect(existing.get_absolute_url())
+    import_request = requested.request
+    assert import_request is not None
     messages.success(request, f"Import #{import_request.pk} of {repo_id} is queued.")
     return redirect(import_request.get_absolute_url())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,14 @@ def _redis_for_django(redis_url: str) -> None:
         queue["URL"] = redis_url
     settings.CACHES["default"]["LOCATION"] = redis_url
     settings.REDIS_URL = redis_url
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_namespace(settings: Any) -> None:
+    """Each test gets its own key prefix in the real Redis cache (no flush of a shared Redis)."""
+    caches = {name: dict(config) for name, config in settings.CACHES.items()}
+    caches["default"]["KEY_PREFIX"] = f"aegis-test-{uuid.uuid4().hex}"
+    settings.CACHES = caches
 
 
 @dataclass

@@ -11,7 +11,6 @@ from django.test import Client
 from api.actions import create_token
 from tests.web.conftest import (  # noqa: F401 - fixtures shared with the web tests
     _fast_password_hashing,
-    _own_cache_namespace,
     alice,
     alice_client,
     bob,

@@ -236,5 +236,7 @@ def test_a_second_import_of_the_same_commit_links_to_the_first(aegis, capsys):
     hf_import("--repo-id", "acme/tiny-bert", "--model-name", "tb", "--version", "2", "--register")
     output = capsys.readouterr().out
     assert "registered:  tb 1" in output
-    assert "already imported with the same options" in output
+    assert "already in the registry as tb 1" in output
+    assert "nothing was imported again" in output
     assert ModelVersion.objects.count() == 1
+    assert ImportRequest.objects.count() == 1

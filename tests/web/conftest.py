@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from itertools import islice
@@ -22,14 +21,6 @@ from registry.models import (
 )
 
 PASSWORD = "correct horse battery staple 42"
-
-
-@pytest.fixture(autouse=True)
-def _own_cache_namespace(settings: Any) -> None:
-    """Each test gets its own key prefix in the real Redis cache (no flush of a shared Redis)."""
-    caches = {name: dict(config) for name, config in settings.CACHES.items()}
-    caches["default"]["KEY_PREFIX"] = f"aegis-test-{uuid.uuid4().hex}"
-    settings.CACHES = caches
 
 
 @pytest.fixture(autouse=True)

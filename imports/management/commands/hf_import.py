@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from aegis_catalog.identity import ci_identity, os_identity
-from imports.actions import ImportOptions, ImportRejected, start_import
+from aegis_catalog.lib.hub import HubError
+from imports.actions import ImportOptions, ImportRejected, request_import
 from imports.jobs import run_import
 from imports.models import ImportRequest, Stage
 
@@ -69,7 +70,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         actor = options["actor"] or ci_identity() or os_identity()
         try:
-            request = start_import(
+            requested = request_import(
                 ImportOptions(
                     repo_id=options["repo_id"],
                     model_name=options["model_name"],
@@ -85,9 +86,20 @@ class Command(BaseCommand):
                 actor=actor,
                 source=ImportRequest.Source.CLI,
                 enqueue=False,
+                interactive=False,
             )
-        except ImportRejected as error:
+        except (ImportRejected, HubError) as error:
             raise CommandError(str(error)) from None
+        if requested.existing is not None:
+            existing = requested.existing
+            self.stdout.write(
+                f"{existing.source_repo}@{requested.commit} with these file patterns is already "
+                f"in the registry as {existing.model.name} {existing.version} "
+                f"(sha256 {existing.sha256}); nothing was imported again"
+            )
+            return
+        request = requested.request
+        assert request is not None
         progress = StageProgress(enabled=not options["no_progress"])
         try:
             run_import(request.pk, on_progress=progress)

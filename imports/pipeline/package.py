@@ -1,0 +1,279 @@
+"""Stage 7, package: the byte-reproducible tar.gz, streamed into the store when it can be."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from aegis_catalog.lib.storage import ArtifactStore, StoredObject, Upload
+from imports.packaging import PackageResult, package_snapshot
+from imports.pipeline.base import Progress, _noop_progress, storage_prefix
+from imports.pipeline.check import CheckResult
+from imports.pipeline.download import Download
+from imports.pipeline.resolve import Resolution
+from imports.pipeline.scan import ScanResult
+from registry import attestation
+
+logger = logging.getLogger(__name__)
+
+AEGIS_RECORD_FORMAT = "https://aegis-catalog.dev/import-record/v1"
+
+
+def artifact_basename(model_name: str, version: str) -> str:
+    return f"{model_name}-{version}"
+
+
+def import_record(
+    resolution: Resolution,
+    checked: CheckResult,
+    *,
+    model_name: str,
+    version: str,
+    endpoint: str,
+    scan: ScanResult | None = None,
+    policy_record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """aegis.json: what was imported. Only facts fixed by the commit and the options, so the
+    tarball stays byte-reproducible (who and when live in the signed provenance instead).
+
+    ``scan`` adds the pickle scanner's verdict per file; ``policy_record`` the import policy in
+    force, its warnings and any override (rule, reason, who granted it)."""
+    record = {
+        "format": AEGIS_RECORD_FORMAT,
+        "model": {"name": model_name, "version": version},
+        "source": {
+            "endpoint": endpoint,
+            "repo_id": resolution.repo_id,
+            "revision": resolution.revision,
+            "commit": resolution.commit,
+            "commit_time": resolution.commit_time,
+            "include": list(resolution.include),
+            "exclude": list(resolution.exclude),
+        },
+        "files": [
+            {
+                "path": item.path,
+                "size": item.size,
+                "sha256": item.sha256,
+                "hub_digest": item.hub_digest,
+                "hub_digest_kind": item.hub_digest_kind,
+            }
+            for item in checked.files
+        ],
+        "card": asdict(resolution.metadata),
+        "card_data": resolution.card_data,
+    }
+    if scan is not None:
+        record["scan"] = {"scanner": scan.scanner_version, "files": scan.verdicts_json()}
+    if policy_record is not None:
+        record["policy"] = {
+            "rules": dict(policy_record.get("rules") or {}),
+            "findings": list(policy_record.get("findings") or []),
+            "overrides": [
+                {key: item[key] for key in ("rule", "reason", "granted_by") if key in item}
+                for item in policy_record.get("overrides") or []
+            ],
+        }
+    return record
+
+
+def canonical_json(data: Any) -> bytes:
+    return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class Packaged:
+    # The work copy of the tarball; None when it was only streamed into the store.
+    path: Path | None
+    sha256: str
+    size: int
+    record: bytes
+    model_sig: bytes
+    # The tarball as streamed into the store while it was packaged (None: not streamed).
+    # Recorded with the stage's output, so a failed import's upload is found on retry.
+    artifact: StoredObject | None = None
+    name: str = ""  # the tarball's file name (from path when not given)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            if self.path is None:
+                raise ValueError("a packaged tarball needs a name or a path")
+            object.__setattr__(self, "name", self.path.name)
+        if self.path is None and self.artifact is None:
+            raise ValueError("a packaged tarball is in the work directory, the store, or both")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": None if self.path is None else str(self.path),
+            "sha256": self.sha256,
+            "size": self.size,
+            "record": self.record.decode(),
+            "model_sig": self.model_sig.decode(),
+            "artifact": asdict(self.artifact) if self.artifact else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Packaged:
+        artifact = data.get("artifact")
+        return cls(
+            name=data.get("name", ""),
+            path=None if data.get("path") is None else Path(data["path"]),
+            sha256=data["sha256"],
+            size=data["size"],
+            record=data["record"].encode(),
+            model_sig=data["model_sig"].encode(),
+            artifact=StoredObject(**artifact) if artifact else None,
+        )
+
+
+def package_artifact(
+    resolution: Resolution,
+    download: Download,
+    checked: CheckResult,
+    model_signature: Mapping[str, Any],
+    *,
+    model_name: str,
+    version: str,
+    endpoint: str,
+    out_dir: Path,
+    progress: Progress = _noop_progress,
+    scan: ScanResult | None = None,
+    policy_record: Mapping[str, Any] | None = None,
+    store: ArtifactStore | None = None,
+    import_id: int | None = None,
+    compress_workers: int | None = None,
+) -> Packaged:
+    """The byte-reproducible tar.gz: ``model/``, ``model.sig`` and ``aegis.json``.
+
+    With ``store`` (and ``import_id``), the tarball is streamed into the store as it is
+    written (an S3 multipart upload, parts in parallel) and nothing is written to the work
+    directory: the store stage has nothing left to upload, and no byte is written twice. The
+    stream is a shortcut, not a requirement: if the store fails during it, the partial upload
+    is discarded and the tarball is packaged again into ``out_dir`` (it is byte-reproducible),
+    for the store stage to upload with its retries and its error messages, as it would have
+    without streaming.
+    """
+    base = artifact_basename(model_name, version)
+    record = canonical_json(
+        import_record(
+            resolution,
+            checked,
+            model_name=model_name,
+            version=version,
+            endpoint=endpoint,
+            scan=scan,
+            policy_record=policy_record,
+        )
+    )
+    model_sig = attestation.bundle_to_bytes(dict(model_signature))
+    name = f"{base}.tar.gz"
+
+    def package(out_path: Path | None, upload: _StreamedUpload | None) -> PackageResult:
+        return package_snapshot(
+            out_path,
+            root_name=base,
+            model_files={item.path: download.paths[item.path] for item in checked.files},
+            extra_members={"model.sig": model_sig, "aegis.json": record},
+            mtime=resolution.mtime,
+            progress=progress,
+            expected_sha256=checked.sha256_by_path,
+            upload=upload,
+            compress_workers=compress_workers,
+        )
+
+    artifact: StoredObject | None = None
+    result: PackageResult | None = None
+    if store is not None and import_id is not None:
+        input_bytes = sum(item.size for item in checked.files) + len(record) + len(model_sig)
+        upload = _StreamedUpload.open(
+            store,
+            f"{storage_prefix(model_name, version, import_id)}/{name}",
+            expected_size=input_bytes,
+        )
+        if upload.active:
+            try:
+                result = package(None, upload)
+                artifact = upload.complete(sha256=result.sha256)
+            except _StreamFailed:
+                pass
+            except BaseException:
+                upload.abort()
+                raise
+            if artifact is None:
+                result = None
+                logger.warning("packaging %s again into the work directory, to upload after", name)
+    if result is None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result = package(out_dir / name, None)
+    return Packaged(
+        path=result.path,
+        sha256=result.sha256,
+        size=result.size,
+        record=record,
+        model_sig=model_sig,
+        artifact=artifact,
+        name=name,
+    )
+
+
+class _StreamFailed(Exception):
+    """The store failed while the tarball streamed into it (logged; the upload is aborted)."""
+
+
+class _StreamedUpload:
+    """A store upload fed by the packager. A store failure aborts the upload and stops the
+    packaging with ``_StreamFailed``, so it can be done again into a file instead."""
+
+    def __init__(self, upload: Upload | None) -> None:
+        self._upload = upload
+
+    @property
+    def active(self) -> bool:
+        return self._upload is not None
+
+    @classmethod
+    def open(cls, store: ArtifactStore, key: str, *, expected_size: int) -> _StreamedUpload:
+        try:
+            upload = store.open_upload(
+                key, content_type="application/gzip", expected_size=expected_size
+            )
+        except Exception:
+            logger.warning(
+                "cannot stream %s into the store; it is uploaded after", key, exc_info=True
+            )
+            upload = None
+        return cls(upload)
+
+    def write(self, data: bytes) -> None:
+        if self._upload is None:
+            raise _StreamFailed("the upload was aborted")
+        try:
+            self._upload.write(data)
+        except Exception as error:
+            logger.warning(
+                "streaming %s failed; it is uploaded after", self._upload.url, exc_info=True
+            )
+            self.abort()
+            raise _StreamFailed(str(error)) from error
+
+    def complete(self, *, sha256: str) -> StoredObject | None:
+        if self._upload is None:
+            return None
+        try:
+            return self._upload.complete(sha256=sha256)
+        except Exception:
+            logger.warning(
+                "streaming %s failed; it is uploaded after", self._upload.url, exc_info=True
+            )
+            self.abort()
+            return None
+
+    def abort(self) -> None:
+        if self._upload is not None:
+            self._upload.abort()
+            self._upload = None

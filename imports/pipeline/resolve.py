@@ -1,0 +1,105 @@
+"""Stage 1, resolve: pin the revision to its commit and list the selected files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from aegis_catalog.lib.hub import HubClient, HubFile, HubModel
+from registry.card import CardMetadata
+
+
+@dataclass(frozen=True)
+class Resolution:
+    repo_id: str
+    revision: str
+    commit: str
+    commit_time: str  # ISO 8601, UTC: the tarball's fixed mtime
+    files: tuple[HubFile, ...]
+    card_data: dict[str, Any]
+    metadata: CardMetadata
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(item.size for item in self.files)
+
+    @property
+    def mtime(self) -> int:
+        return int(datetime.fromisoformat(self.commit_time).timestamp())
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Resolution:
+        values = dict(data)
+        values["files"] = tuple(HubFile(**item) for item in values["files"])
+        meta = dict(values["metadata"])
+        for key in ("tags", "datasets", "languages"):
+            meta[key] = tuple(meta[key])
+        values["metadata"] = CardMetadata(**meta)
+        values["include"] = tuple(values.get("include", ()))
+        values["exclude"] = tuple(values.get("exclude", ()))
+        return cls(**values)
+
+
+def _as_list(value: Any) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple):
+        return tuple(str(item) for item in value if item is not None and str(item) != "")
+    return (str(value),)
+
+
+def card_metadata(model: HubModel) -> CardMetadata:
+    """The registry's card fields from the card's YAML, falling back to the Hub's own fields."""
+    card = model.card_data or {}
+    gated = model.gated
+    gated_value = (
+        "no" if not gated else (str(gated) if str(gated) in ("auto", "manual") else "auto")
+    )
+    base_models = _as_list(card.get("base_model"))
+    return CardMetadata(
+        author=str(model.author or model.repo_id.split("/", 1)[0]),
+        license=", ".join(_as_list(card.get("license"))) or (model.license or ""),
+        pipeline_tag=str(card.get("pipeline_tag") or model.pipeline_tag or ""),
+        library_name=str(card.get("library_name") or model.library_name or ""),
+        base_model=", ".join(base_models),
+        tags=_as_list(card.get("tags")) or tuple(model.tags),
+        datasets=_as_list(card.get("datasets")),
+        languages=_as_list(card.get("language")),
+        gated=gated_value,
+    )
+
+
+def resolve_revision(
+    hub: HubClient,
+    repo_id: str,
+    revision: str,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    commit: str = "",
+) -> Resolution:
+    """Pin the revision to its commit and list the files the patterns select. A ``commit``
+    pinned when the import was requested is read instead of where the revision is now."""
+    model = hub.model_info(repo_id, commit or revision)
+    files = hub.select_files(model, include, exclude)
+    return Resolution(
+        repo_id=model.repo_id,
+        revision=revision,
+        commit=model.commit,
+        commit_time=model.commit_time.isoformat(),
+        files=tuple(files),
+        card_data=json.loads(json.dumps(model.card_data or {}, default=str)),
+        metadata=card_metadata(model),
+        include=tuple(include),
+        exclude=tuple(exclude),
+    )

@@ -2,40 +2,31 @@
 
 from __future__ import annotations
 
-import re
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
 import django_rq
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
-from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from aegis_catalog.lib.hub import HubError, validate_repo_id, validate_revision
+from imports.errors import ImportCancelled, error_code, failure_message
 from imports.hub_cache import pinned_commit
-from imports.models import ImportEvent, ImportRequest
+from imports.models import ImportEvent, ImportRequest, Stage
+from imports.options import ImportOptions, ImportRejected, validate_options
 from registry import audit
-from registry.models import ImportPolicy, ModelVersion, name_validator, version_validator
-from registry.policy import COMMIT_PATTERN, RULE_REQUIRE_COMMIT, PolicyViolation
+from registry.models import ModelVersion
 
 QUEUE_NAME = "imports"
-MAX_PATTERNS = 100
-SIGN_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-S3_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class ImportRejected(Exception):
-    """The import cannot be started as asked; the message says why, ``field`` which input."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+RUN_IMPORT = "imports.jobs.run_import"
 
 
 class ImportQueueUnavailable(ImportRejected):
@@ -58,122 +49,6 @@ def check_queue() -> None:
         raise ImportQueueUnavailable(
             f"{QUEUE_UNAVAILABLE}: nothing was started; try again once it is back"
         ) from None
-
-
-@dataclass(frozen=True)
-class ImportOptions:
-    repo_id: str
-    model_name: str
-    version: str
-    revision: str = "main"
-    include: Sequence[str] = ()
-    exclude: Sequence[str] = ()
-    sign_key: str = ""
-    upload_s3: bool = False
-    s3_bucket: str = ""
-    register: bool = True
-
-
-def _check_policy_at_request(revision: str) -> None:
-    """The policy rules a request can break before anything runs: answered at once."""
-    rules = ImportPolicy.current().rules()
-    if rules.require_commit and not COMMIT_PATTERN.fullmatch(revision):
-        raise ImportRejected(
-            str(
-                PolicyViolation(
-                    RULE_REQUIRE_COMMIT,
-                    f"{revision!r} is a branch or tag that can move: the import policy "
-                    "requires the 40-character commit",
-                )
-            )
-        )
-
-
-def _validate_source(options: ImportOptions) -> tuple[str, str]:
-    """The repo id and revision, checked by the Hub's own rules and the policy."""
-    try:
-        repo_id = validate_repo_id(options.repo_id)
-    except HubError as error:
-        raise ImportRejected(str(error), "repo_id") from None
-    try:
-        revision = validate_revision(options.revision or "main")
-    except HubError as error:
-        raise ImportRejected(str(error), "revision") from None
-    _check_policy_at_request(revision)
-    return repo_id, revision
-
-
-def _validate_names(options: ImportOptions) -> None:
-    for field, label, validator, value in (
-        ("model_name", "model name", name_validator, options.model_name),
-        ("version", "version", version_validator, options.version),
-    ):
-        try:
-            validator(value)
-        except ValidationError as error:
-            raise ImportRejected(
-                f"invalid {label} {value!r}: {' '.join(error.messages)}", field
-            ) from None
-
-
-def _validate_patterns(options: ImportOptions) -> None:
-    patterns = [*options.include, *options.exclude]
-    if len(patterns) > MAX_PATTERNS:
-        raise ImportRejected(f"at most {MAX_PATTERNS} file patterns, not {len(patterns)}")
-    for field, values in (("include", options.include), ("exclude", options.exclude)):
-        for pattern in values:
-            if not pattern.strip() or len(pattern) > 300 or _CONTROL_CHARACTERS.search(pattern):
-                raise ImportRejected(f"invalid file pattern {pattern!r}", field)
-
-
-def _validate_sign_key(options: ImportOptions) -> str:
-    sign_key = options.sign_key or settings.AEGIS_SIGN_KEY
-    if not SIGN_KEY_RE.fullmatch(sign_key):
-        # The name becomes part of Vault API paths (transit/sign/<name>).
-        raise ImportRejected(
-            f"invalid signing key name {sign_key!r}: use 1-128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit",
-            "sign_key",
-        )
-    return sign_key
-
-
-def _validate_bucket(options: ImportOptions) -> str:
-    bucket = options.s3_bucket or (settings.AEGIS_S3_BUCKET or "")
-    if not options.upload_s3:
-        return ""
-    if not bucket:
-        raise ImportRejected(
-            "upload to S3 needs a bucket: pass --s3-bucket or set AEGIS_S3_BUCKET", "upload_s3"
-        )
-    if not S3_BUCKET_RE.fullmatch(bucket):
-        raise ImportRejected(
-            f"invalid S3 bucket name {bucket!r}: use 3-63 lowercase letters, digits, '.' or '-', "
-            "starting and ending with a letter or digit",
-            "s3_bucket",
-        )
-    return bucket
-
-
-def _validate(options: ImportOptions) -> ImportOptions:
-    """The options checked and normalised, or ImportRejected naming the field at fault."""
-    repo_id, revision = _validate_source(options)
-    _validate_names(options)
-    _validate_patterns(options)
-    sign_key = _validate_sign_key(options)
-    bucket = _validate_bucket(options)
-    return ImportOptions(
-        repo_id=repo_id,
-        model_name=options.model_name,
-        version=options.version,
-        revision=revision,
-        include=[p.strip() for p in options.include],
-        exclude=[p.strip() for p in options.exclude],
-        sign_key=sign_key,
-        upload_s3=options.upload_s3,
-        s3_bucket=bucket,
-        register=options.register,
-    )
 
 
 def check_version_free(model_name: str, version: str) -> None:
@@ -252,33 +127,25 @@ def transition(
 
 def enqueue_import(request: ImportRequest) -> None:
     """Queue the job once the row is committed (a worker must be able to read it)."""
-    from imports.jobs import run_import
-
     request_id = request.pk
 
     def _enqueue() -> None:
         # Already running on commit: enqueue now, not on yet another commit.
         queue = django_rq.get_queue(QUEUE_NAME, commit_mode="auto")
         try:
+            # By dotted name: the job module imports the runner, which imports these actions.
             job = queue.enqueue(
-                run_import, request_id, job_id=f"import-{request_id}-{uuid4().hex[:12]}"
+                RUN_IMPORT, request_id, job_id=f"import-{request_id}-{uuid4().hex[:12]}"
             )
         except (RedisError, OSError):
             # Redis went away after check_queue(): a clear failed row that Retry re-queues,
             # not a queued row no worker will ever see.
-            transition(
+            _fail(
                 request,
-                ImportEvent.Kind.FAILED,
-                f"{QUEUE_UNAVAILABLE}: the job could not be queued",
+                f"{QUEUE_UNAVAILABLE}: the job could not be queued; retry once it is back",
+                code="queue_unavailable",
                 where={"status": ImportRequest.Status.QUEUED},
-                details={"code": "queue_unavailable"},
-                update={
-                    "status": ImportRequest.Status.FAILED,
-                    "error": f"{QUEUE_UNAVAILABLE}: the job could not be queued; retry once "
-                    "it is back",
-                    "error_code": "queue_unavailable",
-                    "finished_at": timezone.now(),
-                },
+                event=f"{QUEUE_UNAVAILABLE}: the job could not be queued",
             )
             return
         ImportRequest.objects.filter(pk=request_id).update(job_id=job.id)
@@ -314,7 +181,7 @@ def request_import(
     Raises ImportRejected (VersionTaken, ImportQueueUnavailable) or the Hub's HubError;
     ``interactive`` (someone waits at a page) asks the Hub once, without retries.
     """
-    clean = _validate(options)
+    clean = validate_options(options)
     commit = pinned_commit(clean.repo_id, clean.revision, interactive=interactive)
     if clean.register:
         existing = existing_version(clean.repo_id, commit, clean.include, clean.exclude)
@@ -338,7 +205,7 @@ def start_import(
 ) -> ImportRequest:
     """Validate the options, write the ImportRequest row and, unless told not to, queue its job;
     the resolve stage pins the revision. (``request_import`` pins it first.)"""
-    clean = _validate(options)
+    clean = validate_options(options)
     if clean.register:
         check_version_free(clean.model_name, clean.version)
     return _create_request(clean, commit="", actor=actor, user=user, source=source, enqueue=enqueue)
@@ -438,3 +305,185 @@ def cancel_import(request: ImportRequest, *, actor: str) -> ImportRequest:
         )
         return request
     raise ImportRejected(f"import #{request.pk} is {request.status}: it cannot be cancelled")
+
+
+# --- what the worker changes ------------------------------------------------------------------
+
+
+def claim_import(request_id: int) -> ImportRequest | None:
+    """Move a queued import to running; None when another worker (or a cancel) got there first."""
+    request = ImportRequest.objects.select_related("requested_by").filter(pk=request_id).first()
+    if request is None:
+        return None
+    host = socket.gethostname()
+    claimed = transition(
+        request,
+        ImportEvent.Kind.STARTED,
+        f"attempt {request.attempts + 1} started on {host}",
+        details={"host": host, "pid": os.getpid()},
+        where={"status": ImportRequest.Status.QUEUED},
+        update={
+            "status": ImportRequest.Status.RUNNING,
+            "started_at": timezone.now(),
+            "heartbeat_at": timezone.now(),
+            "attempts": F("attempts") + 1,
+        },
+    )
+    if not claimed:
+        return None
+    request.refresh_from_db()
+    return request
+
+
+def begin_stage(request: ImportRequest, stage: str, *, total: int = 0) -> None:
+    """A stage of a running import starts: the page shows it, with ``total`` bytes to go."""
+    transition(
+        request,
+        ImportEvent.Kind.STAGE_STARTED,
+        Stage(stage).label,
+        stage=stage,
+        update={
+            "stage": stage,
+            "bytes_done": 0,
+            "bytes_total": total,
+            "heartbeat_at": timezone.now(),
+        },
+    )
+
+
+def end_stage(request: ImportRequest, stage: str, *, seconds: float, total: int = 0) -> None:
+    """A stage finished, in ``seconds``."""
+    transition(
+        request,
+        ImportEvent.Kind.STAGE_FINISHED,
+        f"{Stage(stage).label} done",
+        stage=stage,
+        details={"seconds": round(seconds, 3)},
+        update={"bytes_done": total},
+    )
+
+
+def skip_stage(request: ImportRequest, stage: str) -> None:
+    """A retried import reuses a stage's recorded output."""
+    record_event(request, ImportEvent.Kind.STAGE_SKIPPED, "already done", stage=stage)
+
+
+def link_import(request: ImportRequest, holder: ImportRequest) -> None:
+    """Finish as a link to an earlier import of the same content: no second artifact."""
+    result = {**holder.result, "linked_to": holder.pk}
+    target = (
+        f"{holder.model_version.model.name} {holder.model_version.version}"
+        if holder.model_version
+        else holder.result.get("artifact_url", "its artifact")
+    )
+    transition(
+        request,
+        ImportEvent.Kind.SUCCEEDED,
+        f"{holder.repo_id}@{holder.commit[:12]} was already imported by import "
+        f"#{holder.pk}: linked to {target} instead of importing it again",
+        details=result,
+        update={
+            "status": ImportRequest.Status.SUCCEEDED,
+            "finished_at": timezone.now(),
+            "result": result,
+            "model_version": holder.model_version_id,
+            "commit": holder.commit,
+        },
+    )
+
+
+def finish_import(
+    request: ImportRequest, result: dict[str, Any], version: ModelVersion | None
+) -> None:
+    """The import succeeded: its artifact is stored (and registered as ``version``)."""
+    where = f"registered as {version.model.name} {version.version}" if version else "stored"
+    transition(
+        request,
+        ImportEvent.Kind.SUCCEEDED,
+        f"imported {request.repo_id}@{result['commit'][:12]}: {where} (sha256 {result['sha256']})",
+        details=result,
+        update={
+            "status": ImportRequest.Status.SUCCEEDED,
+            "finished_at": timezone.now(),
+            "result": result,
+            "error": "",
+            "error_code": "",
+        },
+    )
+
+
+def fail_import(request: ImportRequest, error: BaseException) -> None:
+    """Record a failure (or a cancellation) in words; the work dir stays so a retry resumes."""
+    if isinstance(error, ImportCancelled):
+        _fail(request, "cancelled", code=error_code(error), cancelled=True)
+    else:
+        _fail(request, failure_message(error), code=error_code(error))
+
+
+def fail_stale_imports(ids: list[int] | None = None, *, max_silence: float | None = None) -> int:
+    """Mark running imports whose heartbeat stopped as failed: their worker died.
+
+    Returns how many were marked.
+    """
+    silence = timedelta(seconds=max_silence or settings.AEGIS_IMPORT_HEARTBEAT_TIMEOUT)
+    stale = ImportRequest.objects.filter(
+        status=ImportRequest.Status.RUNNING, heartbeat_at__lt=timezone.now() - silence
+    )
+    if ids is not None:
+        stale = stale.filter(pk__in=ids)
+    marked = 0
+    for request in stale:
+        marked += _fail(
+            request,
+            f"the worker running this import stopped responding during the {request.stage} "
+            f"stage (no heartbeat since {request.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); "
+            "retry to resume from the last finished stage",
+            code="worker_lost",
+            where={"status": ImportRequest.Status.RUNNING, "heartbeat_at": request.heartbeat_at},
+            event="the worker stopped responding",
+        )
+    return marked
+
+
+def fail_killed_import(request_id: int, how: str) -> None:
+    """The worker process running the import was killed (``how``: by which signal)."""
+    request = ImportRequest.objects.filter(pk=request_id).first()
+    if request is None:
+        return
+    _fail(
+        request,
+        f"the worker process running this import was {how} during the "
+        f"{request.stage or 'first'} stage; retry to resume from the last finished stage",
+        code="worker_killed",
+        where={"status": ImportRequest.Status.RUNNING},
+        event=f"the worker process was {how}",
+    )
+
+
+def _fail(
+    request: ImportRequest,
+    message: str,
+    *,
+    code: str,
+    where: dict[str, Any] | None = None,
+    event: str = "",
+    cancelled: bool = False,
+) -> bool:
+    """End an import as failed (or cancelled), releasing its claim on the content."""
+    status = ImportRequest.Status.CANCELLED if cancelled else ImportRequest.Status.FAILED
+    stage = ImportRequest.objects.filter(pk=request.pk).values_list("stage", flat=True).first()
+    return transition(
+        request,
+        ImportEvent.Kind.CANCELLED if cancelled else ImportEvent.Kind.FAILED,
+        event or message,
+        stage=stage or "",
+        details={"code": code},
+        where=where,
+        update={
+            "status": status,
+            "error": "" if cancelled else message,
+            "error_code": code,
+            "finished_at": timezone.now(),
+            "content_key": "",
+        },
+    )

@@ -3,48 +3,25 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Callable
 
-from django.db.models import F
-from django.utils import timezone
-
-from imports.actions import transition
-from imports.models import ImportEvent, ImportRequest
-from imports.runner import KNOWN_ERRORS, ImportCancelled, ImportRunner, Services, fail_import
+from imports.actions import claim_import, fail_import
+from imports.errors import KNOWN_ERRORS, ImportCancelled
+from imports.models import ImportRequest
+from imports.runner import ImportRunner, Services
 
 logger = logging.getLogger(__name__)
 
 
 def claim(request_id: int) -> ImportRequest | None:
-    """Move a queued request to running; None when another worker (or a cancel) got there first."""
+    """The queued import to run; None when there is none to claim."""
     # A job argument is data from Redis: anything but a positive row id is no import at all.
     if type(request_id) is not int or not 0 < request_id < 2**63:
         logger.warning(
             "import job called with %r, which is no import id; nothing to do", request_id
         )
         return None
-    request = ImportRequest.objects.select_related("requested_by").filter(pk=request_id).first()
-    if request is None:
-        return None
-    claimed = transition(
-        request,
-        ImportEvent.Kind.STARTED,
-        f"attempt {request.attempts + 1} started on {socket.gethostname()}",
-        details={"host": socket.gethostname(), "pid": os.getpid()},
-        where={"status": ImportRequest.Status.QUEUED},
-        update={
-            "status": ImportRequest.Status.RUNNING,
-            "started_at": timezone.now(),
-            "heartbeat_at": timezone.now(),
-            "attempts": F("attempts") + 1,
-        },
-    )
-    if not claimed:
-        return None
-    request.refresh_from_db()
-    return request
+    return claim_import(request_id)
 
 
 def run_import(

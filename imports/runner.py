@@ -2,6 +2,7 @@
 
 Each finished stage's output is kept in ``ImportRequest.state``; a retried import skips the
 stages whose outputs are still valid and redoes everything after the first one it reruns.
+Every change of the import's status is an action of ``imports.actions``.
 """
 
 from __future__ import annotations
@@ -10,87 +11,42 @@ import hashlib
 import json
 import logging
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from aegis_catalog import services
-from aegis_catalog.lib.hub import HubClient, HubError
+from aegis_catalog.lib.hub import HubClient
 from aegis_catalog.lib.storage import ArtifactStore, StorageError, sha256_file
-from aegis_catalog.lib.vault import TransitClient, VaultError
+from aegis_catalog.lib.vault import TransitClient
 from imports import pipeline
-from imports.actions import record_event, transition
-from imports.models import ImportEvent, ImportRequest, Stage
-from imports.packaging import PackagingError, UnsafeArchive
-from registry import actions as registry_actions
-from registry.attestation import AttestationError, SignedDigest
-from registry.models import (
-    ImportPolicy,
-    IssuedSignature,
-    ModelVersion,
-    PolicyOverride,
-    SigningKey,
+from imports.actions import (
+    begin_stage,
+    end_stage,
+    fail_stale_imports,
+    finish_import,
+    link_import,
+    record_event,
+    skip_stage,
 )
-from registry.policy import ImportRules, PolicyFinding, PolicyViolation
+from imports.errors import ImportCancelled
+from imports.models import ImportEvent, ImportRequest, Stage
+from imports.progress import ProgressReporter
+from imports.signing import TrustedTransitSigner
+from registry import actions as registry_actions
+from registry.models import ImportPolicy, ModelVersion, PolicyOverride, SigningKey
+from registry.policy import ImportRules, PolicyFinding
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _WithFindings = TypeVar("_WithFindings", pipeline.Preflight, pipeline.ScanResult)
-
-KNOWN_ERRORS: tuple[type[Exception], ...] = (
-    pipeline.PipelineError,
-    HubError,
-    VaultError,
-    StorageError,
-    AttestationError,
-    PackagingError,
-    UnsafeArchive,
-    registry_actions.RegistryError,
-    PolicyViolation,
-)
-
-
-class ImportCancelled(Exception):
-    code = "cancelled"
-
-
-def error_code(error: BaseException) -> str:
-    return str(getattr(error, "code", "") or type(error).__name__)
-
-
-class TrustedTransitSigner:
-    """Signs digests through Transit with one trusted key version, reusing earlier signatures.
-
-    ECDSA signatures are randomised; reusing the signature Vault issued for the same bytes keeps
-    ``model.sig``, and so the tarball, byte-reproducible.
-    """
-
-    def __init__(self, transit: TransitClient, key: SigningKey) -> None:
-        self.transit = transit
-        self.key = key
-
-    def __call__(self, digest: bytes) -> SignedDigest:
-        cached = IssuedSignature.objects.filter(
-            pae_sha256=digest.hex(), signing_key=self.key
-        ).first()
-        if cached is not None:
-            return SignedDigest(bytes(cached.signature_der), self.key.name, self.key.version)
-        signature = self.transit.sign_digest(self.key.name, digest, key_version=self.key.version)
-        IssuedSignature.objects.get_or_create(
-            pae_sha256=digest.hex(),
-            signing_key=self.key,
-            defaults={"signature_der": signature.der},
-        )
-        return SignedDigest(signature.der, self.key.name, signature.key_version)
 
 
 @dataclass
@@ -112,61 +68,6 @@ def default_services(request: ImportRequest) -> Services:
     )
 
 
-class ProgressReporter(threading.Thread):
-    """Writes progress and a heartbeat to the row every ``interval`` seconds, from its own
-    thread and database connection, and notices a cancel request.
-
-    Stage code reports from any thread (downloads and uploads run in pools) by ``set()``; a
-    heartbeat that stops tells the UI that the worker died (see ``fail_stale_imports``).
-    """
-
-    def __init__(self, request_id: int, interval: float = 1.0) -> None:
-        super().__init__(name=f"import-{request_id}-progress", daemon=True)
-        self.request_id = request_id
-        self.interval = interval
-        self.cancelled = threading.Event()
-        self._stopped = threading.Event()
-        self._lock = threading.Lock()
-        self._latest: tuple[int, int] | None = None
-
-    def set(self, done: int, total: int) -> None:
-        with self._lock:
-            self._latest = (done, total)
-
-    def forget(self) -> None:
-        """A new stage starts: drop values reported by the previous one."""
-        with self._lock:
-            self._latest = None
-
-    def run(self) -> None:
-        try:
-            while not self._stopped.wait(self.interval):
-                self.flush()
-        finally:
-            connection.close()
-
-    def flush(self) -> None:
-        with self._lock:
-            latest, self._latest = self._latest, None
-        values: dict[str, Any] = {"heartbeat_at": timezone.now()}
-        if latest is not None:
-            values.update(bytes_done=latest[0], bytes_total=latest[1])
-        try:
-            ImportRequest.objects.filter(
-                pk=self.request_id, status=ImportRequest.Status.RUNNING
-            ).update(**values)
-            if ImportRequest.objects.filter(pk=self.request_id, cancel_requested=True).exists():
-                self.cancelled.set()
-        except DatabaseError:
-            # Best effort: the stage goes on; the next flush tries again.
-            logger.debug("progress of import %s not recorded", self.request_id, exc_info=True)
-
-    def stop(self) -> None:
-        self._stopped.set()
-        if self.is_alive():
-            self.join(timeout=10)
-
-
 def content_key(request: ImportRequest, resolution: pipeline.Resolution) -> str:
     """What makes two imports the same work: repo, commit, patterns and destination."""
     options = {
@@ -183,44 +84,36 @@ def content_key(request: ImportRequest, resolution: pipeline.Resolution) -> str:
     return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()
 
 
-def fail_stale_imports(ids: list[int] | None = None, *, max_silence: float | None = None) -> int:
-    """Mark running imports whose heartbeat stopped as failed: their worker died.
+@dataclass(frozen=True)
+class Built:
+    """What the stages before registration produced: everything the registry records."""
 
-    Returns how many were marked. Called by the pages that show imports and by waiting imports.
-    """
-    silence = timedelta(seconds=max_silence or settings.AEGIS_IMPORT_HEARTBEAT_TIMEOUT)
-    stale = ImportRequest.objects.filter(
-        status=ImportRequest.Status.RUNNING, heartbeat_at__lt=timezone.now() - silence
-    )
-    if ids is not None:
-        stale = stale.filter(pk__in=ids)
-    marked = 0
-    for request in stale:
-        marked += transition(
-            request,
-            ImportEvent.Kind.FAILED,
-            "the worker stopped responding",
-            stage=request.stage,
-            details={"code": "worker_lost"},
-            where={"status": ImportRequest.Status.RUNNING, "heartbeat_at": request.heartbeat_at},
-            update={
-                "status": ImportRequest.Status.FAILED,
-                "error": (
-                    f"the worker running this import stopped responding during the "
-                    f"{request.stage} stage (no heartbeat since "
-                    f"{request.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); "
-                    "retry to resume from the last finished stage"
-                ),
-                "error_code": "worker_lost",
-                "finished_at": timezone.now(),
-                "content_key": "",
-            },
-        )
-    return marked
+    resolution: pipeline.Resolution
+    checked: pipeline.CheckResult
+    scan: pipeline.ScanResult
+    policy_record: dict[str, Any]
+    model_signature: dict[str, Any]
+    packaged: pipeline.Packaged
+    provenance: dict[str, Any]
+    stored: pipeline.Stored
+    key: SigningKey
+
+    def result(self) -> dict[str, Any]:
+        """The import's result, as its page and the CLI show it."""
+        return {
+            "artifact_url": self.stored.artifact.url,
+            "attestation_url": self.stored.attestation.url,
+            "record_url": self.stored.record.url,
+            "sha256": self.packaged.sha256,
+            "size": self.packaged.size,
+            "commit": self.resolution.commit,
+            "signing_key": self.key.name,
+            "signing_key_version": self.key.version,
+        }
 
 
 class ImportRunner:
-    """Runs one claimed ImportRequest to its end."""
+    """Runs one claimed ImportRequest to its end, one small step per stage."""
 
     wait_interval = 1.0
 
@@ -230,9 +123,11 @@ class ImportRunner:
         self.work_dir = Path(settings.AEGIS_WORK_DIR) / f"import-{request.pk}"
         self.state: dict[str, Any] = dict(request.state or {})
         self._rerun = False
+        self._ran: set[str] = set()
         self.on_progress: Callable[[str, int, int], None] | None = None
         self.reporter = ProgressReporter(request.pk)
         self._overrides: list[PolicyOverride] = []
+        self.started_on = timezone.now()
 
     # --- bookkeeping ---------------------------------------------------------------------
 
@@ -272,38 +167,19 @@ class ImportRunner:
         if not self._rerun and restore is not None and stage in self.state:
             restored = restore(self.state[stage])
             if restored is not None:
-                record_event(
-                    self.request, ImportEvent.Kind.STAGE_SKIPPED, "already done", stage=stage
-                )
+                skip_stage(self.request, stage)
                 return restored
         self._rerun = self._rerun or restore is not None
         self.reporter.forget()
-        transition(
-            self.request,
-            ImportEvent.Kind.STAGE_STARTED,
-            Stage(stage).label,
-            stage=stage,
-            update={
-                "stage": stage,
-                "bytes_done": 0,
-                "bytes_total": total,
-                "heartbeat_at": timezone.now(),
-            },
-        )
+        begin_stage(self.request, stage, total=total)
+        self._ran.add(stage)
         started = time.monotonic()
         value = compute()
         self.reporter.forget()
         if dump is not None:
             self.state[stage] = dump(value)
             self._save_state()
-        transition(
-            self.request,
-            ImportEvent.Kind.STAGE_FINISHED,
-            f"{Stage(stage).label} done",
-            stage=stage,
-            details={"seconds": round(time.monotonic() - started, 3)},
-            update={"bytes_done": total},
-        )
+        end_stage(self.request, stage, seconds=time.monotonic() - started, total=total)
         return value
 
     # --- the stages, in order ------------------------------------------------------------
@@ -316,14 +192,39 @@ class ImportRunner:
             self.reporter.stop()
 
     def _run(self) -> ModelVersion | None:
-        request = self.request
-        started_on = timezone.now()
-        svc = self.services
+        resolution = self._resolve()
+        holder = self._claim_content(resolution)
+        if holder is not None:
+            link_import(self.request, holder)
+            return holder.model_version
+        rules = self._policy_rules()
+        before = self._preflight(resolution, rules)
+        download = self._download(resolution)
+        checked = self._check(resolution, download)
+        scan = self._scan(download, checked, rules)
+        policy_record = self._policy_record(rules, [*before.findings, *scan.findings])
+        key, signer = self._signing_key()
+        model_signature = self._sign_model(checked, signer, key)
+        packaged = self._package(
+            resolution, download, checked, model_signature, scan, policy_record
+        )
+        provenance = self._attest(resolution, checked, packaged, signer, key, scan, policy_record)
+        stored = self._store(packaged, provenance)
+        built = Built(
+            resolution, checked, scan, policy_record, model_signature, packaged, provenance,
+            stored, key,
+        )  # fmt: skip
+        version = self._register(built) if self.request.register else None
+        finish_import(self.request, built.result(), version)
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        return version
 
+    def _resolve(self) -> pipeline.Resolution:
+        request = self.request
         resolution = self._stage(
             Stage.RESOLVE,
             lambda: pipeline.resolve_revision(
-                svc.hub,
+                self.services.hub,
                 request.repo_id,
                 request.revision,
                 include=request.include_patterns,
@@ -333,11 +234,7 @@ class ImportRunner:
             restore=pipeline.Resolution.from_json,
             dump=lambda value: value.to_json(),
         )
-        holder = self._claim_content(resolution)
-        if holder is not None:
-            self._link_to(holder)
-            return holder.model_version
-        if request.revision != resolution.commit:
+        if Stage.RESOLVE in self._ran and request.revision != resolution.commit:
             ImportRequest.objects.filter(pk=request.pk).update(commit=resolution.commit)
             request.commit = resolution.commit
             record_event(
@@ -347,8 +244,10 @@ class ImportRunner:
                 stage=Stage.RESOLVE,
                 details={"commit": resolution.commit, "files": len(resolution.files)},
             )
-        rules = self._policy_rules()
-        checked_before = self._stage(
+        return resolution
+
+    def _preflight(self, resolution: pipeline.Resolution, rules: ImportRules) -> pipeline.Preflight:
+        return self._stage(
             Stage.PREFLIGHT,
             lambda: self._recording_findings(
                 Stage.PREFLIGHT,
@@ -361,17 +260,23 @@ class ImportRunner:
                 ),
             ),
         )
-        download = self._stage(
+
+    def _download(self, resolution: pipeline.Resolution) -> pipeline.Download:
+        return self._stage(
             Stage.DOWNLOAD,
             lambda: pipeline.download_files(
-                svc.hub,
+                self.services.hub,
                 resolution,
                 self.work_dir / "snapshot",
                 progress=self._progress(Stage.DOWNLOAD),
             ),
             total=resolution.total_bytes,
         )
-        checked = self._stage(
+
+    def _check(
+        self, resolution: pipeline.Resolution, download: pipeline.Download
+    ) -> pipeline.CheckResult:
+        return self._stage(
             Stage.CHECK,
             lambda: pipeline.check_digests(
                 resolution, download, progress=self._progress(Stage.CHECK)
@@ -380,7 +285,11 @@ class ImportRunner:
             dump=lambda value: {**value.to_json(), "stat": self._stat(download)},
             total=resolution.total_bytes,
         )
-        scan = self._stage(
+
+    def _scan(
+        self, download: pipeline.Download, checked: pipeline.CheckResult, rules: ImportRules
+    ) -> pipeline.ScanResult:
+        return self._stage(
             Stage.SCAN,
             lambda: self._recording_findings(
                 Stage.SCAN, pipeline.scan_pickles(download, checked, rules)
@@ -388,19 +297,37 @@ class ImportRunner:
             restore=pipeline.ScanResult.from_json,
             dump=lambda value: value.to_json(),
         )
-        policy_record = self._policy_record(rules, [*checked_before.findings, *scan.findings])
-        # Reading the trust store from Vault belongs to the signing stage (and its failures).
-        ImportRequest.objects.filter(pk=request.pk).update(stage=Stage.SIGN_MODEL)
-        key = registry_actions.sync_signing_keys(svc.transit, request.sign_key)
-        signer = TrustedTransitSigner(svc.transit, key)
-        model_signature = self._stage(
+
+    def _signing_key(self) -> tuple[SigningKey, TrustedTransitSigner]:
+        """The trusted key version to sign with; reading it from Vault belongs to the signing
+        stage (and so do its failures)."""
+        ImportRequest.objects.filter(pk=self.request.pk).update(stage=Stage.SIGN_MODEL)
+        transit = self.services.transit
+        key = registry_actions.sync_signing_keys(transit, self.request.sign_key)
+        return key, TrustedTransitSigner(transit, key)
+
+    def _sign_model(
+        self, checked: pipeline.CheckResult, signer: TrustedTransitSigner, key: SigningKey
+    ) -> dict[str, Any]:
+        return self._stage(
             Stage.SIGN_MODEL,
             lambda: pipeline.sign_model_files(checked, signer, key.public_key_pem),
             # Signed with another (older) key version: sign again with the current one.
             restore=lambda data: data["bundle"] if data["key"] == key.pk else None,
             dump=lambda value: {"bundle": value, "key": key.pk},
         )
-        packaged = self._stage(
+
+    def _package(
+        self,
+        resolution: pipeline.Resolution,
+        download: pipeline.Download,
+        checked: pipeline.CheckResult,
+        model_signature: dict[str, Any],
+        scan: pipeline.ScanResult,
+        policy_record: dict[str, Any],
+    ) -> pipeline.Packaged:
+        request = self.request
+        return self._stage(
             Stage.PACKAGE,
             lambda: pipeline.package_artifact(
                 resolution,
@@ -409,12 +336,12 @@ class ImportRunner:
                 model_signature,
                 model_name=request.model_name,
                 version=request.version,
-                endpoint=svc.endpoint,
+                endpoint=self.services.endpoint,
                 out_dir=self.work_dir / "out",
                 progress=self._progress(Stage.PACKAGE),
                 scan=scan,
                 policy_record=policy_record,
-                store=svc.store if settings.AEGIS_STREAM_UPLOADS else None,
+                store=self.services.store if settings.AEGIS_STREAM_UPLOADS else None,
                 import_id=request.pk,
                 compress_workers=settings.AEGIS_PACKAGE_THREADS or None,
             ),
@@ -422,15 +349,26 @@ class ImportRunner:
             dump=lambda value: value.to_json(),
             total=resolution.total_bytes,
         )
+
+    def _attest(
+        self,
+        resolution: pipeline.Resolution,
+        checked: pipeline.CheckResult,
+        packaged: pipeline.Packaged,
+        signer: TrustedTransitSigner,
+        key: SigningKey,
+        scan: pipeline.ScanResult,
+        policy_record: dict[str, Any],
+    ) -> dict[str, Any]:
         run_details = pipeline.RunDetails(
             builder_id=settings.AEGIS_BUILDER_ID,
-            invocation_id=f"import-{request.pk}-{uuid.uuid4()}",
-            started_on=started_on,
+            invocation_id=f"import-{self.request.pk}-{uuid.uuid4()}",
+            started_on=self.started_on,
             finished_on=timezone.now(),
-            actor=request.actor,
-            endpoint=svc.endpoint,
+            actor=self.request.actor,
+            endpoint=self.services.endpoint,
         )
-        provenance = self._stage(
+        return self._stage(
             Stage.ATTEST,
             lambda: pipeline.attest_artifact(
                 resolution,
@@ -445,10 +383,13 @@ class ImportRunner:
             restore=lambda data: data,
             dump=lambda value: value,
         )
-        stored = self._stage(
+
+    def _store(self, packaged: pipeline.Packaged, provenance: dict[str, Any]) -> pipeline.Stored:
+        request = self.request
+        return self._stage(
             Stage.STORE,
             lambda: pipeline.store_artifact(
-                svc.store,
+                self.services.store,
                 packaged,
                 provenance,
                 model_name=request.model_name,
@@ -460,37 +401,48 @@ class ImportRunner:
             dump=lambda value: value.to_json(),
             total=packaged.size,
         )
-        result = {
-            "artifact_url": stored.artifact.url,
-            "attestation_url": stored.attestation.url,
-            "record_url": stored.record.url,
-            "sha256": packaged.sha256,
-            "size": packaged.size,
-            "commit": resolution.commit,
-            "signing_key": key.name,
-            "signing_key_version": key.version,
-        }
-        version: ModelVersion | None = None
-        if request.register:
-            try:
-                version = self._stage(
-                    Stage.REGISTER,
-                    lambda: self._register(
-                        resolution,
-                        checked,
-                        scan,
-                        policy_record,
-                        model_signature,
-                        packaged,
-                        provenance,
-                        stored,
-                        key,
-                    ),
-                )
-            except BaseException:
-                self._remove_orphans(stored)
-                raise
-        self._finish(result, version)
+
+    def _register(self, built: Built) -> ModelVersion:
+        """Register the version; a stored artifact no version points to is removed."""
+        try:
+            return self._stage(Stage.REGISTER, lambda: self._register_version(built))
+        except BaseException:
+            self._remove_orphans(built.stored)
+            raise
+
+    def _register_version(self, built: Built) -> ModelVersion:
+        request = self.request
+        resolution = built.resolution
+        with transaction.atomic():
+            version = registry_actions.register(
+                actor=request.actor,
+                user=request.requested_by,
+                model_name=request.model_name,
+                version=request.version,
+                card=resolution.metadata,
+                card_data=resolution.card_data,
+                model_path=built.stored.artifact.url,
+                sha256=built.packaged.sha256,
+                size=built.packaged.size,
+                manifest=[asdict(item) for item in built.checked.files],
+                model_signature=built.model_signature,
+                attestation_bundle=built.provenance,
+                signing_key=built.key,
+                source_repo=resolution.repo_id,
+                source_revision=resolution.revision,
+                source_commit=resolution.commit,
+                source_endpoint=self.services.endpoint,
+                import_options={
+                    "include": list(resolution.include),
+                    "exclude": list(resolution.exclude),
+                    "upload_s3": request.upload_s3,
+                    "s3_bucket": request.s3_bucket,
+                    "import_request": request.pk,
+                    "policy": built.policy_record,
+                },
+                scan_results=built.scan.verdicts_json(),
+            )
+            ImportRequest.objects.filter(pk=request.pk).update(model_version=version)
         return version
 
     # --- helpers for the stages ------------------------------------------------------------
@@ -572,30 +524,6 @@ class ImportRunner:
             self._check_cancelled()
             time.sleep(self.wait_interval)
 
-    def _link_to(self, holder: ImportRequest) -> None:
-        """Finish as a link to an earlier import of the same content: no second artifact."""
-        request = self.request
-        result = {**holder.result, "linked_to": holder.pk}
-        target = (
-            f"{holder.model_version.model.name} {holder.model_version.version}"
-            if holder.model_version
-            else holder.result.get("artifact_url", "its artifact")
-        )
-        transition(
-            request,
-            ImportEvent.Kind.SUCCEEDED,
-            f"{holder.repo_id}@{holder.commit[:12]} was already imported by import "
-            f"#{holder.pk}: linked to {target} instead of importing it again",
-            details=result,
-            update={
-                "status": ImportRequest.Status.SUCCEEDED,
-                "finished_at": timezone.now(),
-                "result": result,
-                "model_version": holder.model_version_id,
-                "commit": holder.commit,
-            },
-        )
-
     @staticmethod
     def _stat(download: pipeline.Download) -> dict[str, list[int]]:
         return {
@@ -632,51 +560,6 @@ class ImportRunner:
             return None
         return stored
 
-    def _register(
-        self,
-        resolution: pipeline.Resolution,
-        checked: pipeline.CheckResult,
-        scan: pipeline.ScanResult,
-        policy_record: dict[str, Any],
-        model_signature: dict[str, Any],
-        packaged: pipeline.Packaged,
-        provenance: dict[str, Any],
-        stored: pipeline.Stored,
-        key: SigningKey,
-    ) -> ModelVersion:
-        request = self.request
-        with transaction.atomic():
-            version = registry_actions.register(
-                actor=request.actor,
-                user=request.requested_by,
-                model_name=request.model_name,
-                version=request.version,
-                card=resolution.metadata,
-                card_data=resolution.card_data,
-                model_path=stored.artifact.url,
-                sha256=packaged.sha256,
-                size=packaged.size,
-                manifest=[asdict(item) for item in checked.files],
-                model_signature=model_signature,
-                attestation_bundle=provenance,
-                signing_key=key,
-                source_repo=resolution.repo_id,
-                source_revision=resolution.revision,
-                source_commit=resolution.commit,
-                source_endpoint=self.services.endpoint,
-                import_options={
-                    "include": list(resolution.include),
-                    "exclude": list(resolution.exclude),
-                    "upload_s3": request.upload_s3,
-                    "s3_bucket": request.s3_bucket,
-                    "import_request": request.pk,
-                    "policy": policy_record,
-                },
-                scan_results=scan.verdicts_json(),
-            )
-            ImportRequest.objects.filter(pk=request.pk).update(model_version=version)
-        return version
-
     def _remove_orphans(self, stored: pipeline.Stored) -> None:
         """A stored artifact no registry version points to is removed, not left behind."""
         if ModelVersion.objects.filter(model_path=stored.artifact.url).exists():
@@ -688,51 +571,3 @@ class ImportRunner:
                 logger.warning("could not remove orphaned artifact %s", url, exc_info=True)
         self.state.pop(Stage.STORE, None)
         self._save_state()
-
-    def _finish(self, result: dict[str, Any], version: ModelVersion | None) -> None:
-        request = self.request
-        where = f"registered as {version.model.name} {version.version}" if version else "stored"
-        transition(
-            request,
-            ImportEvent.Kind.SUCCEEDED,
-            f"imported {request.repo_id}@{result['commit'][:12]}: {where} "
-            f"(sha256 {result['sha256']})",
-            details=result,
-            update={
-                "status": ImportRequest.Status.SUCCEEDED,
-                "finished_at": timezone.now(),
-                "result": result,
-                "error": "",
-                "error_code": "",
-            },
-        )
-        shutil.rmtree(self.work_dir, ignore_errors=True)
-
-
-def fail_import(request: ImportRequest, error: BaseException) -> None:
-    """Record a failure in words; the work dir stays so a retry can resume."""
-    if isinstance(error, ImportCancelled):
-        status, kind = ImportRequest.Status.CANCELLED, ImportEvent.Kind.CANCELLED
-        message = "cancelled"
-    else:
-        status, kind = ImportRequest.Status.FAILED, ImportEvent.Kind.FAILED
-        message = (
-            str(error)
-            if isinstance(error, KNOWN_ERRORS)
-            else (f"internal error ({type(error).__name__}); the details are in the worker's log")
-        )
-    current = ImportRequest.objects.filter(pk=request.pk).values_list("stage", flat=True).first()
-    transition(
-        request,
-        kind,
-        message,
-        stage=current or "",
-        details={"code": error_code(error)},
-        update={
-            "status": status,
-            "error": message if status == ImportRequest.Status.FAILED else "",
-            "error_code": error_code(error),
-            "finished_at": timezone.now(),
-            "content_key": "",
-        },
-    )

@@ -6,14 +6,10 @@ import os
 from typing import Any
 
 from django.db import close_old_connections
-from django.utils import timezone
 from rq.job import Job
 from rq.worker import Worker
 
-from imports.actions import transition
-from imports.models import ImportEvent, ImportRequest
-
-RUN_IMPORT = "imports.jobs.run_import"
+from imports.actions import RUN_IMPORT, fail_killed_import
 
 
 def import_id_of(job: Job) -> int | None:
@@ -37,25 +33,4 @@ class ImportWorker(Worker):
             if ret_val and os.WIFSIGNALED(ret_val)
             else f"ended with status {ret_val}"
         )
-        request = ImportRequest.objects.filter(pk=request_id).first()
-        if request is None:
-            return
-        transition(
-            request,
-            ImportEvent.Kind.FAILED,
-            f"the worker process was {how}",
-            stage=request.stage,
-            details={"code": "worker_killed"},
-            where={"status": ImportRequest.Status.RUNNING},
-            update={
-                "status": ImportRequest.Status.FAILED,
-                "error": (
-                    f"the worker process running this import was {how} during the "
-                    f"{request.stage or 'first'} stage; retry to resume from the last finished "
-                    "stage"
-                ),
-                "error_code": "worker_killed",
-                "finished_at": timezone.now(),
-                "content_key": "",
-            },
-        )
+        fail_killed_import(request_id, how)

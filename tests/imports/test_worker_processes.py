@@ -17,7 +17,7 @@ from django.db import connection
 from imports import actions
 from imports.actions import ImportOptions
 from imports.models import ImportRequest
-from imports.runner import fail_stale_imports
+from imports.actions import fail_stale_imports
 from registry.models import ModelVersion
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -392,84 +392,122 @@ def package_snapshot(
         raise PackagingError("packaging needs an output file, an upload, or both")
     out_path = None if out_path is None else Path(out_path)
     entries = _plan_entries(root_name, model_files, extra_members)
+    expected = _expected_digests(expected_sha256, model_files)
+    tracker = _Progress(_input_size(model_files, extra_members), progress)
+    partial = None if out_path is None else out_path.with_name(out_path.name + ".partial")
+    writer = _EntryWriter(entries, mtime=mtime, expected=expected, tracker=tracker)
+    try:
+        with contextlib.ExitStack() as files:
+            fd = None if partial is None else files.enter_context(partial.open("wb")).fileno()
+            output = _TarballOutput(fd, upload)
+            writer.write_all(output.write, compress_workers)
+            if fd is not None:
+                os.fsync(fd)
+        if partial is not None and out_path is not None:
+            partial.replace(out_path)
+    except BaseException as error:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise _packaging_os_error(error, partial, writer.current) from error
+        raise
+    tracker.report()
+    return PackageResult(
+        path=out_path,
+        sha256=output.sha256.hexdigest(),
+        size=output.size,
+        files=tuple(sorted(writer.packaged, key=lambda item: item.path)),
+    )
+
+
+def _expected_digests(
+    expected_sha256: Mapping[str, str] | None, model_files: Mapping[str, Path]
+) -> dict[str, str]:
     expected = dict(expected_sha256 or {})
     unknown = set(expected) - set(model_files)
     if unknown:
         raise PackagingError(
             f"expected sha256 given for files that are not being packaged: {sorted(unknown)}"
         )
+    return expected
+
+
+def _input_size(model_files: Mapping[str, Path], extra_members: Mapping[str, bytes]) -> int:
+    """Bytes to package: the model files and the extra members."""
     total = sum(len(data) for data in extra_members.values())
     try:
-        total += sum(Path(source).stat().st_size for source in model_files.values())
+        return total + sum(Path(source).stat().st_size for source in model_files.values())
     except OSError as error:
         raise PackagingError(
             f"cannot read model file {error.filename}: {error.strerror}"
         ) from error
-    tracker = _Progress(total, progress)
-    partial = None if out_path is None else out_path.with_name(out_path.name + ".partial")
-    packaged: list[PackagedFile] = []
-    current = ""
-    tarball_sha256 = hashlib.sha256()
-    tarball_size = 0
-    try:
-        with contextlib.ExitStack() as files:
-            fd = None if partial is None else files.enter_context(partial.open("wb")).fileno()
 
-            def output(data: bytes) -> None:
-                nonlocal tarball_size
-                tarball_sha256.update(data)
-                tarball_size += len(data)
-                if fd is not None:
-                    _write_output(fd, data)
-                if upload is not None:
-                    upload.write(data)
 
-            gzip_pipeline = _GzipPipeline(
-                output,
-                level=GZIP_LEVEL,
-                workers=compress_workers or max(1, os.cpu_count() or 1),
+class _TarballOutput:
+    """Where the compressed bytes go: the work file and/or the upload; hashed as written."""
+
+    def __init__(self, fd: int | None, upload: ArtifactUpload | None) -> None:
+        self.fd = fd
+        self.upload = upload
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.sha256.update(data)
+        self.size += len(data)
+        if self.fd is not None:
+            _write_output(self.fd, data)
+        if self.upload is not None:
+            self.upload.write(data)
+
+
+class _EntryWriter:
+    """Writes the planned entries into the tar stream, compressed on a pool of threads."""
+
+    def __init__(
+        self,
+        entries: list[tuple[str, str, Any]],
+        *,
+        mtime: int,
+        expected: Mapping[str, str],
+        tracker: _Progress,
+    ) -> None:
+        self.entries = entries
+        self.mtime = mtime
+        self.expected = expected
+        self.tracker = tracker
+        self.packaged: list[PackagedFile] = []
+        self.current = ""  # the entry being written, for error messages
+
+    def write_all(self, output: Callable[[bytes], None], workers: int | None) -> None:
+        gzip_pipeline = _GzipPipeline(
+            output, level=GZIP_LEVEL, workers=workers or max(1, os.cpu_count() or 1)
+        )
+        try:
+            stream = _TarStream(gzip_pipeline.submit, BLOCK_SIZE)
+            for name, kind, source in self.entries:
+                self.current = name
+                self._write_entry(stream, name, kind, source)
+            stream.close()
+            gzip_pipeline.finish()
+        except BaseException:
+            gzip_pipeline.abort()
+            raise
+
+    def _write_entry(self, stream: _TarStream, name: str, kind: str, source: Any) -> None:
+        mtime = self.mtime
+        if kind == "dir":
+            stream.write(_header(_tar_info(name, is_dir=True, size=0, mtime=mtime)))
+        elif kind == "extra":
+            stream.write(_header(_tar_info(name, is_dir=False, size=len(source), mtime=mtime)))
+            stream.write(source)
+            stream.pad(len(source))
+            self.tracker.add(len(source))
+        else:
+            relative, path = source
+            self.packaged.append(
+                _add_model_file(stream, name, relative, path, mtime, self.expected, self.tracker)
             )
-            try:
-                stream = _TarStream(gzip_pipeline.submit, BLOCK_SIZE)
-                for name, kind, source in entries:
-                    current = name
-                    if kind == "dir":
-                        stream.write(_header(_tar_info(name, is_dir=True, size=0, mtime=mtime)))
-                    elif kind == "extra":
-                        info = _tar_info(name, is_dir=False, size=len(source), mtime=mtime)
-                        stream.write(_header(info))
-                        stream.write(source)
-                        stream.pad(len(source))
-                        tracker.add(len(source))
-                    else:
-                        relative, path = source
-                        packaged.append(
-                            _add_model_file(stream, name, relative, path, mtime, expected, tracker)
-                        )
-                stream.close()
-                gzip_pipeline.finish()
-            except BaseException:
-                gzip_pipeline.abort()
-                raise
-            if fd is not None:
-                os.fsync(fd)
-        if partial is not None and out_path is not None:
-            partial.replace(out_path)
-    except OSError as error:
-        if partial is not None:
-            partial.unlink(missing_ok=True)
-        raise _packaging_os_error(error, partial, current) from error
-    except BaseException:
-        if partial is not None:
-            partial.unlink(missing_ok=True)
-        raise
-    tracker.report()
-    return PackageResult(
-        path=out_path,
-        sha256=tarball_sha256.hexdigest(),
-        size=tarball_size,
-        files=tuple(sorted(packaged, key=lambda item: item.path)),
-    )
 
 
 def _header(info: tarfile.TarInfo) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -186,30 +186,16 @@ def package_artifact(
             compress_workers=compress_workers,
         )
 
-    artifact: StoredObject | None = None
-    result: PackageResult | None = None
+    streamed = None
     if store is not None and import_id is not None:
         input_bytes = sum(item.size for item in checked.files) + len(record) + len(model_sig)
-        upload = _StreamedUpload.open(
-            store,
-            f"{storage_prefix(model_name, version, import_id)}/{name}",
-            expected_size=input_bytes,
-        )
-        if upload.active:
-            try:
-                result = package(None, upload)
-                artifact = upload.complete(sha256=result.sha256)
-            except _StreamFailed:
-                pass
-            except BaseException:
-                upload.abort()
-                raise
-            if artifact is None:
-                result = None
-                logger.warning("packaging %s again into the work directory, to upload after", name)
-    if result is None:
+        key = f"{storage_prefix(model_name, version, import_id)}/{name}"
+        streamed = _package_streamed(package, store, key, expected_size=input_bytes)
+    if streamed is not None:
+        result, artifact = streamed
+    else:
         out_dir.mkdir(parents=True, exist_ok=True)
-        result = package(out_dir / name, None)
+        result, artifact = package(out_dir / name, None), None
     return Packaged(
         path=result.path,
         sha256=result.sha256,
@@ -219,6 +205,33 @@ def package_artifact(
         artifact=artifact,
         name=name,
     )
+
+
+def _package_streamed(
+    package: Callable[[Path | None, _StreamedUpload | None], PackageResult],
+    store: ArtifactStore,
+    key: str,
+    *,
+    expected_size: int,
+) -> tuple[PackageResult, StoredObject] | None:
+    """Package straight into the store; None when the store failed (the upload is aborted)."""
+    upload = _StreamedUpload.open(store, key, expected_size=expected_size)
+    if not upload.active:
+        return None
+    try:
+        result = package(None, upload)
+        artifact = upload.complete(sha256=result.sha256)
+    except _StreamFailed:
+        artifact = None
+    except BaseException:
+        upload.abort()
+        raise
+    if artifact is None:
+        logger.warning(
+            "packaging %s again into the work directory, to upload after", key.rsplit("/", 1)[-1]
+        )
+        return None
+    return result, artifact
 
 
 class _StreamFailed(Exception):

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from aegis_catalog.lib.hub import HubError, validate_repo_id, validate_revision
+from aegis_catalog.lib.hub import COMMIT_RE, HubError, validate_repo_id, validate_revision
 from registry.models import ImportPolicy, name_validator, version_validator
-from registry.policy import COMMIT_PATTERN, RULE_REQUIRE_COMMIT, PolicyViolation
+from registry.policy import RULE_REQUIRE_COMMIT, PolicyViolation
 
 MAX_PATTERNS = 100
 SIGN_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -48,7 +48,7 @@ class ImportOptions:
 def _check_policy_at_request(revision: str) -> None:
     """The policy rules a request can break before anything runs: answered at once."""
     rules = ImportPolicy.current().rules()
-    if rules.require_commit and not COMMIT_PATTERN.fullmatch(revision):
+    if rules.require_commit and not COMMIT_RE.fullmatch(revision):
         raise ImportRejected(
             str(
                 PolicyViolation(

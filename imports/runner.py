@@ -414,9 +414,7 @@ class ImportRunner:
         request = self.request
         resolution = built.resolution
         with transaction.atomic():
-            version = registry_actions.register(
-                actor=request.actor,
-                user=request.requested_by,
+            new = registry_actions.NewVersion(
                 model_name=request.model_name,
                 version=request.version,
                 card=resolution.metadata,
@@ -442,6 +440,7 @@ class ImportRunner:
                 },
                 scan_results=built.scan.verdicts_json(),
             )
+            version = registry_actions.register(new, actor=request.actor, user=request.requested_by)
             ImportRequest.objects.filter(pk=request.pk).update(model_version=version)
         return version
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -164,27 +165,51 @@ def _user_or_none(user: User | AnonymousUser | None) -> User | None:
     return None
 
 
+@dataclass(frozen=True)
+class NewVersion:
+    """Everything the registry records about a version an import produced."""
+
+    model_name: str
+    version: str
+    card: CardMetadata
+    card_data: Mapping[str, Any]
+    model_path: str
+    sha256: str
+    size: int
+    manifest: Sequence[Mapping[str, Any]]
+    model_signature: Mapping[str, Any]
+    attestation_bundle: Mapping[str, Any]
+    signing_key: SigningKey
+    source_repo: str
+    source_revision: str
+    source_commit: str
+    source_endpoint: str
+    import_options: Mapping[str, Any]
+    scan_results: Sequence[Mapping[str, Any]]
+
+    def card_values(self) -> dict[str, Any]:
+        """The registered model's fields, from the card at the imported commit."""
+        card = self.card
+        return {
+            "source_repo": self.source_repo,
+            "author": card.author,
+            "license": card.license,
+            "pipeline_tag": card.pipeline_tag,
+            "library_name": card.library_name,
+            "base_model": card.base_model,
+            "tags": list(card.tags),
+            "datasets": list(card.datasets),
+            "languages": list(card.languages),
+            "gated": card.gated,
+            "card_data": dict(self.card_data),
+        }
+
+
 @transaction.atomic
 def register(
+    new: NewVersion,
     *,
     actor: str,
-    model_name: str,
-    version: str,
-    card: CardMetadata,
-    card_data: Mapping[str, Any],
-    model_path: str,
-    sha256: str,
-    size: int,
-    manifest: Sequence[Mapping[str, Any]],
-    model_signature: Mapping[str, Any],
-    attestation_bundle: Mapping[str, Any],
-    signing_key: SigningKey,
-    source_repo: str,
-    source_revision: str,
-    source_commit: str,
-    source_endpoint: str,
-    import_options: Mapping[str, Any],
-    scan_results: Sequence[Mapping[str, Any]],
     imported_at: datetime | None = None,
     user: User | AnonymousUser | None = None,
 ) -> ModelVersion:
@@ -193,24 +218,12 @@ def register(
     The only way a version enters the registry. Raises ``VersionAlreadyExists`` when the
     name already has that version (nothing is changed then).
     """
-    card_values = {
-        "source_repo": source_repo,
-        "author": card.author,
-        "license": card.license,
-        "pipeline_tag": card.pipeline_tag,
-        "library_name": card.library_name,
-        "base_model": card.base_model,
-        "tags": list(card.tags),
-        "datasets": list(card.datasets),
-        "languages": list(card.languages),
-        "gated": card.gated,
-        "card_data": dict(card_data),
-    }
+    card_values = new.card_values()
     model, created = RegisteredModel.objects.select_for_update().get_or_create(
-        name=model_name, defaults=card_values
+        name=new.model_name, defaults=card_values
     )
-    if ModelVersion.objects.filter(model=model, version=version).exists():
-        raise VersionAlreadyExists(f"{model_name} already has a version {version}")
+    if ModelVersion.objects.filter(model=model, version=new.version).exists():
+        raise VersionAlreadyExists(f"{new.model_name} already has a version {new.version}")
     before = _values(model, MODEL_EDITABLE_FIELDS)
     if not created:
         for key, value in card_values.items():
@@ -218,24 +231,58 @@ def register(
     _clean(model)
     if not created:
         model.save()
+    row = _create_version(new, model, actor=actor, user=user, imported_at=imported_at)
+    if created:
+        _audit_model(model, audit.Action.MODEL_CREATED, actor=actor, user=user, details=card_values)
+    elif before != _values(model, MODEL_EDITABLE_FIELDS):
+        changes = _changes(before, _values(model, MODEL_EDITABLE_FIELDS))
+        _audit_model(
+            model, audit.Action.MODEL_EDITED, actor=actor, user=user, details={"changes": changes}
+        )
+    _audit_version(
+        row,
+        audit.Action.VERSION_CREATED,
+        actor=actor,
+        user=user,
+        details={
+            "sha256": new.sha256,
+            "size": new.size,
+            "model_path": new.model_path,
+            "source_repo": new.source_repo,
+            "source_commit": new.source_commit,
+            "signing_key": f"{new.signing_key.name} v{new.signing_key.version}",
+            "files": len(new.manifest),
+        },
+    )
+    return row
+
+
+def _create_version(
+    new: NewVersion,
+    model: RegisteredModel,
+    *,
+    actor: str,
+    user: User | AnonymousUser | None,
+    imported_at: datetime | None,
+) -> ModelVersion:
     row = ModelVersion(
         model=model,
-        version=version,
-        model_path=model_path,
-        sha256=sha256,
-        size=size,
-        file_count=len(manifest),
-        manifest=list(manifest),
-        model_signature=dict(model_signature),
-        attestation=dict(attestation_bundle),
-        signing_key=signing_key,
-        source_repo=source_repo,
-        source_revision=source_revision,
-        source_commit=source_commit,
-        source_endpoint=source_endpoint,
-        import_options=dict(import_options),
-        scan_results=list(scan_results),
-        license=card.license,
+        version=new.version,
+        model_path=new.model_path,
+        sha256=new.sha256,
+        size=new.size,
+        file_count=len(new.manifest),
+        manifest=list(new.manifest),
+        model_signature=dict(new.model_signature),
+        attestation=dict(new.attestation_bundle),
+        signing_key=new.signing_key,
+        source_repo=new.source_repo,
+        source_revision=new.source_revision,
+        source_commit=new.source_commit,
+        source_endpoint=new.source_endpoint,
+        import_options=dict(new.import_options),
+        scan_results=list(new.scan_results),
+        license=new.card.license,
         imported_by=actor,
         imported_by_user=_user_or_none(user),
         imported_at=imported_at or timezone.now(),
@@ -245,32 +292,9 @@ def register(
         with transaction.atomic():
             row.save()
     except IntegrityError as error:
-        raise VersionAlreadyExists(f"{model_name} already has a version {version}") from error
-    if created:
-        _audit_model(model, audit.Action.MODEL_CREATED, actor=actor, user=user, details=card_values)
-    elif before != _values(model, MODEL_EDITABLE_FIELDS):
-        _audit_model(
-            model,
-            audit.Action.MODEL_EDITED,
-            actor=actor,
-            user=user,
-            details={"changes": _changes(before, _values(model, MODEL_EDITABLE_FIELDS))},
-        )
-    _audit_version(
-        row,
-        audit.Action.VERSION_CREATED,
-        actor=actor,
-        user=user,
-        details={
-            "sha256": sha256,
-            "size": size,
-            "model_path": model_path,
-            "source_repo": source_repo,
-            "source_commit": source_commit,
-            "signing_key": f"{signing_key.name} v{signing_key.version}",
-            "files": len(manifest),
-        },
-    )
+        raise VersionAlreadyExists(
+            f"{new.model_name} already has a version {new.version}"
+        ) from error
     return row
 
 
@@ -354,35 +378,37 @@ def _apply_edit(
 
 @transaction.atomic
 def edit_model(
-    model: RegisteredModel,
-    changes: Mapping[str, Any],
-    *,
-    actor: str,
-    user: User | AnonymousUser | None = None,
+    model: RegisteredModel, changes: Mapping[str, Any], *, actor: str, user: Any = None
 ) -> dict[str, dict[str, Any]]:
     """Correct a model's card fields; records each field's before and after."""
-    diff = _apply_edit(model, changes, MODEL_EDITABLE_FIELDS)
-    if diff:
-        _audit_model(
-            model, audit.Action.MODEL_EDITED, actor=actor, user=user, details={"changes": diff}
-        )
-    return diff
+    return _edit(model, changes, actor=actor, user=user)
 
 
 @transaction.atomic
 def edit_version(
-    version: ModelVersion,
-    changes: Mapping[str, Any],
-    *,
-    actor: str,
-    user: User | AnonymousUser | None = None,
+    version: ModelVersion, changes: Mapping[str, Any], *, actor: str, user: Any = None
 ) -> dict[str, dict[str, Any]]:
     """Correct a version's editable fields; records each field's before and after."""
-    diff = _apply_edit(version, changes, VERSION_EDITABLE_FIELDS)
-    if diff:
-        _audit_version(
-            version, audit.Action.VERSION_EDITED, actor=actor, user=user, details={"changes": diff}
-        )
+    return _edit(version, changes, actor=actor, user=user)
+
+
+def _edit(
+    instance: RegisteredModel | ModelVersion, changes: Mapping[str, Any], *, actor: str, user: Any
+) -> dict[str, dict[str, Any]]:
+    if isinstance(instance, ModelVersion):
+        diff = _apply_edit(instance, changes, VERSION_EDITABLE_FIELDS)
+        if diff:
+            _audit_version(
+                instance, audit.Action.VERSION_EDITED, actor=actor, user=user,
+                details={"changes": diff},
+            )  # fmt: skip
+    else:
+        diff = _apply_edit(instance, changes, MODEL_EDITABLE_FIELDS)
+        if diff:
+            _audit_model(
+                instance, audit.Action.MODEL_EDITED, actor=actor, user=user,
+                details={"changes": diff},
+            )  # fmt: skip
     return diff
 
 
@@ -390,30 +416,19 @@ def _audit_model(
     model: RegisteredModel, action: str, *, actor: str, user: Any, details: dict[str, Any]
 ) -> None:
     audit.record(
-        action,
-        actor=actor,
-        user=user,
-        object_type="model",
-        object_id=model.pk,
-        object_repr=model.name,
-        model_name=model.name,
-        details=details,
-    )
+        action, actor=actor, user=user, object_type="model", object_id=model.pk,
+        object_repr=model.name, model_name=model.name, details=details,
+    )  # fmt: skip
 
 
 def _audit_version(
     version: ModelVersion, action: str, *, actor: str, user: Any, details: dict[str, Any]
 ) -> None:
     audit.record(
-        action,
-        actor=actor,
-        user=user,
-        object_type="version",
-        object_id=version.pk,
-        object_repr=f"{version.model.name} {version.version}",
-        model_name=version.model.name,
+        action, actor=actor, user=user, object_type="version", object_id=version.pk,
+        object_repr=f"{version.model.name} {version.version}", model_name=version.model.name,
         details=details,
-    )
+    )  # fmt: skip
 
 
 @transaction.atomic

@@ -29,6 +29,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+from aegis_catalog.lib.hub import COMMIT_RE
+
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 IN_TOTO_STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -43,7 +45,6 @@ HF_IMPORT_BUILD_TYPE = "https://aegis-catalog.dev/hf-import/v1"
 MODEL_SIGNING_GIT_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-_GIT_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 class AttestationError(Exception):
@@ -303,13 +304,52 @@ def provenance_statement(
     pinned commit, after the repository itself (``digest.gitCommit``).
     """
     _check_sha256(artifact_sha256, "artifact sha256")
-    if not _GIT_COMMIT.match(commit):
+    if not COMMIT_RE.fullmatch(commit):
         raise InvalidStatementInput(f"commit must be 40 lowercase hex characters, got {commit!r}")
     if not artifact_name or not repo_id or not builder_id or not invocation_id:
         raise InvalidStatementInput(
             "artifact_name, repo_id, builder_id and invocation_id must not be empty"
         )
     endpoint = hub_endpoint.rstrip("/")
+    internal: dict[str, Any] = {"actor": actor}
+    if policy is not None:
+        internal["policy"] = json.loads(json.dumps(dict(policy), default=str))
+    run_details: dict[str, Any] = {
+        "builder": {"id": builder_id},
+        "metadata": {
+            "invocationId": invocation_id,
+            "startedOn": _rfc3339(started_on, "started_on"),
+            "finishedOn": _rfc3339(finished_on, "finished_on"),
+        },
+    }
+    if scan is not None:
+        run_details["byproducts"] = _scan_byproducts(scan)
+    return {
+        "_type": IN_TOTO_STATEMENT_TYPE,
+        "subject": [{"name": artifact_name, "digest": {"sha256": artifact_sha256}}],
+        "predicateType": SLSA_PROVENANCE_PREDICATE_TYPE,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": HF_IMPORT_BUILD_TYPE,
+                "externalParameters": {
+                    "hubEndpoint": endpoint,
+                    "repository": repo_id,
+                    "revision": revision_requested,
+                    "include": list(include),
+                    "exclude": list(exclude),
+                },
+                "internalParameters": internal,
+                "resolvedDependencies": _resolved_dependencies(endpoint, repo_id, commit, files),
+            },
+            "runDetails": run_details,
+        },
+    }
+
+
+def _resolved_dependencies(
+    endpoint: str, repo_id: str, commit: str, files: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The repository at its commit, then each file at the Hub's resolve URL, by path."""
     dependencies: list[dict[str, Any]] = [
         {"uri": f"{endpoint}/{repo_id}", "name": repo_id, "digest": {"gitCommit": commit}}
     ]
@@ -330,54 +370,27 @@ def provenance_statement(
         if entry.get("size") is not None:
             dependency["annotations"] = {"size": int(entry["size"])}
         dependencies.append(dependency)
-    internal: dict[str, Any] = {"actor": actor}
-    if policy is not None:
-        internal["policy"] = json.loads(json.dumps(dict(policy), default=str))
-    run_details: dict[str, Any] = {
-        "builder": {"id": builder_id},
-        "metadata": {
-            "invocationId": invocation_id,
-            "startedOn": _rfc3339(started_on, "started_on"),
-            "finishedOn": _rfc3339(finished_on, "finished_on"),
-        },
-    }
-    if scan is not None:
-        byproducts = []
-        for entry in scan.get("files") or []:
-            byproduct: dict[str, Any] = {
-                "name": f"pickle-scan/{entry['path']}",
-                "annotations": {
-                    "scanner": str(scan.get("scanner") or entry.get("scanner", "")),
-                    "verdict": entry["verdict"],
-                    "globals": list(entry.get("globals") or []),
-                    "detail": entry.get("detail", ""),
-                    "detectedBy": entry.get("detected_by", ""),
-                },
-            }
-            if entry.get("sha256"):
-                byproduct["digest"] = {"sha256": _check_sha256(entry["sha256"], "scanned file")}
-            byproducts.append(byproduct)
-        run_details["byproducts"] = byproducts
-    return {
-        "_type": IN_TOTO_STATEMENT_TYPE,
-        "subject": [{"name": artifact_name, "digest": {"sha256": artifact_sha256}}],
-        "predicateType": SLSA_PROVENANCE_PREDICATE_TYPE,
-        "predicate": {
-            "buildDefinition": {
-                "buildType": HF_IMPORT_BUILD_TYPE,
-                "externalParameters": {
-                    "hubEndpoint": endpoint,
-                    "repository": repo_id,
-                    "revision": revision_requested,
-                    "include": list(include),
-                    "exclude": list(exclude),
-                },
-                "internalParameters": internal,
-                "resolvedDependencies": dependencies,
+    return dependencies
+
+
+def _scan_byproducts(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One byproduct per scanned file: its name, sha256, the scanner and its verdict."""
+    byproducts = []
+    for entry in scan.get("files") or []:
+        byproduct: dict[str, Any] = {
+            "name": f"pickle-scan/{entry['path']}",
+            "annotations": {
+                "scanner": str(scan.get("scanner") or entry.get("scanner", "")),
+                "verdict": entry["verdict"],
+                "globals": list(entry.get("globals") or []),
+                "detail": entry.get("detail", ""),
+                "detectedBy": entry.get("detected_by", ""),
             },
-            "runDetails": run_details,
-        },
-    }
+        }
+        if entry.get("sha256"):
+            byproduct["digest"] = {"sha256": _check_sha256(entry["sha256"], "scanned file")}
+        byproducts.append(byproduct)
+    return byproducts
 
 
 # ---------------------------------------------------------------- keys, bundles

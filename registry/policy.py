@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from aegis_catalog.lib.hub import COMMIT_RE
+
 RULE_LICENSE = "license"
 RULE_UNKNOWN_LICENSE = "unknown_license"
 RULE_SAFETENSORS_ONLY = "safetensors_only"
@@ -35,8 +37,6 @@ UNKNOWN_BLOCK, UNKNOWN_WARN, UNKNOWN_ALLOW = "block", "warn", "allow"
 PICKLE_SAFETENSORS_ONLY = "safetensors_only"
 PICKLE_BLOCK_DANGEROUS = "block_dangerous"
 PICKLE_WARN_ONLY = "warn_only"
-
-COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 
 
 class PolicyViolation(Exception):
@@ -186,7 +186,7 @@ def check_before_download(
 ) -> list[PolicyFinding]:
     """Every rule that can be judged from the Hub's metadata; raises on the first broken one."""
     findings: list[PolicyFinding] = []
-    if rules.require_commit and not COMMIT_PATTERN.fullmatch(revision):
+    if rules.require_commit and not COMMIT_RE.fullmatch(revision):
         _apply(
             RULE_REQUIRE_COMMIT,
             f"{revision!r} is a branch or tag that can move: give the 40-character commit",

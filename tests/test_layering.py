@@ -1,0 +1,138 @@
+"""Dependencies point one way (../shared/STYLE.md 23): the rules, checked on the real import
+graph, and shown to catch a wrong import added to that graph.
+
+- no module imports another app's ``views`` (tests may import the views they test);
+- ``registry`` imports nothing from ``imports`` or ``api``;
+- ``aegis_catalog.lib`` imports nothing from the apps (only other ``lib`` modules);
+- product code (the apps, ``devservers``, ``bench``) never imports ``tests``;
+- no import cycle, counting imports inside functions too.
+
+grimp (the graph library behind import-linter) parses every import statement of the packages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grimp
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ("aegis_catalog", "imports", "registry", "api")
+PRODUCT = (*APPS, "devservers", "bench")
+PACKAGES = tuple(name for name in (*PRODUCT, "tests") if (ROOT / name / "__init__.py").exists())
+
+
+def _top(module: str) -> str:
+    return module.split(".", 1)[0]
+
+
+def _views_app(module: str) -> str | None:
+    """The app whose views module (or package) ``module`` is, if any."""
+    parts = module.split(".")
+    return parts[0] if len(parts) > 1 and parts[1] == "views" else None
+
+
+def _rule_broken(importer: str, imported: str) -> str | None:
+    """Which rule ``importer`` importing ``imported`` breaks, if any."""
+    importer_top, imported_top = _top(importer), _top(imported)
+    views_app = _views_app(imported)
+    if views_app is not None and importer_top not in (views_app, "tests"):
+        return "imports another app's views"
+    if importer_top == "registry" and imported_top in ("imports", "api"):
+        return "registry imports imports or api"
+    if importer.startswith("aegis_catalog.lib") and not imported.startswith("aegis_catalog.lib"):
+        return "aegis_catalog.lib imports outside lib"
+    if importer_top in PRODUCT and imported_top == "tests":
+        return "product code imports tests"
+    return None
+
+
+def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[list[str]] = []
+    for start in sorted(graph.modules):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph.find_modules_directly_imported_by(start))))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append(
+                        (child, iter(sorted(graph.find_modules_directly_imported_by(child))))
+                    )
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def layering_violations(graph: grimp.ImportGraph) -> list[str]:
+    """Every import that breaks a rule, and every cycle, in words."""
+    problems = []
+    for importer in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            rule = _rule_broken(importer, imported)
+            if rule is not None:
+                problems.append(f"{importer} -> {imported}: {rule}")
+    problems += [f"import cycle: {' -> '.join(cycle)}" for cycle in _cycles(graph)]
+    return problems
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph(*PACKAGES, include_external_packages=False)
+
+
+def test_the_dependencies_point_one_way(graph):
+    assert layering_violations(graph) == []
+
+
+@pytest.mark.parametrize(
+    ("importer", "imported", "rule"),
+    [
+        ("imports.actions", "registry.views", "imports another app's views"),
+        ("api.routers", "imports.views", "imports another app's views"),
+        ("registry.models", "imports.models", "registry imports imports or api"),
+        ("registry.verify", "api", "registry imports imports or api"),
+        ("aegis_catalog.lib.storage", "registry.models", "aegis_catalog.lib imports outside lib"),
+        ("aegis_catalog.devstack", "tests.conftest", "product code imports tests"),
+        ("registry.models", "registry.actions", "import cycle"),
+    ],
+)
+def test_it_fails_on_a_wrong_import(graph, importer, imported, rule):
+    """The same check, on the real graph with one wrong import added, names that import."""
+    for module in (importer, imported):
+        if module not in graph.modules:
+            graph.add_module(module)
+    graph.add_import(importer=importer, imported=imported)
+    try:
+        problems = layering_violations(graph)
+    finally:
+        graph.remove_import(importer=importer, imported=imported)
+    assert any(rule in problem and importer in problem for problem in problems), problems

@@ -6,10 +6,12 @@ download, and the scan stage scans them (besides any file whose bytes are pickle
 
 from __future__ import annotations
 
-# Formats whose loaders run pickle: PyTorch checkpoints, joblib/dill dumps, numpy arrays of
-# objects (.npy, and the zip of them .npz).
+# Formats whose loaders run pickle: PyTorch checkpoints, pickle/joblib/dill dumps (.dat, .data,
+# .sav and .p are common names for them), numpy arrays of objects (.npy, and the zip of them
+# .npz). The scan does not rely on names: any file not proven safe is scanned.
 PICKLE_SUFFIXES = (
     ".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill", ".npy", ".npz",
+    ".dat", ".data", ".sav", ".p",
 )  # fmt: skip
 
 

@@ -294,7 +294,12 @@ class ImportRunner:
             lambda: self._recording_findings(
                 Stage.SCAN, pipeline.scan_pickles(download, checked, rules)
             ),
-            restore=pipeline.ScanResult.from_json,
+            # Judged under other rules (the policy changed, an override was granted): scan again.
+            restore=lambda data: (
+                scan
+                if (scan := pipeline.ScanResult.from_json(data)).rules_digest == rules.digest()
+                else None
+            ),
             dump=lambda value: value.to_json(),
         )
 

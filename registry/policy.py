@@ -9,6 +9,8 @@ a registry admin granted an override of that rule for that import: then the chec
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -65,6 +67,10 @@ class ImportRules:
         data["allowed_licenses"] = list(self.allowed_licenses)
         data["overridden"] = sorted(self.overridden)
         return data
+
+    def digest(self) -> str:
+        """sha256 of the rules (overrides included): what a recorded judgement was made under."""
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -229,13 +235,13 @@ def check_pickle_verdicts(
     findings: list[PolicyFinding] = []
     if rules.pickle_policy == PICKLE_SAFETENSORS_ONLY and verdicts:
         shown = "; ".join(f"{item['path']} ({item['verdict']})" for item in verdicts[:5])
+        # Overridden, this rule lets pickle files in; the dangerous-pickle rule still applies.
         _apply(
             RULE_SAFETENSORS_ONLY,
             f"pickle content found by its bytes: {shown}",
             rules,
             findings,
         )
-        return findings
     dangerous = [item for item in verdicts if item["verdict"] == "dangerous"]
     if dangerous:
         reason = "; ".join(

@@ -37,14 +37,7 @@ from imports.pipeline.package import (
 )
 from imports.pipeline.preflight import DISK_MARGIN_RATIO, Preflight, disk_space_needed, preflight
 from imports.pipeline.resolve import Resolution, card_metadata, resolve_revision
-from imports.pipeline.scan import (
-    SCANNER,
-    ScanResult,
-    ScanVerdict,
-    pickle_content,
-    scan_file,
-    scan_pickles,
-)
+from imports.pipeline.scan import SCANNER, ScanResult, ScanVerdict, scan_pickles
 from imports.pipeline.sign import sign_model_files
 from imports.pipeline.store import Stored, store_artifact, stored_still_present, streamed_artifact
 
@@ -80,10 +73,8 @@ __all__ = [
     "download_files",
     "import_record",
     "package_artifact",
-    "pickle_content",
     "preflight",
     "resolve_revision",
-    "scan_file",
     "scan_pickles",
     "sign_model_files",
     "storage_prefix",

@@ -15,10 +15,9 @@ import pytest
 from django.test import Client
 
 from imports import actions
-from imports.actions import ImportOptions
+from imports.actions import ImportOptions, fail_stale_imports
 from imports.jobs import run_import
 from imports.models import ImportRequest
-from imports.actions import fail_stale_imports
 from registry.models import ModelVersion
 from tests.hub_double import demo_repos
 from tests.web.conftest import make_user

@@ -167,7 +167,6 @@ def test_it_refuses_a_version_that_already_exists(aegis):
     assert ModelVersion.objects.count() == 1
 
 
-
 def test_it_refuses_to_start_without_the_disk_space_the_import_needs(aegis):
     aegis.settings.AEGIS_MIN_FREE_BYTES = 1 << 60
     with pytest.raises(CommandError, match="not enough disk space"):
@@ -200,4 +199,44 @@ def test_it_reports_a_full_disk_during_the_download(aegis, monkeypatch):
     assert "No space left on the local disk" in str(error.value)
     assert "AEGIS_WORK_DIR" in str(error.value)
     assert ImportRequest.objects.get().stage == "download"
+    assert_nothing_registered_or_stored(aegis)
+
+
+# A protocol-0 pickle (plain text) and a protocol-3 pickle whose first bytes look like a
+# safetensors header that fits the file: both run os.system when loaded (see
+# tests/imports/scanners/test_pickles.py).
+LOOKALIKE_HEAD = b"\x80\x03B\x02\x00\x00\x00\x00{0"
+HIDDEN_PICKLES = {
+    "proto0": b"cos\nsystem\n(S'id'\ntR.",
+    "lookalike": LOOKALIKE_HEAD
+    + b"cposix\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03."
+    + b"\0" * (int.from_bytes(LOOKALIKE_HEAD[:8], "little") + 8),
+}
+
+
+@pytest.mark.parametrize(
+    ("shape", "name"),
+    [
+        ("proto0", "weights.dat"),
+        ("proto0", "classifier.sav"),
+        ("proto0", "weights"),
+        ("proto0", "model.safetensors"),
+        ("lookalike", "model.safetensors"),
+        ("lookalike", "weights.data"),
+    ],
+)
+def test_a_pickle_hidden_by_its_name_or_first_bytes_is_blocked(
+    aegis, fresh_hub_double, name, shape
+):
+    fresh_hub_double.add_repo(
+        "acme/hidden",
+        {name: HIDDEN_PICKLES[shape], "config.json": "{}"},
+        card_data={"license": "mit"},
+    )
+    aegis.settings.HF_ENDPOINT = fresh_hub_double.url
+    with pytest.raises(CommandError, match="system"):
+        hf_import("--repo-id", "acme/hidden", "--model-name", "h", "--version", "1", "--register")
+    request = ImportRequest.objects.get()
+    assert request.error_code == "policy:dangerous_pickle"
+    assert name in request.error and "system" in request.error
     assert_nothing_registered_or_stored(aegis)

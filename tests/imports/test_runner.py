@@ -71,3 +71,35 @@ def test_a_cancelled_queued_import_never_runs(aegis):
     request.refresh_from_db()
     assert request.status == ImportRequest.Status.CANCELLED
     assert not stored_tarballs(aegis)
+
+
+def test_a_retry_scans_again_when_the_policy_became_stricter(aegis, fresh_hub_double):
+    from registry import actions as registry_actions
+    from registry.models import ImportPolicy
+
+    fresh_hub_double.add_repo(
+        "acme/risky",
+        {"pytorch_model.bin": b"cos\nsystem\n(S'id'\ntR.", "config.json": "{}"},
+        card_data={"license": "mit"},
+    )
+    aegis.settings.HF_ENDPOINT = fresh_hub_double.url
+    registry_actions.edit_import_policy(
+        ImportPolicy.current(), {"pickle_policy": "warn_only"}, actor="root"
+    )
+    request = actions.start_import(
+        ImportOptions("acme/risky", "risky", "1.0"), actor="alice", enqueue=False
+    )
+    aegis.settings.VAULT_TOKEN = "wrong"  # fails at signing, after the scan only warned
+    assert run_import(request.pk) == "failed"
+    request.refresh_from_db()
+    assert request.stage == "sign_model"
+    aegis.settings.VAULT_TOKEN = aegis.openbao.root_token
+    registry_actions.edit_import_policy(
+        ImportPolicy.current(), {"pickle_policy": "block_dangerous"}, actor="root"
+    )
+    actions.retry_import(request, actor="alice", enqueue=False)
+    assert run_import(request.pk) == "failed"
+    request.refresh_from_db()
+    assert request.error_code == "policy:dangerous_pickle"
+    assert "pytorch_model.bin" in request.error
+    assert not ModelVersion.objects.exists()

@@ -15,9 +15,8 @@ from django.conf import settings
 from django.db import connection
 
 from imports import actions
-from imports.actions import ImportOptions
+from imports.actions import ImportOptions, fail_stale_imports
 from imports.models import ImportRequest
-from imports.actions import fail_stale_imports
 from registry.models import ModelVersion
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -124,3 +124,24 @@ def test_safetensors_only_refuses_any_pickle_content_even_a_safe_one():
         policy.check_pickle_verdicts(
             [verdict("x.safetensors", "safe")], ImportRules(pickle_policy="safetensors_only")
         )
+
+
+def test_overriding_safetensors_only_leaves_the_dangerous_pickle_rule_in_force():
+    rules = ImportRules(
+        pickle_policy="safetensors_only", overridden=frozenset({"safetensors_only"})
+    )
+    safe = {"path": "w.bin", "verdict": "safe", "globals": []}
+    findings = policy.check_pickle_verdicts([safe], rules)
+    assert [(item.rule, item.outcome) for item in findings] == [("safetensors_only", "overridden")]
+    dangerous = {"path": "x.bin", "verdict": "dangerous", "globals": ["posix.system (os.system)"]}
+    with pytest.raises(PolicyViolation) as error:
+        policy.check_pickle_verdicts([safe, dangerous], rules)
+    assert error.value.rule == "dangerous_pickle"
+    assert "posix.system" in str(error.value)
+
+
+def test_the_rules_digest_changes_with_any_rule_or_override():
+    base = ImportRules()
+    assert base.digest() == ImportRules().digest()
+    assert base.digest() != ImportRules(pickle_policy="warn_only").digest()
+    assert base.digest() != ImportRules(overridden=frozenset({"dangerous_pickle"})).digest()

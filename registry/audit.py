@@ -85,9 +85,7 @@ def record(
         )
         event.hash = event.compute_hash()
         event.save()
-        head.last_sequence = event.sequence
-        head.last_hash = event.hash
-        head.save(update_fields=["last_sequence", "last_hash"])
+        head.advance(event)
     return event
 
 

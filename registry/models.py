@@ -192,6 +192,16 @@ class AuditLogIsAppendOnly(Exception):
     pass
 
 
+class AuditChainHeadQuerySet(models.QuerySet["AuditChainHead"]):
+    """The head moves only through ``AuditChainHead.advance``; it is never deleted."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise AuditLogIsAppendOnly("the audit chain head moves only as events are appended")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AuditLogIsAppendOnly("the audit chain head cannot be deleted")
+
+
 class AuditChainHead(models.Model):
     """The last link of the audit hash chain; locked while an event is appended, so
     concurrent writers append one after the other."""
@@ -199,8 +209,34 @@ class AuditChainHead(models.Model):
     last_sequence = models.BigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, default=GENESIS_HASH)
 
+    objects = AuditChainHeadQuerySet.as_manager()
+
+    class Meta:
+        base_manager_name = "objects"
+
     def __str__(self) -> str:
         return f"audit chain at #{self.last_sequence}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AuditLogIsAppendOnly("the audit chain head moves only as events are appended")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AuditLogIsAppendOnly("the audit chain head cannot be deleted")
+
+    def advance(self, event: AuditEvent) -> None:
+        """Move the head to ``event``, which must be the next link after it."""
+        if event.sequence != self.last_sequence + 1 or event.previous_hash != self.last_hash:
+            raise AuditLogIsAppendOnly(
+                f"event #{event.sequence} does not follow the chain head #{self.last_sequence}"
+            )
+        moved = models.QuerySet(model=AuditChainHead).filter(
+            pk=self.pk, last_sequence=self.last_sequence, last_hash=self.last_hash
+        ).update(last_sequence=event.sequence, last_hash=event.hash)
+        if moved != 1:
+            raise AuditLogIsAppendOnly("the audit chain head moved under a locked append")
+        self.last_sequence, self.last_hash = event.sequence, event.hash
 
 
 class AuditEvent(models.Model):
@@ -214,11 +250,12 @@ class AuditEvent(models.Model):
     sequence = models.BigIntegerField(unique=True)
     created_at = models.DateTimeField()
     actor = models.CharField(max_length=300)
+    # The id is part of the hashed content: deleting the user must leave it as it was.
     actor_user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
+        on_delete=models.DO_NOTHING,
         related_name="+",
         db_constraint=False,
     )
@@ -234,6 +271,8 @@ class AuditEvent(models.Model):
     objects = AuditEventQuerySet.as_manager()
 
     class Meta:
+        # Django's own machinery (delete cascades, related managers) uses the guarded manager.
+        base_manager_name = "objects"
         ordering = ["-sequence"]
         indexes = [
             models.Index(fields=["actor", "-sequence"], name="audit_actor_idx"),
@@ -247,8 +286,10 @@ class AuditEvent(models.Model):
         return f"#{self.sequence} {self.action} {self.object_repr} by {self.actor}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
+        # A new instance given an existing pk would UPDATE that row: only inserts are allowed.
+        if not self._state.adding or self.pk is not None:
             raise AuditLogIsAppendOnly("audit events cannot be changed")
+        kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:

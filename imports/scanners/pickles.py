@@ -84,11 +84,15 @@ def _picklescan(path: Path) -> tuple[Any, bool]:
 
     handler = _ParseFailures(level=logging.WARNING)
     scanner_log = logging.getLogger("picklescan")
+    # What picklescan logs goes into the verdict, not the worker's log: every file that is
+    # not a pickle would otherwise log "could not parse".
+    propagate, scanner_log.propagate = scanner_log.propagate, False
     scanner_log.addHandler(handler)
     try:
         result = scan_file_path(str(path))
     finally:
         scanner_log.removeHandler(handler)
+        scanner_log.propagate = propagate
     return result, bool(result.scan_err or unparseable)
 
 

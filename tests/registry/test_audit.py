@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -20,6 +23,18 @@ def imported(aegis) -> ModelVersion:
         "--register", "--no-progress", "--actor", "alice",
     )  # fmt: skip
     return ModelVersion.objects.select_related("model", "signing_key").get()
+
+
+@contextmanager
+def database_guard_off() -> Iterator[None]:
+    """What an attacker with the table owner's rights could do: switch the triggers off (the
+    test's transaction puts them back)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"ALTER TABLE {AuditEvent._meta.db_table} DISABLE TRIGGER USER")
+        else:
+            cursor.execute("DROP TRIGGER aegis_audit_event_no_update")
+    yield
 
 
 def actions_of(**filters) -> list[str]:
@@ -120,7 +135,7 @@ def test_a_row_edited_in_the_database_breaks_the_chain_at_that_event(imported, c
     call_command("verify_audit_chain")
     assert "audit chain intact" in capsys.readouterr().out
     target = AuditEvent.objects.get(action="registry.version_created")
-    with connection.cursor() as cursor:
+    with database_guard_off(), connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {AuditEvent._meta.db_table} SET actor = %s WHERE id = %s",
             ["mallory", target.pk],
@@ -135,7 +150,7 @@ def test_a_row_edited_in_the_database_breaks_the_chain_at_that_event(imported, c
 
 def test_removing_the_newest_event_is_detected(imported):
     newest = AuditEvent.objects.order_by("-sequence").first()
-    with connection.cursor() as cursor:
+    with database_guard_off(), connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {AuditEvent._meta.db_table} WHERE id = %s", [newest.pk])
     report = audit.verify_chain()
     assert not report.ok

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
 from registry import actions, audit
 from registry.models import AuditEvent, AuditLogIsAppendOnly, ModelVersion
+from tests.tampering import database_guard_off
 
 pytestmark = pytest.mark.django_db
 
@@ -23,18 +21,6 @@ def imported(aegis) -> ModelVersion:
         "--register", "--no-progress", "--actor", "alice",
     )  # fmt: skip
     return ModelVersion.objects.select_related("model", "signing_key").get()
-
-
-@contextmanager
-def database_guard_off() -> Iterator[None]:
-    """What an attacker with the table owner's rights could do: switch the triggers off (the
-    test's transaction puts them back)."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(f"ALTER TABLE {AuditEvent._meta.db_table} DISABLE TRIGGER USER")
-        else:
-            cursor.execute("DROP TRIGGER aegis_audit_event_no_update")
-    yield
 
 
 def actions_of(**filters) -> list[str]:

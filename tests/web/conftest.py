@@ -246,8 +246,10 @@ def append_audit_events(events: Iterable[Mapping[str, Any]], *, batch_size: int 
         written += len(rows)
     # The guarded manager refuses to move the head other than one event at a time; a plain
     # QuerySet moves it past the batch, as the database would see a real append do.
-    if not QuerySet(model=AuditChainHead).filter(pk=1).update(
-        last_sequence=sequence, last_hash=previous_hash
+    if (
+        not QuerySet(model=AuditChainHead)
+        .filter(pk=1)
+        .update(last_sequence=sequence, last_hash=previous_hash)
     ):
         AuditChainHead.objects.create(pk=1, last_sequence=sequence, last_hash=previous_hash)
     return written

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
-from django.db import connection
 from django.urls import reverse
 
 from registry import audit
 from registry.models import AuditEvent, ModelVersion, chain_hash
+from tests.tampering import tamper
 from tests.web.conftest import append_audit_events, make_user, make_version, signed_in
 
 pytestmark = pytest.mark.django_db
@@ -230,16 +230,9 @@ def test_it_keeps_spreadsheet_formulas_inert_in_the_csv(charlie_client):
 # --- chain status ---------------------------------------------------------------------------
 
 
-def tamper(sequence: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE registry_auditevent SET actor = %s WHERE sequence = %s", ["mallory", sequence]
-        )
-
-
 def test_it_caches_the_chain_status_until_someone_checks_now(history, charlie_client):
     assert "All 12 events verify" in charlie_client.get("/audit/").content.decode()
-    tamper(5)
+    tamper(5, actor="mallory")
     assert "All 12 events verify" in charlie_client.get("/audit/").content.decode()
 
     response = charlie_client.post("/audit/chain/")
@@ -252,7 +245,7 @@ def test_it_caches_the_chain_status_until_someone_checks_now(history, charlie_cl
 
 
 def test_it_answers_check_now_from_htmx_with_the_panel_only(history, charlie_client):
-    tamper(3)
+    tamper(3, actor="mallory")
 
     response = charlie_client.post("/audit/chain/", headers={"HX-Request": "true"})
 

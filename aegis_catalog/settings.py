@@ -265,6 +265,10 @@ AEGIS_POLICY_UNKNOWN_LICENSE = env_choice(
 )
 # A running import whose worker wrote no heartbeat for this long is marked failed (worker lost).
 AEGIS_IMPORT_HEARTBEAT_TIMEOUT = env_int("AEGIS_IMPORT_HEARTBEAT_TIMEOUT", 30, minimum=5)
+# How long the work directory of a failed import is kept for a retry to resume from.
+AEGIS_WORK_DIR_MAX_AGE = env_int("AEGIS_WORK_DIR_MAX_AGE", 3 * 24 * 3600, minimum=0)
+# How often the maintenance jobs run (rqcron): stale imports, old work dirs, audit anchors.
+AEGIS_MAINTENANCE_SECONDS = env_int("AEGIS_MAINTENANCE_SECONDS", 300, minimum=10)
 AEGIS_BUILDER_ID = env_str("AEGIS_BUILDER_ID", "https://aegis-catalog.local/builder")
 
 LOGGING = {

@@ -18,12 +18,12 @@ from django.db.models import F
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from imports.errors import ImportCancelled, error_code, failure_message
+from imports.errors import ImportCancelled, ImportSuperseded, error_code, failure_message
 from imports.hub_cache import pinned_commit
 from imports.models import ImportEvent, ImportRequest, Stage
 from imports.options import ImportOptions, ImportRejected, validate_options
 from registry import audit
-from registry.models import ModelVersion
+from registry.models import ModelVersion, RegisteredModel
 
 QUEUE_NAME = "imports"
 RUN_IMPORT = "imports.jobs.run_import"
@@ -60,19 +60,32 @@ def check_version_free(model_name: str, version: str) -> None:
 def existing_version(
     repo_id: str, commit: str, include: Sequence[str], exclude: Sequence[str]
 ) -> ModelVersion | None:
-    """A registry version already imported from this repo, commit and file patterns."""
-    for version in (
-        ModelVersion.objects.filter(source_repo=repo_id, source_commit=commit)
-        .exclude(status=ModelVersion.Status.YANKED)
-        .select_related("model")
-        .order_by("imported_at")
-    ):
-        options = version.import_options or {}
-        if sorted(options.get("include") or []) == sorted(include) and sorted(
-            options.get("exclude") or []
-        ) == sorted(exclude):
-            return version
-    return None
+    """A registry version already imported from this repo, commit and file patterns; a yanked
+    one only when no other is active or deprecated."""
+    found = sorted(
+        (
+            version
+            for version in ModelVersion.objects.filter(source_repo=repo_id, source_commit=commit)
+            .select_related("model")
+            .order_by("imported_at")
+            if sorted((version.import_options or {}).get("include") or []) == sorted(include)
+            and sorted((version.import_options or {}).get("exclude") or []) == sorted(exclude)
+        ),
+        key=lambda version: version.status == ModelVersion.Status.YANKED,
+    )
+    return found[0] if found else None
+
+
+def check_name_bound_to_repo(model_name: str, repo_id: str) -> None:
+    """A registry name holds versions of one Hub repo: another repo's import needs a new name."""
+    bound = RegisteredModel.objects.filter(name=model_name).values_list("source_repo", flat=True)
+    for source_repo in bound:
+        if source_repo != repo_id:
+            raise ImportRejected(
+                f"{model_name} holds versions imported from {source_repo}; import {repo_id} "
+                "under another name",
+                "model_name",
+            )
 
 
 WORKER_ACTOR = "aegis-worker"
@@ -185,9 +198,17 @@ def request_import(
     commit = pinned_commit(clean.repo_id, clean.revision, interactive=interactive)
     if clean.register:
         existing = existing_version(clean.repo_id, commit, clean.include, clean.exclude)
+        if existing is not None and existing.status == ModelVersion.Status.YANKED:
+            raise ImportRejected(
+                f"{clean.repo_id}@{commit[:12]} with these file patterns was imported as "
+                f"{existing.model.name} {existing.version}, which is yanked "
+                f"({existing.status_reason or 'no reason given'}): a registry admin can restore "
+                "that version, or import another commit"
+            )
         if existing is not None:
             return ImportRequested(commit=commit, existing=existing)
         check_version_free(clean.model_name, clean.version)
+        check_name_bound_to_repo(clean.model_name, clean.repo_id)
     request = _create_request(
         clean, commit=commit, actor=actor, user=user, source=source, enqueue=enqueue
     )
@@ -208,6 +229,7 @@ def start_import(
     clean = validate_options(options)
     if clean.register:
         check_version_free(clean.model_name, clean.version)
+        check_name_bound_to_repo(clean.model_name, clean.repo_id)
     return _create_request(clean, commit="", actor=actor, user=user, source=source, enqueue=enqueue)
 
 
@@ -257,9 +279,11 @@ def _create_request(
 
 @transaction.atomic
 def retry_import(request: ImportRequest, *, actor: str, enqueue: bool = True) -> ImportRequest:
-    """Queue a failed or cancelled import again; finished stages are not redone."""
+    """Queue a failed or cancelled import again; finished stages are not redone. A running
+    import whose worker stopped answering is first marked failed, so it can be retried."""
     if enqueue:
         check_queue()
+    fail_stale_imports([request.pk])
     updated = ImportRequest.objects.filter(
         pk=request.pk,
         status__in=[ImportRequest.Status.FAILED, ImportRequest.Status.CANCELLED],
@@ -292,6 +316,16 @@ def cancel_import(request: ImportRequest, *, actor: str) -> ImportRequest:
         record_event(
             request, ImportEvent.Kind.CANCELLED, f"{actor} cancelled the import", actor=actor
         )
+        return request
+    if _fail(
+        request,
+        f"{actor} cancelled the import; its worker had stopped responding",
+        code="cancelled",
+        where={"status": ImportRequest.Status.RUNNING, "heartbeat_at__lt": _stale_before()},
+        cancelled=True,
+        actor=actor,
+    ):
+        request.refresh_from_db()
         return request
     if ImportRequest.objects.filter(pk=request.pk, status=ImportRequest.Status.RUNNING).update(
         cancel_requested=True
@@ -335,9 +369,29 @@ def claim_import(request_id: int) -> ImportRequest | None:
     return request
 
 
+def _this_attempt(request: ImportRequest) -> dict[str, Any]:
+    """The condition every change the worker makes carries: the import is still running the
+    attempt this worker claimed (not given up for lost and retried, cancelled or ended)."""
+    return {"status": ImportRequest.Status.RUNNING, "attempts": request.attempts}
+
+
+def _as_this_attempt(changed: bool, request: ImportRequest) -> None:
+    if not changed:
+        raise ImportSuperseded(
+            f"import #{request.pk} attempt {request.attempts} is no longer the running attempt"
+        )
+
+
+def save_progress(request: ImportRequest, **fields: Any) -> None:
+    """Record stage outputs or facts on the row (state, commit, stage, version) for this
+    attempt; ImportSuperseded when another attempt owns the row now."""
+    changed = ImportRequest.objects.filter(pk=request.pk, **_this_attempt(request)).update(**fields)
+    _as_this_attempt(bool(changed), request)
+
+
 def begin_stage(request: ImportRequest, stage: str, *, total: int = 0) -> None:
     """A stage of a running import starts: the page shows it, with ``total`` bytes to go."""
-    transition(
+    changed = transition(
         request,
         ImportEvent.Kind.STAGE_STARTED,
         Stage(stage).label,
@@ -348,24 +402,36 @@ def begin_stage(request: ImportRequest, stage: str, *, total: int = 0) -> None:
             "bytes_total": total,
             "heartbeat_at": timezone.now(),
         },
+        where=_this_attempt(request),
     )
+    _as_this_attempt(changed, request)
 
 
 def end_stage(request: ImportRequest, stage: str, *, seconds: float, total: int = 0) -> None:
     """A stage finished, in ``seconds``."""
-    transition(
+    changed = transition(
         request,
         ImportEvent.Kind.STAGE_FINISHED,
         f"{Stage(stage).label} done",
         stage=stage,
         details={"seconds": round(seconds, 3)},
         update={"bytes_done": total},
+        where=_this_attempt(request),
     )
+    _as_this_attempt(changed, request)
 
 
 def skip_stage(request: ImportRequest, stage: str) -> None:
     """A retried import reuses a stage's recorded output."""
-    record_event(request, ImportEvent.Kind.STAGE_SKIPPED, "already done", stage=stage)
+    changed = transition(
+        request,
+        ImportEvent.Kind.STAGE_SKIPPED,
+        "already done",
+        stage=stage,
+        update={"heartbeat_at": timezone.now()},
+        where=_this_attempt(request),
+    )
+    _as_this_attempt(changed, request)
 
 
 def link_import(request: ImportRequest, holder: ImportRequest) -> None:
@@ -376,7 +442,7 @@ def link_import(request: ImportRequest, holder: ImportRequest) -> None:
         if holder.model_version
         else holder.result.get("artifact_url", "its artifact")
     )
-    transition(
+    changed = transition(
         request,
         ImportEvent.Kind.SUCCEEDED,
         f"{holder.repo_id}@{holder.commit[:12]} was already imported by import "
@@ -389,7 +455,9 @@ def link_import(request: ImportRequest, holder: ImportRequest) -> None:
             "model_version": holder.model_version_id,
             "commit": holder.commit,
         },
+        where=_this_attempt(request),
     )
+    _as_this_attempt(changed, request)
 
 
 def finish_import(
@@ -397,7 +465,7 @@ def finish_import(
 ) -> None:
     """The import succeeded: its artifact is stored (and registered as ``version``)."""
     where = f"registered as {version.model.name} {version.version}" if version else "stored"
-    transition(
+    changed = transition(
         request,
         ImportEvent.Kind.SUCCEEDED,
         f"imported {request.repo_id}@{result['commit'][:12]}: {where} (sha256 {result['sha256']})",
@@ -409,15 +477,18 @@ def finish_import(
             "error": "",
             "error_code": "",
         },
+        where=_this_attempt(request),
     )
+    _as_this_attempt(changed, request)
 
 
-def fail_import(request: ImportRequest, error: BaseException) -> None:
-    """Record a failure (or a cancellation) in words; the work dir stays so a retry resumes."""
+def fail_import(request: ImportRequest, error: BaseException) -> bool:
+    """Record this attempt's failure (or cancellation) in words; False when the attempt was
+    already given up for lost (the row is the newer attempt's)."""
+    where = _this_attempt(request)
     if isinstance(error, ImportCancelled):
-        _fail(request, "cancelled", code=error_code(error), cancelled=True)
-    else:
-        _fail(request, failure_message(error), code=error_code(error))
+        return _fail(request, "cancelled", code=error_code(error), where=where, cancelled=True)
+    return _fail(request, failure_message(error), code=error_code(error), where=where)
 
 
 def fail_stale_imports(ids: list[int] | None = None, *, max_silence: float | None = None) -> int:
@@ -425,9 +496,8 @@ def fail_stale_imports(ids: list[int] | None = None, *, max_silence: float | Non
 
     Returns how many were marked.
     """
-    silence = timedelta(seconds=max_silence or settings.AEGIS_IMPORT_HEARTBEAT_TIMEOUT)
     stale = ImportRequest.objects.filter(
-        status=ImportRequest.Status.RUNNING, heartbeat_at__lt=timezone.now() - silence
+        status=ImportRequest.Status.RUNNING, heartbeat_at__lt=_stale_before(max_silence)
     )
     if ids is not None:
         stale = stale.filter(pk__in=ids)
@@ -443,6 +513,12 @@ def fail_stale_imports(ids: list[int] | None = None, *, max_silence: float | Non
             event="the worker stopped responding",
         )
     return marked
+
+
+def _stale_before(max_silence: float | None = None) -> Any:
+    """A running import whose last heartbeat is older than this lost its worker."""
+    silence = timedelta(seconds=max_silence or settings.AEGIS_IMPORT_HEARTBEAT_TIMEOUT)
+    return timezone.now() - silence
 
 
 def fail_killed_import(request_id: int, how: str) -> None:
@@ -468,6 +544,7 @@ def _fail(
     where: dict[str, Any] | None = None,
     event: str = "",
     cancelled: bool = False,
+    actor: str = WORKER_ACTOR,
 ) -> bool:
     """End an import as failed (or cancelled), releasing its claim on the content."""
     status = ImportRequest.Status.CANCELLED if cancelled else ImportRequest.Status.FAILED
@@ -486,4 +563,5 @@ def _fail(
             "finished_at": timezone.now(),
             "content_key": "",
         },
+        actor=actor,
     )

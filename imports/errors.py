@@ -19,6 +19,11 @@ class ImportCancelled(Exception):
     code = "cancelled"
 
 
+class ImportSuperseded(Exception):
+    """This attempt was given up for lost and the import was retried or ended: it must stop and
+    change nothing more (the row belongs to the newer attempt)."""
+
+
 # Failures whose message is written for people; anything else is an internal error.
 KNOWN_ERRORS: tuple[type[Exception], ...] = (
     PipelineError,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from imports.actions import claim_import, fail_import
-from imports.errors import KNOWN_ERRORS, ImportCancelled
+from imports import workdirs
+from imports.actions import claim_import, fail_import, fail_stale_imports
+from imports.errors import KNOWN_ERRORS, ImportCancelled, ImportSuperseded
 from imports.models import ImportRequest
 from imports.runner import ImportRunner, Services
+from registry.policy import PolicyViolation
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +37,34 @@ def run_import(
         logger.info("import %s was not queued any more; nothing to do", request_id)
         return "skipped"
     try:
-        runner = ImportRunner(request, services)
-        runner.on_progress = on_progress
-        runner.run()
+        with workdirs.held(request.pk):
+            runner = ImportRunner(request, services)
+            runner.on_progress = on_progress
+            runner.run()
+    except ImportSuperseded as error:
+        # Given up for lost while it ran: the row is the newer attempt's now; change nothing.
+        logger.warning("import %s: %s; this attempt stops", request_id, error)
+        return "superseded"
     except BaseException as error:
         if not isinstance(error, (*KNOWN_ERRORS, ImportCancelled)):
             logger.exception("import %s failed", request_id)
-        fail_import(request, error)
+        if fail_import(request, error) and isinstance(error, (PolicyViolation, ImportCancelled)):
+            # A blocked import's files may be malicious: none stay on disk (a retry after an
+            # override downloads them again); a cancelled one will not resume.
+            workdirs.remove(request.pk)
         if not isinstance(error, Exception):
             raise
+    else:
+        workdirs.remove(request.pk)
     request.refresh_from_db(fields=["status"])
     return request.status
+
+
+def maintain_imports() -> dict[str, object]:
+    """The periodic job (``aegis_catalog.cron``): imports whose worker stopped answering are
+    marked failed, and work directories no retry will resume from are removed."""
+    lost = fail_stale_imports()
+    removed = workdirs.clean_work_dirs()
+    if lost or removed:
+        logger.info("maintenance: %s lost import(s) failed, work dirs of %s removed", lost, removed)
+    return {"lost": lost, "work_dirs_removed": removed}

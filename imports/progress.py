@@ -22,9 +22,11 @@ class ProgressReporter(threading.Thread):
     heartbeat that stops tells the UI that the worker died (see ``fail_stale_imports``).
     """
 
-    def __init__(self, request_id: int, interval: float = 1.0) -> None:
+    def __init__(self, request_id: int, attempt: int, interval: float = 1.0) -> None:
         super().__init__(name=f"import-{request_id}-progress", daemon=True)
         self.request_id = request_id
+        self.attempt = attempt
+        self.superseded = threading.Event()
         self.interval = interval
         self.cancelled = threading.Event()
         self._stopped = threading.Event()
@@ -54,9 +56,14 @@ class ProgressReporter(threading.Thread):
         if latest is not None:
             values.update(bytes_done=latest[0], bytes_total=latest[1])
         try:
-            ImportRequest.objects.filter(
-                pk=self.request_id, status=ImportRequest.Status.RUNNING
-            ).update(**values)
+            # A connection the database closed (restart, failover) is replaced, not reused.
+            connection.close_if_unusable_or_obsolete()
+            mine = ImportRequest.objects.filter(
+                pk=self.request_id, status=ImportRequest.Status.RUNNING, attempts=self.attempt
+            )
+            if not mine.update(**values):
+                # Marked lost and retried elsewhere, or ended: this attempt must stop.
+                self.superseded.set()
             if ImportRequest.objects.filter(pk=self.request_id, cancel_requested=True).exists():
                 self.cancelled.set()
         except DatabaseError:

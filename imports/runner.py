@@ -10,12 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -26,7 +24,7 @@ from aegis_catalog import services
 from aegis_catalog.lib.hub import HubClient
 from aegis_catalog.lib.storage import ArtifactStore, StorageError, sha256_file
 from aegis_catalog.lib.vault import TransitClient
-from imports import pipeline
+from imports import pipeline, workdirs
 from imports.actions import (
     begin_stage,
     end_stage,
@@ -34,9 +32,10 @@ from imports.actions import (
     finish_import,
     link_import,
     record_event,
+    save_progress,
     skip_stage,
 )
-from imports.errors import ImportCancelled
+from imports.errors import ImportCancelled, ImportSuperseded
 from imports.models import ImportEvent, ImportRequest, Stage
 from imports.progress import ProgressReporter
 from imports.signing import TrustedTransitSigner
@@ -112,6 +111,18 @@ class Built:
         }
 
 
+def _refuse_if_yanked(holder: ImportRequest) -> None:
+    """An import of content whose version was yanked is refused, not linked to that version."""
+    version = holder.model_version
+    if version is not None and version.status == ModelVersion.Status.YANKED:
+        raise pipeline.ContentYanked(
+            f"{holder.repo_id}@{holder.commit[:12]} with these options was imported by import "
+            f"#{holder.pk} as {version.model.name} {version.version}, which is yanked "
+            f"({version.status_reason or 'no reason given'}): a registry admin can restore "
+            "that version, or import another commit"
+        )
+
+
 class ImportRunner:
     """Runs one claimed ImportRequest to its end, one small step per stage."""
 
@@ -120,18 +131,20 @@ class ImportRunner:
     def __init__(self, request: ImportRequest, services_: Services | None = None) -> None:
         self.request = request
         self.services = services_ or default_services(request)
-        self.work_dir = Path(settings.AEGIS_WORK_DIR) / f"import-{request.pk}"
+        self.work_dir = workdirs.work_dir_of(request.pk)
         self.state: dict[str, Any] = dict(request.state or {})
         self._rerun = False
         self._ran: set[str] = set()
         self.on_progress: Callable[[str, int, int], None] | None = None
-        self.reporter = ProgressReporter(request.pk)
+        self.reporter = ProgressReporter(request.pk, request.attempts)
         self._overrides: list[PolicyOverride] = []
         self.started_on = timezone.now()
 
     # --- bookkeeping ---------------------------------------------------------------------
 
     def _check_cancelled(self) -> None:
+        if self.reporter.superseded.is_set():
+            raise ImportSuperseded(f"import #{self.request.pk} is no longer this attempt's")
         if (
             self.reporter.cancelled.is_set()
             or ImportRequest.objects.filter(pk=self.request.pk, cancel_requested=True).exists()
@@ -147,11 +160,13 @@ class ImportRunner:
             self.reporter.set(done, total)
             if self.reporter.cancelled.is_set():
                 raise ImportCancelled("the import was cancelled")
+            if self.reporter.superseded.is_set():
+                raise ImportSuperseded(f"import #{self.request.pk} is no longer this attempt's")
 
         return report
 
     def _save_state(self) -> None:
-        ImportRequest.objects.filter(pk=self.request.pk).update(state=self.state)
+        save_progress(self.request, state=self.state)
 
     def _stage(
         self,
@@ -216,7 +231,6 @@ class ImportRunner:
         )  # fmt: skip
         version = self._register(built) if self.request.register else None
         finish_import(self.request, built.result(), version)
-        shutil.rmtree(self.work_dir, ignore_errors=True)
         return version
 
     def _resolve(self) -> pipeline.Resolution:
@@ -235,7 +249,7 @@ class ImportRunner:
             dump=lambda value: value.to_json(),
         )
         if Stage.RESOLVE in self._ran and request.revision != resolution.commit:
-            ImportRequest.objects.filter(pk=request.pk).update(commit=resolution.commit)
+            save_progress(request, commit=resolution.commit)
             request.commit = resolution.commit
             record_event(
                 request,
@@ -306,7 +320,7 @@ class ImportRunner:
     def _signing_key(self) -> tuple[SigningKey, TrustedTransitSigner]:
         """The trusted key version to sign with; reading it from Vault belongs to the signing
         stage (and so do its failures)."""
-        ImportRequest.objects.filter(pk=self.request.pk).update(stage=Stage.SIGN_MODEL)
+        save_progress(self.request, stage=Stage.SIGN_MODEL)
         transit = self.services.transit
         key = registry_actions.sync_signing_keys(transit, self.request.sign_key)
         return key, TrustedTransitSigner(transit, key)
@@ -446,7 +460,7 @@ class ImportRunner:
                 scan_results=built.scan.verdicts_json(),
             )
             version = registry_actions.register(new, actor=request.actor, user=request.requested_by)
-            ImportRequest.objects.filter(pk=request.pk).update(model_version=version)
+            save_progress(request, model_version=version)
         return version
 
     # --- helpers for the stages ------------------------------------------------------------
@@ -499,7 +513,7 @@ class ImportRunner:
         while True:
             try:
                 with transaction.atomic():
-                    ImportRequest.objects.filter(pk=self.request.pk).update(content_key=key)
+                    save_progress(self.request, content_key=key)
                 return None
             except IntegrityError:
                 pass
@@ -512,6 +526,7 @@ class ImportRunner:
             if holder is None:
                 continue  # it ended without success just now: try to claim again
             if holder.status == ImportRequest.Status.SUCCEEDED:
+                _refuse_if_yanked(holder)
                 return holder
             if fail_stale_imports([holder.pk]):
                 continue

@@ -224,6 +224,12 @@ def register(
     )
     if ModelVersion.objects.filter(model=model, version=new.version).exists():
         raise VersionAlreadyExists(f"{new.model_name} already has a version {new.version}")
+    if model.source_repo != new.source_repo:
+        # The name is bound to its repo: another repo's card must not overwrite this one's.
+        raise RegistryError(
+            f"{new.model_name} holds versions imported from {model.source_repo}; "
+            f"{new.source_repo} cannot be registered under that name"
+        )
     before = _values(model, MODEL_EDITABLE_FIELDS)
     if not created:
         for key, value in card_values.items():

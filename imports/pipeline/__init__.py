@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from imports.pipeline.attest import RunDetails, attest_artifact
 from imports.pipeline.base import (
+    ContentYanked,
     DigestMismatch,
     PipelineError,
     PreflightError,
@@ -49,6 +50,7 @@ __all__ = [
     "SCANNER",
     "CheckResult",
     "CheckedFile",
+    "ContentYanked",
     "DigestMismatch",
     "Download",
     "Packaged",

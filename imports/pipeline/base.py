@@ -32,6 +32,12 @@ class UnsafeModelFile(PolicyViolation, PipelineError):
     """The scan found pickle content the policy refuses (``code`` is ``policy:<rule>``)."""
 
 
+class ContentYanked(PipelineError):
+    """The same content was imported before and its version is yanked."""
+
+    code = "yanked"
+
+
 class StoreError(PipelineError):
     code = "store"
 

@@ -231,9 +231,11 @@ class AuditChainHead(models.Model):
             raise AuditLogIsAppendOnly(
                 f"event #{event.sequence} does not follow the chain head #{self.last_sequence}"
             )
-        moved = models.QuerySet(model=AuditChainHead).filter(
-            pk=self.pk, last_sequence=self.last_sequence, last_hash=self.last_hash
-        ).update(last_sequence=event.sequence, last_hash=event.hash)
+        moved = (
+            models.QuerySet(model=AuditChainHead)
+            .filter(pk=self.pk, last_sequence=self.last_sequence, last_hash=self.last_hash)
+            .update(last_sequence=event.sequence, last_hash=event.hash)
+        )
         if moved != 1:
             raise AuditLogIsAppendOnly("the audit chain head moved under a locked append")
         self.last_sequence, self.last_hash = event.sequence, event.hash

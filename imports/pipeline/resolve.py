@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from aegis_catalog.lib.hub import HubClient, HubFile, HubModel
-from registry.card import CardMetadata
+from aegis_catalog.lib.hub import HubClient, HubFile
+from registry.card import CardMetadata, card_metadata
 
 
 @dataclass(frozen=True)
@@ -46,37 +46,6 @@ class Resolution:
         values["include"] = tuple(values.get("include", ()))
         values["exclude"] = tuple(values.get("exclude", ()))
         return cls(**values)
-
-
-def _as_list(value: Any) -> tuple[str, ...]:
-    if value is None or value == "":
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list | tuple):
-        return tuple(str(item) for item in value if item is not None and str(item) != "")
-    return (str(value),)
-
-
-def card_metadata(model: HubModel) -> CardMetadata:
-    """The registry's card fields from the card's YAML, falling back to the Hub's own fields."""
-    card = model.card_data or {}
-    gated = model.gated
-    gated_value = (
-        "no" if not gated else (str(gated) if str(gated) in ("auto", "manual") else "auto")
-    )
-    base_models = _as_list(card.get("base_model"))
-    return CardMetadata(
-        author=str(model.author or model.repo_id.split("/", 1)[0]),
-        license=", ".join(_as_list(card.get("license"))) or (model.license or ""),
-        pipeline_tag=str(card.get("pipeline_tag") or model.pipeline_tag or ""),
-        library_name=str(card.get("library_name") or model.library_name or ""),
-        base_model=", ".join(base_models),
-        tags=_as_list(card.get("tags")) or tuple(model.tags),
-        datasets=_as_list(card.get("datasets")),
-        languages=_as_list(card.get("language")),
-        gated=gated_value,
-    )
 
 
 def resolve_revision(

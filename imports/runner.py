@@ -24,13 +24,14 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from aegis_catalog import services
+from aegis_catalog.lib.archive import UnsafeArchive
 from aegis_catalog.lib.hub import HubClient, HubError
 from aegis_catalog.lib.storage import ArtifactStore, StorageError, sha256_file
 from aegis_catalog.lib.vault import TransitClient, VaultError
 from imports import pipeline
 from imports.actions import record_event, transition
 from imports.models import ImportEvent, ImportRequest, Stage
-from imports.packaging import PackagingError, UnsafeArchive
+from imports.packaging import PackagingError
 from registry import actions as registry_actions
 from registry.attestation import AttestationError, SignedDigest
 from registry.models import (

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from aegis_catalog import services
+from aegis_catalog.lib.archive import UnsafeArchive, safe_extract
 from aegis_catalog.lib.storage import StorageError, sha256_file
-from imports.packaging import UnsafeArchive, safe_extract
 from registry import attestation
 from registry.models import ModelVersion, SigningKey
 

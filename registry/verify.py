@@ -17,6 +17,7 @@ from typing import Any
 
 from aegis_catalog import services
 from aegis_catalog.lib.archive import UnsafeArchive, safe_extract
+from aegis_catalog.lib.registry_api import RegistryApi, RegistryApiError
 from aegis_catalog.lib.storage import StorageError, sha256_file
 from registry import attestation
 from registry.models import ModelVersion, SigningKey
@@ -307,9 +308,7 @@ def verify_model_artifact(
 
 def _registry_record(
     name: str, version: str, api_url: str | None, api_token: str | None
-) -> tuple[Any, dict[str, Any]]:
-    from api.client import RegistryApi, RegistryApiError
-
+) -> tuple[RegistryApi, dict[str, Any]]:
     try:
         client = RegistryApi.from_environment(api_url, api_token)
         record = client.version(name, version)
@@ -335,8 +334,6 @@ def _verify_against_registry(
     api_token: str | None,
 ) -> VerificationResult:
     """``verify_model_artifact(name=, version=)``: the registry API's record is the reference."""
-    from api.client import RegistryApiError
-
     client, record = _registry_record(name, version, api_url, api_token)
     key = record["signing_key"]
     key_label = f"{key.get('name')} v{key.get('version')}"

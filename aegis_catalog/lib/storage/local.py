@@ -182,7 +182,8 @@ class LocalStore(StoreBase):
         content_type: str = DEFAULT_CONTENT_TYPE,
         sha256: str | None = None,
     ) -> StoredObject:
-        """Write `data` to `key` atomically; checks `sha256` first when given."""
+        """Write `data` to `key` atomically, after checking it has the SHA-256 `sha256` when
+        that is given (nothing is written otherwise)."""
         actual = checked_digest(data, sha256)
         destination = self.path_for(key)
         url = destination.as_uri()

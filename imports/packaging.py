@@ -507,4 +507,3 @@ def _packaging_os_error(error: OSError, partial: Path | None, current: str) -> P
     return PackagingError(
         f"packaging failed while adding {current!r}:{where} {error.strerror or error}"
     )
-

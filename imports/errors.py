@@ -3,10 +3,11 @@ and the short code recorded with them."""
 
 from __future__ import annotations
 
+from aegis_catalog.lib.archive import UnsafeArchive
 from aegis_catalog.lib.hub import HubError
 from aegis_catalog.lib.storage import StorageError
 from aegis_catalog.lib.vault import VaultError
-from imports.packaging import PackagingError, UnsafeArchive
+from imports.packaging import PackagingError
 from imports.pipeline import PipelineError
 from registry.actions import RegistryError
 from registry.attestation import AttestationError

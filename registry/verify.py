@@ -16,64 +16,66 @@ from pathlib import Path
 from typing import Any
 
 from aegis_catalog import services
+from aegis_catalog.lib.archive import UnsafeArchive, safe_extract
+from aegis_catalog.lib.registry_api import RegistryApi, RegistryApiError
 from aegis_catalog.lib.storage import StorageError, sha256_file
-from imports.packaging import UnsafeArchive, safe_extract
 from registry import attestation
 from registry.models import ModelVersion, SigningKey
 
 
 class VerificationError(Exception):
-    """A check failed; ``check`` names it."""
+    """A check failed; ``check`` names it (each subclass gives its name as a class keyword)."""
 
     check = "verification"
 
-
-class ArtifactUnavailable(VerificationError):
-    check = "fetch"
-
-
-class AttestationInvalid(VerificationError):
-    check = "attestation_signature"
+    def __init_subclass__(cls, *, check: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if check is not None:
+            cls.check = check
 
 
-class UntrustedKey(VerificationError):
-    check = "trusted_key"
+class ArtifactUnavailable(VerificationError, check="fetch"):
+    """The tarball or its attestation cannot be fetched."""
 
 
-class KeyRevoked(VerificationError):
-    check = "key_not_revoked"
+class AttestationInvalid(VerificationError, check="attestation_signature"):
+    """The provenance attestation is malformed or its signature does not verify."""
 
 
-class DigestMismatch(VerificationError):
-    check = "digest"
+class UntrustedKey(VerificationError, check="trusted_key"):
+    """The signing key is not in the trust store, or not the key the registry records."""
 
 
-class VersionYanked(VerificationError):
-    check = "not_yanked"
+class KeyRevoked(VerificationError, check="key_not_revoked"):
+    """The signing key is revoked."""
 
 
-class UnsafeArtifact(VerificationError):
-    check = "safe_extraction"
+class DigestMismatch(VerificationError, check="digest"):
+    """The tarball's sha256 is not the one signed (or registered)."""
 
 
-class ModelSignatureInvalid(VerificationError):
-    check = "model_signature"
+class VersionYanked(VerificationError, check="not_yanked"):
+    """The registry records the version as yanked."""
 
 
-class WeightsLoadFailed(VerificationError):
-    check = "load"
+class UnsafeArtifact(VerificationError, check="safe_extraction"):
+    """The tarball would not extract safely (see ``aegis_catalog.lib.archive``)."""
 
 
-class RegistryRecordUnavailable(VerificationError):
+class ModelSignatureInvalid(VerificationError, check="model_signature"):
+    """``model.sig`` is missing or malformed, or does not cover the files of ``model/``."""
+
+
+class WeightsLoadFailed(VerificationError, check="load"):
+    """A safetensors file of the model does not load."""
+
+
+class RegistryRecordUnavailable(VerificationError, check="registry_record"):
     """The registry API gave no record of the version (unreachable, no token, not found)."""
 
-    check = "registry_record"
 
-
-class VersionNotActive(VerificationError):
+class VersionNotActive(VerificationError, check="active"):
     """The registry records the version as deprecated (yanked raises ``VersionYanked``)."""
-
-    check = "active"
 
 
 @dataclass(frozen=True)
@@ -237,79 +239,135 @@ def verify_model_artifact(
         raise TypeError("verify_model_artifact needs a path, URL or version, or name= and version=")
     if load and not extract:
         raise TypeError("load=True needs the extraction (extract=True)")
-    registered = (
-        path_or_url_or_version if isinstance(path_or_url_or_version, ModelVersion) else None
+    return _verify_against_trust_store(
+        path_or_url_or_version,
+        public_key=public_key,
+        extract_to=extract_to,
+        load=load,
+        extract=extract,
     )
-    source = registered.model_path if registered else str(path_or_url_or_version)
+
+
+def _verify_against_trust_store(
+    target: str | Path | ModelVersion,
+    *,
+    public_key: str | None,
+    extract_to: Path | None,
+    load: bool,
+    extract: bool,
+) -> VerificationResult:
+    """``verify_model_artifact(path_or_url_or_version)``: the local trust store is the reference."""
+    registered = target if isinstance(target, ModelVersion) else None
+    source = registered.model_path if registered else str(target)
     result = VerificationResult(artifact=source, version=registered)
     with tempfile.TemporaryDirectory(prefix="aegis-verify-") as scratch:
         workdir = Path(scratch)
         with _fetched(source, workdir) as (tarball, bundle_bytes):
             result.passed("fetch", f"fetched {source}")
-            try:
-                bundle = attestation.load_bundle(bundle_bytes)
-            except attestation.AttestationError as failure:
-                raise AttestationInvalid(f"the attestation is malformed: {failure}") from failure
-            statement, key = _verify_bundle(
-                bundle, public_key, AttestationInvalid, "the provenance attestation"
-            )
-            result.statement = statement
+            key = _check_attestation(bundle_bytes, public_key, result)
             result.signing_key = key
-            result.passed("attestation_signature", "the provenance signature verifies")
             result.passed(
                 "key_not_revoked",
                 f"signed by {key}" if key else "signed by the given public key",
             )
-            digest = sha256_file(tarball)
-            result.sha256, result.size = digest, tarball.stat().st_size
-            subjects = {
-                item.get("digest", {}).get("sha256") for item in statement.get("subject", [])
-            }
-            if digest not in subjects:
-                raise DigestMismatch(
-                    f"the artifact's sha256 {digest} is not the one the attestation signs "
-                    f"({', '.join(sorted(s for s in subjects if s)) or 'none'})"
-                )
+            digest = _check_signed_digest(tarball, result)
             if registered is not None and registered.sha256 != digest:
                 raise DigestMismatch(
                     f"the artifact's sha256 {digest} differs from the registry's "
                     f"{registered.sha256}"
                 )
             result.passed("digest", f"sha256 {digest}")
-            if registered is None:
-                registered = (
-                    ModelVersion.objects.select_related("model")
-                    .filter(sha256=digest)
-                    .order_by("-imported_at")
-                    .first()
+            _check_not_yanked(result)
+            if extract:
+                _check_contents(
+                    tarball, workdir, extract_to, result, public_key=public_key, load=load
                 )
-                result.version = registered
-            if registered is not None and registered.status == ModelVersion.Status.YANKED:
-                raise VersionYanked(
-                    f"{registered.model.name} {registered.version} is yanked: "
-                    f"{registered.status_reason}"
-                )
-            result.passed(
-                "not_yanked",
-                f"{registered.model.name} {registered.version} is {registered.status}"
-                if registered
-                else "not in this registry",
-            )
-            if not extract:
-                return result
-            destination = _extract(tarball, extract_to or workdir / "extracted", result)
-            result.extracted_to = destination if extract_to else None
-            _check_model_signature(tarball, destination, public_key, result)
-            if load:
-                _load_weights(destination, result)
     return result
+
+
+def _check_attestation(
+    bundle_bytes: bytes,
+    public_key: str | None,
+    result: VerificationResult,
+    *,
+    registry_key: dict[str, Any] | None = None,
+) -> SigningKey | None:
+    """Verify the provenance attestation; keep its statement, return the trust-store key."""
+    try:
+        bundle = attestation.load_bundle(bundle_bytes)
+    except attestation.AttestationError as failure:
+        raise AttestationInvalid(f"the attestation is malformed: {failure}") from failure
+    statement, key = _verify_bundle(
+        bundle,
+        public_key,
+        AttestationInvalid,
+        "the provenance attestation",
+        registry_key=registry_key,
+    )
+    result.statement = statement
+    result.passed("attestation_signature", "the provenance signature verifies")
+    return key
+
+
+def _check_signed_digest(tarball: Path, result: VerificationResult) -> str:
+    """Hash the tarball; its sha256 must be a subject of the verified attestation."""
+    digest = sha256_file(tarball)
+    result.sha256, result.size = digest, tarball.stat().st_size
+    subjects = {
+        item.get("digest", {}).get("sha256") for item in result.statement.get("subject", [])
+    }
+    if digest not in subjects:
+        raise DigestMismatch(
+            f"the artifact's sha256 {digest} is not the one the attestation signs "
+            f"({', '.join(sorted(s for s in subjects if s)) or 'none'})"
+        )
+    return digest
+
+
+def _check_not_yanked(result: VerificationResult) -> None:
+    """The version (given, or the latest registered with the artifact's sha256) is not yanked."""
+    registered = result.version
+    if registered is None:
+        registered = (
+            ModelVersion.objects.select_related("model")
+            .filter(sha256=result.sha256)
+            .order_by("-imported_at")
+            .first()
+        )
+        result.version = registered
+    if registered is not None and registered.status == ModelVersion.Status.YANKED:
+        raise VersionYanked(
+            f"{registered.model.name} {registered.version} is yanked: {registered.status_reason}"
+        )
+    result.passed(
+        "not_yanked",
+        f"{registered.model.name} {registered.version} is {registered.status}"
+        if registered
+        else "not in this registry",
+    )
+
+
+def _check_contents(
+    tarball: Path,
+    workdir: Path,
+    extract_to: Path | None,
+    result: VerificationResult,
+    *,
+    public_key: str | None = None,
+    registry_key: dict[str, Any] | None = None,
+    load: bool,
+) -> None:
+    """Extract the tarball, check ``model.sig`` over ``model/``, and load the weights if asked."""
+    destination = _extract(tarball, extract_to or workdir / "extracted", result)
+    result.extracted_to = destination if extract_to else None
+    _check_model_signature(tarball, destination, public_key, result, registry_key=registry_key)
+    if load:
+        _load_weights(destination, result)
 
 
 def _registry_record(
     name: str, version: str, api_url: str | None, api_token: str | None
-) -> tuple[Any, dict[str, Any]]:
-    from api.client import RegistryApi, RegistryApiError
-
+) -> tuple[RegistryApi, dict[str, Any]]:
     try:
         client = RegistryApi.from_environment(api_url, api_token)
         record = client.version(name, version)
@@ -321,6 +379,26 @@ def _registry_record(
     if not isinstance(key, dict) or not isinstance(record.get("sha256"), str):
         raise RegistryRecordUnavailable(f"the registry's record of {name} {version} is incomplete")
     return client, record
+
+
+def _check_record_status(
+    name: str,
+    version: str,
+    record: dict[str, Any],
+    allow_deprecated: bool,
+    result: VerificationResult,
+) -> None:
+    """The registry records the version as active (or deprecated, if allowed), never yanked."""
+    status = record.get("status")
+    if status == ModelVersion.Status.YANKED:
+        raise VersionYanked(f"{name} {version} is yanked: {record.get('status_reason') or ''}")
+    if status != ModelVersion.Status.ACTIVE and not (
+        allow_deprecated and status == ModelVersion.Status.DEPRECATED
+    ):
+        raise VersionNotActive(
+            f"{name} {version} is {status}, not active: {record.get('status_reason') or ''}"
+        )
+    result.passed("active", f"{name} {version} is {status}")
 
 
 def _verify_against_registry(
@@ -335,23 +413,12 @@ def _verify_against_registry(
     api_token: str | None,
 ) -> VerificationResult:
     """``verify_model_artifact(name=, version=)``: the registry API's record is the reference."""
-    from api.client import RegistryApiError
-
     client, record = _registry_record(name, version, api_url, api_token)
     key = record["signing_key"]
     key_label = f"{key.get('name')} v{key.get('version')}"
     result = VerificationResult(artifact=source or f"{name} {version}", record=record)
     result.passed("registry_record", f"{name} {version} as recorded by {client.base_url}")
-    status = record.get("status")
-    if status == ModelVersion.Status.YANKED:
-        raise VersionYanked(f"{name} {version} is yanked: {record.get('status_reason') or ''}")
-    if status != ModelVersion.Status.ACTIVE and not (
-        allow_deprecated and status == ModelVersion.Status.DEPRECATED
-    ):
-        raise VersionNotActive(
-            f"{name} {version} is {status}, not active: {record.get('status_reason') or ''}"
-        )
-    result.passed("active", f"{name} {version} is {status}")
+    _check_record_status(name, version, record, allow_deprecated, result)
     if key.get("revoked"):
         raise KeyRevoked(f"{name} {version} was signed by {key_label}, which is revoked")
     with tempfile.TemporaryDirectory(prefix="aegis-verify-") as scratch:
@@ -388,38 +455,20 @@ def _verify_fetched_against_record(
     extract_to: Path | None,
     load: bool,
 ) -> None:
+    """The checks after the fetch, with the registry's record of key and sha256 as reference."""
     key = record["signing_key"]
-    try:
-        bundle = attestation.load_bundle(bundle_bytes)
-    except attestation.AttestationError as failure:
-        raise AttestationInvalid(f"the attestation is malformed: {failure}") from failure
-    statement, _ = _verify_bundle(
-        bundle, None, AttestationInvalid, "the provenance attestation", registry_key=key
-    )
-    result.statement = statement
-    result.passed("attestation_signature", "the provenance signature verifies")
+    _check_attestation(bundle_bytes, None, result, registry_key=key)
     result.passed(
         "trusted_key",
         f"signed by {key.get('name')} v{key.get('version')}, the key the registry records",
     )
-    digest = sha256_file(tarball)
-    result.sha256, result.size = digest, tarball.stat().st_size
-    subjects = {item.get("digest", {}).get("sha256") for item in statement.get("subject", [])}
-    if digest not in subjects:
-        raise DigestMismatch(
-            f"the artifact's sha256 {digest} is not the one the attestation signs "
-            f"({', '.join(sorted(s for s in subjects if s)) or 'none'})"
-        )
+    digest = _check_signed_digest(tarball, result)
     if digest != record["sha256"]:
         raise DigestMismatch(
             f"the artifact's sha256 {digest} differs from the registry's {record['sha256']}"
         )
     result.passed("digest", f"sha256 {digest}, as registered")
-    destination = _extract(tarball, extract_to or workdir / "extracted", result)
-    result.extracted_to = destination if extract_to else None
-    _check_model_signature(tarball, destination, None, result, registry_key=key)
-    if load:
-        _load_weights(destination, result)
+    _check_contents(tarball, workdir, extract_to, result, registry_key=key, load=load)
 
 
 def _artifact_root(destination: Path) -> Path:

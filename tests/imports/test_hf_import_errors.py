@@ -188,12 +188,12 @@ def test_it_refuses_a_gated_repo_without_a_token(aegis):
 def test_it_reports_a_full_disk_during_the_download(aegis, monkeypatch):
     import errno
 
-    from aegis_catalog.lib import hub
+    from aegis_catalog.lib.hub import download as hub_download
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(hub, "hf_hub_download", disk_full)
+    monkeypatch.setattr(hub_download, "hf_hub_download", disk_full)
     with pytest.raises(CommandError) as error:
         hf_import("--repo-id", "acme/tiny-bert", "--model-name", "m", "--version", "1")
     assert "No space left on the local disk" in str(error.value)

@@ -138,7 +138,7 @@ def test_a_stream_failing_midway_is_aborted_and_the_tarball_uploaded_from_a_work
     aegis_s3.settings.AEGIS_STREAM_UPLOADS = True
     aegis_s3.settings.AEGIS_S3_MAX_ATTEMPTS = 1
     writes = []
-    real_write = storage._S3Upload.write
+    real_write = storage.S3Upload.write
 
     def failing_write(self, data):
         writes.append(len(data))
@@ -146,7 +146,7 @@ def test_a_stream_failing_midway_is_aborted_and_the_tarball_uploaded_from_a_work
             raise storage.StorageUnavailable("S3 dropped the connection (injected)")
         return real_write(self, data)
 
-    monkeypatch.setattr(storage._S3Upload, "write", failing_write)
+    monkeypatch.setattr(storage.S3Upload, "write", failing_write)
     import_tiny_bert_to_s3()
 
     version = ModelVersion.objects.get()

@@ -1,94 +1,40 @@
-"""aegis_catalog.lib.vault against a real OpenBao dev server."""
+"""TransitClient against a real OpenBao dev server: signing, verification, keys, errors, health."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import socket
-import subprocess
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING
 
-import jwt
 import pytest
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from aegis_catalog.lib.vault import (
-    OidcTokenError,
     TransitClient,
-    VaultAuthError,
     VaultConfig,
-    VaultConfigError,
     VaultKeyNotFound,
     VaultKeyVersionRetired,
     VaultPermissionDenied,
     VaultSigningError,
     VaultUnreachable,
     VaultUnsupportedKeyType,
-    github_actions_oidc_token,
+)
+from tests.lib.vault.support import (
+    DEFAULT_KEY_NAME,
+    DIGEST,
+    MESSAGE,
+    closed_port,
+    openssl_verifies,
+    root_client,
+    verify_ecdsa,
 )
 
 if TYPE_CHECKING:
     from tests.fixtures.openbao import OpenBaoServer
-
-# Fixtures openbao, transit_key, fresh_openbao, openbao_tls (the server carries JWT helpers).
-pytest_plugins = ["tests.fixtures.openbao"]
-
-DEFAULT_KEY_NAME = "aegis-model-sign"
-
-MESSAGE = b"DSSEv1 28 application/vnd.in-toto+json 2 {}"
-DIGEST = hashlib.sha256(MESSAGE).digest()
-
-
-def root_client(server: OpenBaoServer, **overrides: Any) -> TransitClient:
-    return TransitClient(VaultConfig(addr=server.addr, token=server.root_token, **overrides))
-
-
-def verify_ecdsa(pem: str, der: bytes, digest: bytes = DIGEST) -> bool:
-    public_key = serialization.load_pem_public_key(pem.encode())
-    assert isinstance(public_key, ec.EllipticCurvePublicKey)
-    try:
-        public_key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-    except InvalidSignature:
-        return False
-    return True
-
-
-def openssl_verifies(tmp_path: Path, pem: str, der: bytes, message: bytes) -> bool:
-    (tmp_path / "key.pem").write_text(pem)
-    (tmp_path / "sig.der").write_bytes(der)
-    (tmp_path / "message").write_bytes(message)
-    result = subprocess.run(
-        [
-            "openssl",
-            "dgst",
-            "-sha256",
-            "-verify",
-            str(tmp_path / "key.pem"),
-            "-signature",
-            str(tmp_path / "sig.der"),
-            str(tmp_path / "message"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.returncode == 0 and "Verified OK" in result.stdout
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- token auth, signing and verification ---------------------------------------------------
@@ -238,113 +184,6 @@ def test_it_rejects_input_that_is_not_a_sha256_digest(openbao: OpenBaoServer) ->
         root_client(openbao).sign_digest(DEFAULT_KEY_NAME, b"message")
 
 
-# -- AppRole, JWT --------------------------------------------------------------------------
-
-
-def test_it_logs_in_with_approle_and_signs(openbao: OpenBaoServer, transit_key: str) -> None:
-    role_id, secret_id = openbao.enable_approle("aegis-worker")
-    client = TransitClient(
-        VaultConfig(addr=openbao.addr, auth_method="approle", role_id=role_id, secret_id=secret_id)
-    )
-
-    signature = client.sign_digest(transit_key, DIGEST)
-
-    pem = client.read_public_keys(transit_key).version(1).public_key_pem
-    assert verify_ecdsa(pem, signature.der)
-    assert client.login_identity() == {}
-
-
-def test_it_logs_in_again_when_vault_revokes_the_approle_token(
-    openbao: OpenBaoServer, transit_key: str
-) -> None:
-    role_id, secret_id = openbao.enable_approle("aegis-relogin")
-    client = TransitClient(
-        VaultConfig(addr=openbao.addr, auth_method="approle", role_id=role_id, secret_id=secret_id)
-    )
-    first_token = client._logged_in_client().token
-    openbao.api("POST", "auth/token/revoke", {"token": first_token})
-
-    signature = client.sign_digest(transit_key, DIGEST)
-
-    assert client._logged_in_client().token != first_token
-    assert verify_ecdsa(
-        client.read_public_keys(transit_key).version(1).public_key_pem, signature.der
-    )
-
-
-def test_it_refuses_a_wrong_approle_secret_id(openbao: OpenBaoServer) -> None:
-    role_id, secret_id = openbao.enable_approle("aegis-wrong-secret")
-    wrong = secret_id[:-4] + "0000"
-    client = TransitClient(
-        VaultConfig(addr=openbao.addr, auth_method="approle", role_id=role_id, secret_id=wrong)
-    )
-
-    with pytest.raises(VaultAuthError, match="invalid role or secret ID") as raised:
-        client.sign_digest(DEFAULT_KEY_NAME, DIGEST)
-    assert wrong not in str(raised.value)
-    assert role_id not in str(raised.value)
-
-
-@pytest.fixture(scope="module")
-def ci_signing_key(openbao: OpenBaoServer) -> Any:
-    private_key, public_pem = openbao.generate_rsa_key()
-    openbao.enable_jwt("ci", public_key_pem=public_pem, bound_claims={"repository": "acme/models"})
-    return private_key
-
-
-def test_it_logs_in_with_a_github_actions_jwt_and_records_the_identity(
-    openbao: OpenBaoServer, ci_signing_key: Any, transit_key: str
-) -> None:
-    token = openbao.mint_jwt(
-        openbao.github_actions_claims(
-            repository="acme/models", actor="octocat", ref="refs/tags/v1"
-        ),
-        ci_signing_key,
-    )
-    client = TransitClient(
-        VaultConfig(addr=openbao.addr, auth_method="jwt", jwt_role="ci", jwt=token)
-    )
-
-    signature = client.sign_digest(transit_key, DIGEST)
-
-    assert verify_ecdsa(
-        client.read_public_keys(transit_key).version(1).public_key_pem, signature.der
-    )
-    identity = client.login_identity()
-    assert identity["repository"] == "acme/models"
-    assert identity["actor"] == "octocat"
-    assert identity["ref"] == "refs/tags/v1"
-    assert identity["sub"] == "repo:acme/models:ref:refs/tags/v1"
-    assert "exp" not in identity
-
-
-def test_it_refuses_a_jwt_signed_by_another_key(
-    openbao: OpenBaoServer, ci_signing_key: Any
-) -> None:
-    intruder_key, _ = openbao.generate_rsa_key()
-    token = openbao.mint_jwt(openbao.github_actions_claims(repository="acme/models"), intruder_key)
-    client = TransitClient(
-        VaultConfig(addr=openbao.addr, auth_method="jwt", jwt_role="ci", jwt=token)
-    )
-
-    with pytest.raises(VaultAuthError, match="signature") as raised:
-        client.sign_digest(DEFAULT_KEY_NAME, DIGEST)
-    assert openbao.addr in str(raised.value)
-    assert token not in str(raised.value)
-
-
-def test_it_refuses_a_jwt_from_another_repository(
-    openbao: OpenBaoServer, ci_signing_key: Any
-) -> None:
-    token = openbao.mint_jwt(openbao.github_actions_claims(repository="evil/fork"), ci_signing_key)
-    client = TransitClient(
-        VaultConfig(addr=openbao.addr, auth_method="jwt", jwt_role="ci", jwt=token)
-    )
-
-    with pytest.raises(VaultAuthError, match="repository"):
-        client.read_public_keys(DEFAULT_KEY_NAME)
-
-
 # -- errors --------------------------------------------------------------------------------
 
 
@@ -434,38 +273,7 @@ def test_it_reports_an_unreachable_vault(tmp_path: Path) -> None:
     assert str(on_health.value) == str(on_sign.value)
 
 
-def test_it_never_falls_back_to_the_vault_token_file(
-    openbao: OpenBaoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / ".vault-token").write_text(openbao.root_token)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("VAULT_TOKEN", openbao.root_token)
-    client = TransitClient(VaultConfig(addr=openbao.addr))
-
-    with pytest.raises(VaultAuthError, match="no Vault token is configured"):
-        client.sign_digest(DEFAULT_KEY_NAME, DIGEST)
-
-
-def test_it_never_shows_secrets_in_its_repr() -> None:
-    config = VaultConfig(
-        addr="https://vault.example:8200",
-        auth_method="approle",
-        token="s.token-value",
-        role_id="role-id-value",
-        secret_id="secret-id-value",
-        jwt="header.payload.signature",
-        namespace="team-a",
-    )
-
-    shown = repr(config) + str(config) + repr(TransitClient(config))
-
-    for secret in ("s.token-value", "role-id-value", "secret-id-value", "header.payload"):
-        assert secret not in shown
-    assert "https://vault.example:8200" in shown
-    assert "namespace='team-a'" in shown
-
-
-# -- health, namespaces --------------------------------------------------------------------
+# -- health, namespaces, TLS ---------------------------------------------------------------
 
 
 def test_it_reports_health(openbao: OpenBaoServer) -> None:
@@ -487,13 +295,6 @@ def test_it_reports_a_sealed_vault(fresh_openbao: OpenBaoServer) -> None:
     assert (health["initialized"], health["sealed"]) == (True, True)
     with pytest.raises(VaultUnreachable, match=r"^Vault at http://127\.0\.0\.1:\d+ is sealed"):
         client.sign_digest(DEFAULT_KEY_NAME, DIGEST)
-
-
-def test_it_rejects_a_malformed_configuration() -> None:
-    with pytest.raises(VaultConfigError, match="must start with http:// or https://"):
-        VaultConfig(addr="vault.example:8200")
-    with pytest.raises(VaultConfigError, match="auth method 'ldap'"):
-        VaultConfig(addr="http://127.0.0.1:8200", auth_method="ldap")  # type: ignore[arg-type]
 
 
 def test_it_sends_the_namespace_to_vault(openbao: OpenBaoServer) -> None:
@@ -534,111 +335,3 @@ def test_it_trusts_vault_over_tls_only_with_the_configured_ca_bundle(
     assert verify_ecdsa(pem, signature.der)
     with pytest.raises(VaultUnreachable, match="TLS verification failed"):
         untrusting.sign_digest(DEFAULT_KEY_NAME, DIGEST)
-
-
-# -- GitHub Actions OIDC token ------------------------------------------------------------
-
-
-class FakeGitHubTokenService:
-    """Answers like GitHub's ACTIONS_ID_TOKEN_REQUEST_URL and remembers the requests."""
-
-    def __init__(self, reply: dict[str, Any], status: int = 200) -> None:
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                service.requests.append((self.path, dict(self.headers)))
-                body = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def github_token_service() -> Iterator[FakeGitHubTokenService]:
-    token = jwt.encode({"sub": "repo:acme/models:ref:refs/heads/main"}, "k" * 32, "HS256")
-    service = FakeGitHubTokenService({"value": token})
-    yield service
-    service.close()
-
-
-def test_it_fetches_a_github_actions_oidc_token(
-    github_token_service: FakeGitHubTokenService,
-) -> None:
-    environ = {
-        "ACTIONS_ID_TOKEN_REQUEST_URL": f"{github_token_service.url}/token?api-version=2.0",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "request-token-value",
-    }
-
-    token = github_actions_oidc_token("aegis", environ=environ)
-
-    assert token.count(".") == 2
-    path, headers = github_token_service.requests[0]
-    query = parse_qs(urlsplit(path).query)
-    assert urlsplit(path).path == "/token"
-    assert query == {"api-version": ["2.0"], "audience": ["aegis"]}
-    assert headers["Authorization"] == "bearer request-token-value"
-
-
-def test_it_explains_how_to_get_a_github_actions_oidc_token_outside_actions() -> None:
-    with pytest.raises(OidcTokenError, match="id-token: write"):
-        github_actions_oidc_token("aegis", environ={})
-
-
-def test_it_reports_a_github_token_service_that_refuses() -> None:
-    service = FakeGitHubTokenService({"message": "forbidden"}, status=403)
-    try:
-        environ = {
-            "ACTIONS_ID_TOKEN_REQUEST_URL": f"{service.url}/token?api-version=2.0",
-            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "request-token-value",
-        }
-        with pytest.raises(OidcTokenError, match="answered HTTP 403") as raised:
-            github_actions_oidc_token("aegis", environ=environ)
-    finally:
-        service.close()
-    assert "request-token-value" not in str(raised.value)
-
-
-def test_it_signs_in_ci_with_the_token_fetched_from_github(
-    openbao: OpenBaoServer, ci_signing_key: Any, transit_key: str
-) -> None:
-    service = FakeGitHubTokenService(
-        {
-            "value": openbao.mint_jwt(
-                openbao.github_actions_claims(repository="acme/models"), ci_signing_key
-            )
-        }
-    )
-    try:
-        token = github_actions_oidc_token(
-            "aegis",
-            environ={
-                "ACTIONS_ID_TOKEN_REQUEST_URL": f"{service.url}/token?api-version=2.0",
-                "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "request-token-value",
-            },
-        )
-    finally:
-        service.close()
-    client = TransitClient(
-        VaultConfig(addr=openbao.addr, auth_method="jwt", jwt_role="ci", jwt=token)
-    )
-
-    signature = client.sign_digest(transit_key, DIGEST)
-
-    assert signature.key_version == 1
-    assert client.login_identity()["repository"] == "acme/models"

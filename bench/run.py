@@ -136,8 +136,8 @@ class Services:
     """SeaweedFS, OpenBao and the Hub double (serving the synthetic repos)."""
 
     def __init__(self, work: Path, repos: dict[str, Path]) -> None:
-        from tests.fixtures.openbao import start_openbao
-        from tests.fixtures.seaweedfs import start_seaweedfs
+        from devservers.openbao import start_openbao
+        from devservers.seaweedfs import start_seaweedfs
 
         self.s3 = start_seaweedfs(work / "seaweedfs")
         self.bucket = self.s3.create_bucket("aegis-bench")

@@ -30,7 +30,7 @@ from aegis_catalog.lib.storage import (
     sha256_file,
     store_for_url,
 )
-from tests.fixtures.seaweedfs import SeaweedS3
+from devservers.seaweedfs import SeaweedS3
 
 MiB = 1024 * 1024
 

@@ -38,7 +38,7 @@ from aegis_catalog.lib.vault import (
 )
 
 if TYPE_CHECKING:
-    from tests.fixtures.openbao import OpenBaoServer
+    from devservers.openbao import OpenBaoServer
 
 # Fixtures openbao, transit_key, fresh_openbao, openbao_tls (the server carries JWT helpers).
 pytest_plugins = ["tests.fixtures.openbao"]

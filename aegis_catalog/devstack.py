@@ -58,7 +58,7 @@ def main() -> int:
 
     hub = None
     if env.get("AEGIS_DEMO_HUB") == "1":
-        from tests.hub_double import HubDouble, demo_repos
+        from devservers.hub_double import HubDouble, demo_repos
 
         hub = HubDouble()
         demo_repos(hub)

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from devservers.hub_double import demo_repos
 from imports import actions
 from imports.actions import ImportOptions
 from imports.jobs import run_import
 from imports.models import ImportRequest
 from imports.runner import fail_stale_imports
 from registry.models import ModelVersion
-from tests.hub_double import demo_repos
 from tests.web.conftest import make_user
 
 # transaction=True: the runner's progress thread writes through its own connection.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.hub_double import HubDouble
+from devservers.hub_double import HubDouble
 
 
 def main() -> None:

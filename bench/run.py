@@ -28,7 +28,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.services import Services  # noqa: E402
 from bench.synthetic import make_repo  # noqa: E402
+from devservers.processes import free_port  # noqa: E402
 from imports.packaging import package_snapshot  # noqa: E402
 
 GiB = 1024**3
@@ -129,83 +131,6 @@ def bench_packaging(repo: Path, files: dict[str, Path], work: Path, runs: int) -
     }
 
 
-# --- services -------------------------------------------------------------------------------
-
-
-class Services:
-    """SeaweedFS, OpenBao and the Hub double (serving the synthetic repos)."""
-
-    def __init__(self, work: Path, repos: dict[str, Path]) -> None:
-        from tests.fixtures.openbao import start_openbao
-        from tests.fixtures.seaweedfs import start_seaweedfs
-
-        self.s3 = start_seaweedfs(work / "seaweedfs")
-        self.bucket = self.s3.create_bucket("aegis-bench")
-        self.vault = start_openbao(work / "openbao")
-        self.hub = subprocess.Popen(
-            [PYTHON, str(ROOT / "bench" / "hub_server.py")]
-            + [f"{repo_id}={path}" for repo_id, path in repos.items()],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        assert self.hub.stdout is not None
-        ready = json.loads(self.hub.stdout.readline())
-        self.hub_url: str = ready["url"]
-        self.commits: dict[str, str] = ready["commits"]
-
-    def env(self, work: Path) -> dict[str, str]:
-        # The caller's tuning knobs pass through (to compare settings); the rest is the bench's.
-        tuning = {"AEGIS_STREAM_UPLOADS", "AEGIS_S3_MAX_CONCURRENCY", "AEGIS_HUB_DOWNLOAD_WORKERS"}
-        environment = {
-            key: value
-            for key, value in os.environ.items()
-            if key in tuning
-            or not key.startswith(("HF_", "AWS_", "VAULT_", "AEGIS_", "DJANGO_", "DATABASE_"))
-        }
-        environment.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "aegis_catalog.settings",
-                "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
-                "DJANGO_SECRET_KEY": "bench-only-secret-key-" + "x" * 40,
-                "HF_ENDPOINT": self.hub_url,
-                "HF_HOME": str(work / "hf-home"),
-                "HF_HUB_DISABLE_XET": "1",
-                "HF_HUB_DISABLE_TELEMETRY": "1",
-                "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-                "VAULT_ADDR": self.vault.addr,
-                "VAULT_TOKEN": self.vault.root_token,
-                "AWS_ENDPOINT_URL_S3": self.s3.endpoint_url,
-                "AWS_ACCESS_KEY_ID": self.s3.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.s3.secret_key,
-                "AWS_REGION": self.s3.region,
-                "AEGIS_S3_BUCKET": self.bucket,
-                "AEGIS_WORK_DIR": str(work / "import-work"),
-                "AEGIS_ARTIFACT_ROOT": str(work / "artifacts"),
-                "AEGIS_LOG_LEVEL": "WARNING",
-            }
-        )
-        return environment
-
-    def empty_bucket(self) -> None:
-        client = self.s3.client()
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
-            for item in page.get("Contents", []):
-                client.delete_object(Bucket=self.bucket, Key=item["Key"])
-
-    def stop(self) -> None:
-        if self.hub.poll() is None:
-            assert self.hub.stdin is not None
-            self.hub.stdin.close()
-            try:
-                self.hub.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.hub.kill()
-        self.vault.stop()
-        self.s3.stop()
-
-
 # --- 2-4. imports, memory, verification -----------------------------------------------------
 
 
@@ -228,45 +153,21 @@ def bench_import(
     kept: dict[str, Any] | None = None
     for index in range(runs):
         log(f"import run {index + 1}/{runs}: snapshot_download, boto3 upload, whole import")
-        dest = work / "snapshot-alone"
-        figures = worker("download", main_repo, services.commits[main_repo], str(dest), env=env)
-        download_seconds.append(figures["seconds"])
-        shutil.rmtree(dest)
-        shutil.rmtree(work / "hf-home", ignore_errors=True)
-        upload_seconds.append(worker("upload", str(tarball), "alone.tar.gz", env=env)["seconds"])
-        client.delete_object(Bucket=services.bucket, Key="alone.tar.gz")
-        figures = worker("import", main_repo, f"bench-{index}", env=env)
+        download_s, upload_s = steps_alone(services, client, env, work, main_repo, tarball)
+        download_seconds.append(download_s)
+        upload_seconds.append(upload_s)
+        figures, other_s = import_in_both_upload_modes(env, main_repo, index)
         import_seconds.append(figures["seconds"])
-        # The other upload mode, for comparison: streamed if the default is not, and back.
-        streamed = env.get("AEGIS_STREAM_UPLOADS", "true").lower() in TRUE_WORDS
-        other = worker(
-            "import",
-            main_repo,
-            f"bench-other-{index}",
-            env={**env, "AEGIS_STREAM_UPLOADS": "false" if streamed else "true"},
-        )
-        other_seconds.append(other["seconds"])
-        log(f"  other upload mode: {other['seconds']:.2f} s, stages (s): {other['stages']}")
+        other_seconds.append(other_s)
         stages.append(figures["stages"])
         rss.setdefault(size_label(size_gib), []).append(figures["peak_rss_mib"])
         log(f"  stages (s): {figures['stages']}")
         log(f"  peak RSS by stage (MiB): {figures['stage_peak_rss_mib']}")
         if kept is None:
             kept = figures
-    for gib, repo_id in repo_ids.items():
-        if gib == size_gib:
-            continue
-        log(f"import of the {size_label(gib)} GiB repo (peak RSS)")
-        figures = worker("import", repo_id, f"bench-rss-{size_label(gib)}", env=env)
-        rss.setdefault(size_label(gib), []).append(figures["peak_rss_mib"])
-        log(f"  peak RSS by stage (MiB): {figures['stage_peak_rss_mib']}")
+    peak_rss_of_other_sizes(env, repo_ids, size_gib, rss)
     assert kept is not None
-    # The first import's artifact, fetched beside its attestation, for the verify figures.
-    artifact = work / "verify" / Path(kept["artifact_url"]).name
-    artifact.parent.mkdir(exist_ok=True)
-    key = kept["artifact_url"].removeprefix(f"s3://{services.bucket}/")
-    client.download_file(services.bucket, key, str(artifact))
-    client.download_file(services.bucket, key + ".sigstore.json", str(artifact) + ".sigstore.json")
+    artifact = fetch_artifact(services, client, work, kept["artifact_url"])
     return {
         "download_s": median(download_seconds),
         "upload_s": median(upload_seconds),
@@ -280,6 +181,59 @@ def bench_import(
         "artifact": artifact,
         "package_s": package_s,
     }
+
+
+def steps_alone(
+    services: Services, client: Any, env: dict[str, str], work: Path, repo_id: str, tarball: Path
+) -> tuple[float, float]:
+    """The baselines: seconds of snapshot_download alone and of boto3's upload alone."""
+    dest = work / "snapshot-alone"
+    figures = worker("download", repo_id, services.commits[repo_id], str(dest), env=env)
+    shutil.rmtree(dest)
+    shutil.rmtree(work / "hf-home", ignore_errors=True)
+    upload_s = worker("upload", str(tarball), "alone.tar.gz", env=env)["seconds"]
+    client.delete_object(Bucket=services.bucket, Key="alone.tar.gz")
+    return figures["seconds"], upload_s
+
+
+def import_in_both_upload_modes(
+    env: dict[str, str], repo_id: str, index: int
+) -> tuple[dict[str, Any], float]:
+    """A whole import in the configured upload mode (its figures), then one in the other mode,
+    for comparison: streamed if the default is not, and back (its seconds)."""
+    figures = worker("import", repo_id, f"bench-{index}", env=env)
+    streamed = env.get("AEGIS_STREAM_UPLOADS", "true").lower() in TRUE_WORDS
+    other = worker(
+        "import",
+        repo_id,
+        f"bench-other-{index}",
+        env={**env, "AEGIS_STREAM_UPLOADS": "false" if streamed else "true"},
+    )
+    log(f"  other upload mode: {other['seconds']:.2f} s, stages (s): {other['stages']}")
+    return figures, other["seconds"]
+
+
+def peak_rss_of_other_sizes(
+    env: dict[str, str], repo_ids: dict[float, str], size_gib: float, rss: dict[str, list[float]]
+) -> None:
+    """One import of each other repo size, adding its peak RSS to `rss` (by size label)."""
+    for gib, repo_id in repo_ids.items():
+        if gib == size_gib:
+            continue
+        log(f"import of the {size_label(gib)} GiB repo (peak RSS)")
+        figures = worker("import", repo_id, f"bench-rss-{size_label(gib)}", env=env)
+        rss.setdefault(size_label(gib), []).append(figures["peak_rss_mib"])
+        log(f"  peak RSS by stage (MiB): {figures['stage_peak_rss_mib']}")
+
+
+def fetch_artifact(services: Services, client: Any, work: Path, artifact_url: str) -> Path:
+    """An import's artifact, fetched beside its attestation, for the verify figures."""
+    artifact = work / "verify" / Path(artifact_url).name
+    artifact.parent.mkdir(exist_ok=True)
+    key = artifact_url.removeprefix(f"s3://{services.bucket}/")
+    client.download_file(services.bucket, key, str(artifact))
+    client.download_file(services.bucket, key + ".sigstore.json", str(artifact) + ".sigstore.json")
+    return artifact
 
 
 def bench_verify(artifact: Path, env: dict[str, str], runs: int) -> dict[str, Any]:
@@ -299,29 +253,11 @@ def bench_verify(artifact: Path, env: dict[str, str], runs: int) -> dict[str, An
 # --- 5. the registry list page under load -----------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def bench_registry(work: Path, duration: int) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         log("wrk is not installed (apt-get install wrk): skipping the registry figures")
         return {}
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DATABASE_")}
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "aegis_catalog.settings",
-            "DATABASE_URL": f"sqlite:///{work / 'registry.sqlite3'}",
-            "DJANGO_SECRET_KEY": "bench-only-secret-key-" + "x" * 40,
-            "DATABASE_CONN_MAX_AGE": "60",  # persistent connections, as in production
-            "AEGIS_LOG_LEVEL": "WARNING",
-            "PYTHONWARNINGS": "ignore:No directory at",  # no collectstatic for the bench
-        }
-    )
+    env = registry_environment(work)
     log(f"registry: migrating a bench database and adding {REGISTRY_VERSIONS} versions")
     run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], env=env, cwd=ROOT)
     seeded = json.loads(
@@ -350,42 +286,68 @@ def bench_registry(work: Path, duration: int) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}/registry/"
     cookie = f"Cookie: sessionid={seeded['sessionid']}"
     try:
-        deadline = time.monotonic() + 30
-        answered = 0
-        while answered < 20:  # both workers warmed up (their first request loads the code)
-            probe = subprocess.run(
-                ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", cookie, url],
-                capture_output=True,
-                text=True,
-            )
-            if probe.stdout == "200":
-                answered += 1
-                continue
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} answered {probe.stdout!r}, not 200")
-            time.sleep(0.3)
-        log(f"registry: wrk -c10 -d{duration}s against {url}")
-        output = run(
-            [
-                "wrk",
-                "-t2",
-                "-c10",
-                f"-d{duration}s",
-                "--latency",
-                "-s",
-                str(ROOT / "bench" / "wrk_report.lua"),
-                "-H",
-                cookie,
-                url,
-            ],
-            capture_output=True,
-        ).stdout
+        warm_up(url, cookie)
+        output = run_wrk(url, cookie, duration)
     finally:
         gunicorn.send_signal(signal.SIGTERM)
         gunicorn.wait(timeout=30)
     report = json.loads(output.strip().splitlines()[-1])
     report["versions"] = seeded["versions"]
     return report
+
+
+def registry_environment(work: Path) -> dict[str, str]:
+    """This environment with a bench database of its own (SQLite), as production runs it."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DATABASE_")}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "aegis_catalog.settings",
+            "DATABASE_URL": f"sqlite:///{work / 'registry.sqlite3'}",
+            "DJANGO_SECRET_KEY": "bench-only-secret-key-" + "x" * 40,
+            "DATABASE_CONN_MAX_AGE": "60",  # persistent connections, as in production
+            "AEGIS_LOG_LEVEL": "WARNING",
+            "PYTHONWARNINGS": "ignore:No directory at",  # no collectstatic for the bench
+        }
+    )
+    return env
+
+
+def warm_up(url: str, cookie: str) -> None:
+    """Wait until `url` has answered 200 twenty times: both workers have loaded the code."""
+    deadline = time.monotonic() + 30
+    answered = 0
+    while answered < 20:  # both workers warmed up (their first request loads the code)
+        probe = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", cookie, url],
+            capture_output=True,
+            text=True,
+        )
+        if probe.stdout == "200":
+            answered += 1
+            continue
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} answered {probe.stdout!r}, not 200")
+        time.sleep(0.3)
+
+
+def run_wrk(url: str, cookie: str, duration: int) -> str:
+    """wrk's output for `duration` seconds of 10 connections on 2 threads against `url`."""
+    log(f"registry: wrk -c10 -d{duration}s against {url}")
+    return run(
+        [
+            "wrk",
+            "-t2",
+            "-c10",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(ROOT / "bench" / "wrk_report.lua"),
+            "-H",
+            cookie,
+            url,
+        ],
+        capture_output=True,
+    ).stdout
 
 
 # --- the table ----------------------------------------------------------------------------------
@@ -396,6 +358,23 @@ def verdict(ok: bool) -> str:
 
 
 def main() -> None:
+    options = parse_arguments()
+    size = options.size_gib
+    runs = max(1, options.runs)
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="aegis-bench-", dir=os.environ.get("BENCH_TMP")))
+    try:
+        packaging, imports, verify, web = measure(work, size, runs, options.wrk_seconds)
+    finally:
+        if not options.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    results = summarise(size, runs, packaging, imports, verify, web)
+    results["bench_seconds"] = round(time.monotonic() - started, 1)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results, table_rows(results, packaging, web))
+
+
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--size-gib", type=float, default=float(os.environ.get("SIZE_GIB") or 1), help="1"
@@ -403,46 +382,57 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs per figure (median)")
     parser.add_argument("--wrk-seconds", type=int, default=30)
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    options = parser.parse_args()
-    size = options.size_gib
-    runs = max(1, options.runs)
-    started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="aegis-bench-", dir=os.environ.get("BENCH_TMP")))
-    services: Services | None = None
-    try:
-        sizes = [size / 2, size, size * 2]
-        repos: dict[float, Path] = {}
-        repo_ids: dict[float, str] = {}
-        files_of_main: dict[str, Path] = {}
-        for seed, gib in enumerate(sizes):
-            log(f"making a {size_label(gib)} GiB synthetic repo")
-            repos[gib] = work / f"repo-{size_label(gib)}"
-            repo_ids[gib] = f"bench-org/model-{size_label(gib).replace('.', '_')}gib"
-            files = make_repo(repos[gib], int(gib * GiB), seed=seed)
-            if gib == size:
-                files_of_main = files
-        packaging = bench_packaging(repos[size], files_of_main, work, runs)
+    return parser.parse_args()
 
-        services = Services(work, {repo_ids[gib]: repos[gib] for gib in sizes})
+
+Figures = dict[str, Any]
+
+
+def measure(
+    work: Path, size: float, runs: int, wrk_seconds: int
+) -> tuple[Figures, Figures, Figures, Figures]:
+    """Every figure: packaging, imports, verification (with the services running), then the
+    registry page (without them)."""
+    repos, repo_ids, files_of_main = make_repos(work, size)
+    packaging = bench_packaging(repos[size], files_of_main, work, runs)
+    services = Services(work, {repo_ids[gib]: repos[gib] for gib in repos})
+    try:
         env = services.env(work)
         run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], env=env, cwd=ROOT)
         imports = bench_import(
             services, env, work, repo_ids, size, packaging["package_s"], packaging["tarball"], runs
         )
         verify = bench_verify(imports["artifact"], env, runs)
-        services.stop()
-        services = None
-        web = bench_registry(work, options.wrk_seconds)
     finally:
-        if services is not None:
-            services.stop()
-        if not options.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        services.stop()
+    web = bench_registry(work, wrk_seconds)
+    return packaging, imports, verify, web
 
+
+def make_repos(
+    work: Path, size: float
+) -> tuple[dict[float, Path], dict[float, str], dict[str, Path]]:
+    """Synthetic repos of 0.5x, 1x and 2x `size` GiB: their directories and repo ids by size,
+    and the files of the 1x one."""
+    repos: dict[float, Path] = {}
+    repo_ids: dict[float, str] = {}
+    files_of_main: dict[str, Path] = {}
+    for seed, gib in enumerate([size / 2, size, size * 2]):
+        log(f"making a {size_label(gib)} GiB synthetic repo")
+        repos[gib] = work / f"repo-{size_label(gib)}"
+        repo_ids[gib] = f"bench-org/model-{size_label(gib).replace('.', '_')}gib"
+        files = make_repo(repos[gib], int(gib * GiB), seed=seed)
+        if gib == size:
+            files_of_main = files
+    return repos, repo_ids, files_of_main
+
+
+def summarise(
+    size: float, runs: int, packaging: Figures, imports: Figures, verify: Figures, web: Figures
+) -> dict[str, Any]:
+    """The figures and ratios written to bench/results.json (without `bench_seconds`)."""
     sum_of_steps = imports["download_s"] + packaging["package_s"] + imports["upload_s"]
-    streamed_default = os.environ.get("AEGIS_STREAM_UPLOADS", "true").lower() in TRUE_WORDS
-    rss = imports["peak_rss_mib"]
-    results = {
+    return {
         "size_gib": size,
         "runs": runs,
         "package_speedup_vs_tar_czf": round(packaging["tar_czf_s"] / packaging["package_s"], 2),
@@ -450,11 +440,11 @@ def main() -> None:
         "package_reproducible": packaging["reproducible"],
         "package_readable_by_tar": packaging["readable_by_tar"],
         "import_vs_sum_of_steps": round(imports["import_s"] / sum_of_steps, 3),
-        "stream_uploads": streamed_default,
+        "stream_uploads": os.environ.get("AEGIS_STREAM_UPLOADS", "true").lower() in TRUE_WORDS,
         "import_other_upload_mode_vs_sum_of_steps": round(
             imports["other_mode_import_s"] / sum_of_steps, 3
         ),
-        "peak_rss_mib": rss,
+        "peak_rss_mib": imports["peak_rss_mib"],
         "verify_vs_sha256sum": round(verify["verify_s"] / verify["sha256sum_s"], 3),
         "verify_extract_vs_sha256sum": round(verify["verify_extract_s"] / verify["sha256sum_s"], 3),
         "registry_p95_ms": web.get("p95_ms"),
@@ -474,11 +464,16 @@ def main() -> None:
         },
         "tarball_bytes": packaging["tarball_bytes"],
         "registry": web,
-        "bench_seconds": round(time.monotonic() - started, 1),
     }
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
+
+def table_rows(
+    results: dict[str, Any], packaging: Figures, web: Figures
+) -> list[tuple[str, str, str, str]]:
+    """(figure, measured, target, met) for each row of the table."""
+    rss = results["peak_rss_mib"]
     rss_values = list(rss.values())
+    streamed_default = results["stream_uploads"]
     rows = [
         ("Packaging vs tar -czf (speedup)", f"{results['package_speedup_vs_tar_czf']:.1f}x",
          ">= 6x", verdict(results["package_speedup_vs_tar_czf"] >= 6)),
@@ -505,11 +500,15 @@ def main() -> None:
              "< 150 ms", verdict(web["p95_ms"] < 150)),
             ("Registry list: requests/s (2 workers, 10 conns)", f"{web['rps']:.0f}", "", ""),
         ]  # fmt: skip
+    return rows
+
+
+def print_table(results: dict[str, Any], rows: list[tuple[str, str, str, str]]) -> None:
     seconds = results["seconds"]
     print()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(f"Aegis bench: {size_label(size)} GiB repo, medians of {runs} runs, "
-          f"{os.cpu_count()} CPUs, {when}")  # fmt: skip
+    print(f"Aegis bench: {size_label(results['size_gib'])} GiB repo, medians of "
+          f"{results['runs']} runs, {os.cpu_count()} CPUs, {when}")  # fmt: skip
     print(f"{'figure':<48} {'measured':<28} {'target':<17} met")
     print("-" * 100)
     for name, value, target, met in rows:

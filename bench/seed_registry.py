@@ -12,9 +12,13 @@ import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aegis_catalog.settings")
+
+if TYPE_CHECKING:
+    from registry.models import ModelVersion, RegisteredModel, SigningKey
 
 VERSIONS_PER_MODEL = 20
 
@@ -23,22 +27,32 @@ def main() -> None:
     import django
 
     django.setup()
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    from registry.models import ModelVersion, RegisteredModel, SigningKey
+    from registry.models import ModelVersion
 
     total = int(sys.argv[1])
+    key = bench_signing_key()
+    models = bench_models(-(-total // VERSIONS_PER_MODEL))
+    ModelVersion.objects.bulk_create(bench_versions(models, total, key), batch_size=500)
+    print(
+        json.dumps({"sessionid": superuser_session(), "versions": ModelVersion.objects.count()}),
+        flush=True,
+    )
+
+
+def bench_signing_key() -> SigningKey:
+    """A signing key row with a fresh P-256 public key (the versions only point at it)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from registry.models import SigningKey
+
     pem = (
         ec.generate_private_key(ec.SECP256R1())
         .public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
-    key = SigningKey.objects.create(
+    return SigningKey.objects.create(
         name="bench-key",
         version=1,
         algorithm="ecdsa-p256",
@@ -46,10 +60,15 @@ def main() -> None:
         fingerprint=hashlib.sha256(pem.encode()).hexdigest(),
         vault_addr="http://bench.invalid",
     )
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def bench_models(count: int) -> list[RegisteredModel]:
+    """`count` registered models with licenses and tasks in turn."""
+    from registry.models import RegisteredModel
+
     licenses = ["mit", "apache-2.0", "cc-by-4.0"]
     tasks = ["text-generation", "text-classification", "image-classification"]
-    models = RegisteredModel.objects.bulk_create(
+    return RegisteredModel.objects.bulk_create(
         RegisteredModel(
             name=f"bench-model-{index:04d}",
             source_repo=f"bench-org/model-{index:04d}",
@@ -59,8 +78,17 @@ def main() -> None:
             library_name="transformers",
             tags=["bench", tasks[index % 3]],
         )
-        for index in range(-(-total // VERSIONS_PER_MODEL))
+        for index in range(count)
     )
+
+
+def bench_versions(
+    models: list[RegisteredModel], total: int, key: SigningKey
+) -> list[ModelVersion]:
+    """`total` unsaved versions, VERSIONS_PER_MODEL to a model, a minute apart."""
+    from registry.models import ModelVersion
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     manifest = [{"path": "model.safetensors", "size": 1, "sha256": "0" * 64}]
     versions = []
     for number in range(total):
@@ -87,19 +115,19 @@ def main() -> None:
                 imported_at=start + timedelta(minutes=number),
             )
         )
-    ModelVersion.objects.bulk_create(versions, batch_size=500)
+    return versions
+
+
+def superuser_session() -> str:
+    """The session cookie of a new superuser `bench`, signed in."""
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
     user = get_user_model().objects.create_superuser("bench", "bench@example.invalid", None)
     client = Client()
     client.force_login(user)
-    print(
-        json.dumps(
-            {
-                "sessionid": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                "versions": ModelVersion.objects.count(),
-            }
-        ),
-        flush=True,
-    )
+    return str(client.cookies[settings.SESSION_COOKIE_NAME].value)
 
 
 if __name__ == "__main__":

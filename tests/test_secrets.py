@@ -18,12 +18,12 @@ import pytest
 from django.core import serializers
 from django.test import Client
 
+from devservers.hub_double import demo_repos
 from imports import actions
 from imports.actions import ImportOptions
 from imports.jobs import run_import
 from imports.models import ImportEvent, ImportRequest
 from registry.models import AuditEvent, ModelVersion
-from tests.hub_double import demo_repos
 from tests.web.conftest import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,8 +11,8 @@ import django_rq
 import pytest
 
 from api.actions import create_token
+from devservers.tools import find_tool
 from imports.models import ImportRequest
-from tests.tools import find_tool
 from tests.web.conftest import make_user, make_version
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from devservers.hub_double import demo_repos
 from imports import actions
 from imports.actions import ImportOptions, fail_stale_imports
 from imports.jobs import run_import
 from imports.models import ImportRequest
 from registry.models import ModelVersion
-from tests.hub_double import demo_repos
 from tests.web.conftest import make_user
 
 # transaction=True: the runner's progress thread writes through its own connection.

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from devservers.tools import VENV_BIN, model_signing
 from imports.models import ImportEvent, ImportRequest
 from registry import attestation
 from registry.models import ModelVersion, RegisteredModel, SigningKey
 from registry.verify import verify_model_artifact
-from tests.tools import VENV_BIN, model_signing
 
 pytestmark = pytest.mark.django_db
 

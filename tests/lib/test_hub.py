@@ -31,7 +31,7 @@ from aegis_catalog.lib.hub import (
     validate_repo_id,
     validate_revision,
 )
-from tests.hub_double import HubDouble
+from devservers.hub_double import HubDouble
 
 BERT = "acme/tiny-bert"
 BERT_FILES = [

@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
+from devservers.tools import model_signing
 from registry import attestation
 from registry.attestation import (
     BadSignature,
@@ -20,7 +21,6 @@ from registry.attestation import (
     MalformedPublicKey,
     SignedDigest,
 )
-from tests.tools import model_signing
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -8,9 +8,9 @@ import subprocess
 import pytest
 from django.core.management import CommandError, call_command
 
+from devservers.tools import model_signing
 from registry import attestation
 from registry.models import ModelVersion
-from tests.tools import model_signing
 
 pytestmark = pytest.mark.django_db
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from devservers.hub_double import HOSTILE_CARD
 from imports.cards import render_card, strip_front_matter
-from tests.hub_double import HOSTILE_CARD
 
 
 def test_it_removes_script_iframe_event_attributes_and_javascript_links():

@@ -14,12 +14,12 @@ from urllib.parse import urlparse
 import pytest
 from django.urls import reverse
 
+from devservers.hub_double import safetensors_bytes
 from imports import actions
 from imports.actions import ImportOptions, ImportRejected
 from imports.jobs import run_import
 from imports.models import ImportRequest
 from registry.models import AuditEvent, ImportPolicy, ModelVersion, PolicyOverride
-from tests.hub_double import _safetensors_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -71,7 +71,7 @@ def mixed_repo(aegis, fresh_hub_double):
         "acme/mixed",
         {
             "config.json": json.dumps({"model_type": "mlp"}),
-            "model.safetensors": _safetensors_bytes(7),
+            "model.safetensors": safetensors_bytes(7),
             "pytorch_model.bin": pickle.dumps({"weights": RunsCode()}, protocol=2),
         },
         card_data={"license": "mit"},
@@ -173,7 +173,7 @@ def test_safetensors_only_stops_pickle_files_before_download(aegis, alice_client
 def nc_repo(aegis, fresh_hub_double):
     fresh_hub_double.add_repo(
         "acme/non-commercial",
-        {"config.json": "{}", "model.safetensors": _safetensors_bytes(8)},
+        {"config.json": "{}", "model.safetensors": safetensors_bytes(8)},
         card_data={"license": "cc-by-nc-4.0"},
     )
     aegis.settings.HF_ENDPOINT = fresh_hub_double.url

@@ -15,12 +15,12 @@ from unittest import mock
 import pytest
 
 from aegis_catalog.lib.storage import S3Store, parse_url
+from devservers.tools import VENV_BIN, model_signing
 from imports.actions import ImportOptions, start_import
 from imports.jobs import run_import
 from imports.models import ImportRequest
 from registry.actions import revoke_signing_key, set_version_status
 from registry.models import AuditEvent, ModelVersion
-from tests.tools import VENV_BIN, model_signing
 from tests.web.conftest import make_version
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.seaweedfs import SeaweedS3
+from devservers.seaweedfs import SeaweedS3
 
 
 class DroppingProxy:

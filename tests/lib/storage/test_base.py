@@ -17,7 +17,7 @@ from aegis_catalog.lib.storage import (
     sha256_file,
     store_for_url,
 )
-from tests.fixtures.seaweedfs import SeaweedS3
+from devservers.seaweedfs import SeaweedS3
 from tests.lib.storage.support import MiB, files_in, write_random_file
 
 

@@ -20,7 +20,7 @@ from aegis_catalog.lib.storage import (
     StoredObject,
     sha256_file,
 )
-from tests.fixtures.seaweedfs import SeaweedS3
+from devservers.seaweedfs import SeaweedS3
 from tests.lib.storage.support import (
     MiB,
     ProgressRecorder,

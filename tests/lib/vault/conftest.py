@@ -15,7 +15,7 @@ import pytest
 from tests.lib.vault.support import FakeGitHubTokenService
 
 if TYPE_CHECKING:
-    from tests.fixtures.openbao import OpenBaoServer
+    from devservers.openbao import OpenBaoServer
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from aegis_catalog.lib.vault import TransitClient, VaultConfig
 
 if TYPE_CHECKING:
-    from tests.fixtures.openbao import OpenBaoServer
+    from devservers.openbao import OpenBaoServer
 
 DEFAULT_KEY_NAME = "aegis-model-sign"
 

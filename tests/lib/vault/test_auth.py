@@ -19,7 +19,7 @@ from aegis_catalog.lib.vault import (
 from tests.lib.vault.support import DEFAULT_KEY_NAME, DIGEST, FakeGitHubTokenService, verify_ecdsa
 
 if TYPE_CHECKING:
-    from tests.fixtures.openbao import OpenBaoServer
+    from devservers.openbao import OpenBaoServer
 
 
 # -- AppRole, JWT --------------------------------------------------------------------------

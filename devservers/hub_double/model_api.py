@@ -1,0 +1,53 @@
+"""Model info and tree listings: `GET /api/models/{org}/{name}`, `.../revision/{rev}` and
+`.../tree/{rev}[/{path}]`."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from devservers.hub_double.messages import (
+    NOT_FOUND_PAGE,
+    HubError,
+    HubRequest,
+    Response,
+    json_response,
+    page_response,
+)
+from devservers.hub_double.model import Repo
+from devservers.hub_double.payloads import model_info, tree_entries
+
+
+def model_api(request: HubRequest, segments: list[str]) -> Response:
+    """Answer `/api/models/` + `segments` (org, name, then nothing, `revision/...` or
+    `tree/...`, still %-encoded)."""
+    repo_id = f"{unquote(segments[0])}/{unquote(segments[1])}"
+    rest = segments[2:]
+    with request.double._lock:
+        repo, _auth = request.visible_repo(repo_id)
+        if not rest:
+            return _info(request, repo, "main")
+        if rest[0] == "revision" and len(rest) >= 2:
+            return _info(request, repo, unquote("/".join(rest[1:])))
+        if rest[0] == "tree" and len(rest) >= 2:
+            prefix = unquote("/".join(rest[2:])).strip("/")
+            return _tree(request, repo, unquote(rest[1]), prefix)
+    raise HubError(404, None, NOT_FOUND_PAGE)
+
+
+def _info(request: HubRequest, repo: Repo, revision: str) -> Response:
+    commit = request.commit(repo, revision)
+    return json_response(model_info(repo, commit, blobs=request.param("blobs") == "true"))
+
+
+def _tree(request: HubRequest, repo: Repo, revision: str, prefix: str) -> Response:
+    commit = request.commit(repo, revision)
+    recursive = request.param("recursive") in {"true", "True", "1"}
+    entries = tree_entries(commit, prefix, recursive)
+    if prefix and not entries:
+        raise HubError(
+            404,
+            "EntryNotFound",
+            f"{prefix} does not exist on {commit.sha}",
+            {"X-Repo-Commit": commit.sha},
+        )
+    return page_response(request, entries, request.double.tree_page_size)

@@ -269,6 +269,8 @@ AEGIS_IMPORT_HEARTBEAT_TIMEOUT = env_int("AEGIS_IMPORT_HEARTBEAT_TIMEOUT", 30, m
 AEGIS_WORK_DIR_MAX_AGE = env_int("AEGIS_WORK_DIR_MAX_AGE", 3 * 24 * 3600, minimum=0)
 # How often the maintenance jobs run (rqcron): stale imports, old work dirs, audit anchors.
 AEGIS_MAINTENANCE_SECONDS = env_int("AEGIS_MAINTENANCE_SECONDS", 300, minimum=10)
+# How often the audit chain's head is signed and stored as an anchor outside the database.
+AEGIS_AUDIT_ANCHOR_SECONDS = env_int("AEGIS_AUDIT_ANCHOR_SECONDS", 3600, minimum=10)
 AEGIS_BUILDER_ID = env_str("AEGIS_BUILDER_ID", "https://aegis-catalog.local/builder")
 
 LOGGING = {

@@ -254,6 +254,10 @@ class ArtifactStore(Protocol):
 
     def url_for(self, key: str) -> str: ...
 
+    def list_urls(self, prefix: str) -> list[str]:
+        """The URLs of the objects stored under a relative key prefix, sorted."""
+        ...
+
     def check(self) -> None: ...
 
 

@@ -269,6 +269,15 @@ class LocalStore(StoreBase):
                 break
             parent = parent.parent
 
+    def list_urls(self, prefix: str) -> list[str]:
+        """The URLs of the files under a relative key prefix, sorted."""
+        directory = self.path_for(prefix)
+        try:
+            files = [path for path in directory.rglob("*") if path.is_file()]
+        except OSError as error:
+            raise oserror_to_storage_error(error, f"listing {directory}") from error
+        return sorted(path.as_uri() for path in files if not path.name.endswith(".partial"))
+
     def check(self) -> None:
         """Raise unless the directory exists (it is created) and a file can be written to it."""
         what = f"checking that the artifact directory {self.root} is writable"

@@ -499,6 +499,20 @@ class S3Store(StoreBase):
                 return
             raise translated from error
 
+    def list_urls(self, prefix: str) -> list[str]:
+        """The URLs of the objects under a relative key prefix, sorted."""
+        full = self.object_key(prefix).rstrip("/") + "/"
+        urls = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full
+            )
+            for page in pages:
+                urls += [f"s3://{self.bucket}/{item['Key']}" for item in page.get("Contents", ())]
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+            raise self._translate(error, bucket=self.bucket, url=None, action="listing") from error
+        return sorted(urls)
+
     def check(self) -> None:
         """Raise unless the bucket exists and the credentials may use it (HEAD bucket)."""
         try:

@@ -54,6 +54,7 @@ def main() -> int:
             password = _prepare_database(env)
             port = env.get("AEGIS_PORT", "8000")
             children.append(_start_worker(env))
+            children.append(_start_cron(env))
             children.append(_start_web_server(env, port))
             _print_banner(env, port, password, openbao.addr)
             signal.signal(signal.SIGTERM, _interrupt)
@@ -116,6 +117,15 @@ def _prepare_database(env: dict[str, str]) -> str:
 def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "manage.py", "rqworker", "imports", "default", "--with-scheduler"],
+        cwd=BASE_DIR,
+        env=env,
+    )
+
+
+def _start_cron(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """RQ's cron scheduler: the periodic jobs of ``aegis_catalog.cron``."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "rqcron", "aegis_catalog.cron", "--logging-level", "WARNING"],
         cwd=BASE_DIR,
         env=env,
     )

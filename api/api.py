@@ -28,13 +28,17 @@ from aegis_catalog.lib.hub import (
     RevisionNotFound,
 )
 from aegis_catalog.lib.storage import ObjectNotFound, StorageError
-from aegis_catalog.views import BROWSE_GROUPS, IMPORT_GROUPS
+from aegis_catalog.web.forms import form_errors_text
+from aegis_catalog.web.permissions import AUDIT_GROUPS, BROWSE_GROUPS, IMPORT_GROUPS
 from api import schemas
 from api.auth import TokenOrSession, require
 from api.forms import ApiModelFilterForm, bound_audit_form, bound_import_form
 from imports.actions import ImportQueueUnavailable, ImportRejected, VersionTaken, request_import
-from imports.forms import form_errors_text
 from imports.models import ImportRequest
+from registry.audit_export import export_record
+
+# The provenance page's download helper, so both answer with the same names and headers.
+from registry.downloads import download_response
 from registry.forms import AuditFilterForm
 from registry.models import (
     NAME_PATTERN,
@@ -43,13 +47,6 @@ from registry.models import (
     ModelVersion,
     RegisteredModel,
     SigningKey,
-)
-
-# The provenance page's download helpers, so both answer with the same names and headers.
-from registry.views import (
-    AUDIT_GROUPS,
-    download_response,
-    export_record,
 )
 
 ERROR_STATUSES = {

@@ -15,7 +15,7 @@ from ninja.errors import AuthenticationError, AuthorizationError
 from ninja.security import HttpBearer
 from ninja.utils import check_csrf
 
-from aegis_catalog.views import user_in_group
+from aegis_catalog.web.permissions import user_in_group
 from api.actions import authenticate_token
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}

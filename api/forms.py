@@ -8,8 +8,7 @@ from django import forms
 
 from api import schemas
 from imports.forms import ImportForm
-from registry.forms import EARLIEST_DATE, LATEST_DATE, AuditFilterForm
-from registry.views import RegistryFilterForm
+from registry.forms import EARLIEST_DATE, LATEST_DATE, AuditFilterForm, RegistryFilterForm
 
 
 class ApiModelFilterForm(RegistryFilterForm):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from ninja import Field, Schema
 from pydantic import BeforeValidator, StrictBool
 
-from imports.forms import MAX_PAGE, MAX_QUERY_LENGTH
+from aegis_catalog.web.forms import MAX_PAGE, MAX_QUERY_LENGTH
 from registry.audit import Action
 from registry.models import NAME_PATTERN, VERSION_PATTERN
 

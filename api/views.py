@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from aegis_catalog.views import error_page
+from aegis_catalog.web.responses import error_page
 from api.actions import MAX_ACTIVE_TOKENS, CreatedToken, TokenRefused, create_token, revoke_token
 from api.models import ApiToken
 

@@ -9,17 +9,14 @@ from urllib.parse import parse_qsl
 
 from django import forms
 from django.conf import settings
-from django.http import QueryDict
 
 from aegis_catalog.lib.hub import HubError, validate_revision
+from aegis_catalog.web.forms import MAX_PAGE, MAX_QUERY_LENGTH, PAGE_SIZES
 from imports.actions import ImportOptions
 from imports.models import ImportRequest
 from registry.models import name_validator, version_validator
 
-MAX_QUERY_LENGTH = 200
-MAX_PAGE = 10_000
 MAX_CURSOR_LENGTH = 2000
-PAGE_SIZES = (10, 25, 50, 100)
 
 # The Hub's pipeline tags, libraries and licenses people filter by (https://huggingface.co/models).
 TASKS = (
@@ -66,33 +63,6 @@ _CURSOR_KEYS = {
 
 def _choices(values: tuple[str, ...], empty: str) -> list[tuple[str, str]]:
     return [("", empty), *((value, value) for value in values)]
-
-
-class UnknownParameters(ValueError):
-    """The query string has parameters this page does not know."""
-
-
-def reject_unknown_parameters(query: QueryDict, allowed: set[str]) -> None:
-    """Raise UnknownParameters for a parameter name the page does not take, or a repeated one."""
-    unknown = sorted(name for name in query if name not in allowed)
-    if unknown:
-        shown = ", ".join(repr(name[:40]) for name in unknown[:5])
-        raise UnknownParameters(
-            f"Unknown query parameter {shown}; this page takes "
-            f"{', '.join(sorted(allowed)) or 'none'}."
-        )
-    repeated = sorted(name for name in query if len(query.getlist(name)) > 1)
-    if repeated:
-        raise UnknownParameters(f"Query parameter {repeated[0][:40]!r} is given more than once.")
-
-
-def form_errors_text(form: forms.Form) -> str:
-    """All errors of a form in one sentence-like line, for a 400 page."""
-    parts = []
-    for name, errors in form.errors.items():
-        label = form.fields[name].label if name in form.fields else None
-        parts.append(f"{label or name}: {' '.join(str(error) for error in errors)}")
-    return "; ".join(parts)
 
 
 class SearchForm(forms.Form):

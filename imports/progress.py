@@ -61,14 +61,19 @@ class ProgressReporter(threading.Thread):
             mine = ImportRequest.objects.filter(
                 pk=self.request_id, status=ImportRequest.Status.RUNNING, attempts=self.attempt
             )
-            if not mine.update(**values):
-                # Marked lost and retried elsewhere, or ended: this attempt must stop.
+            if not mine.update(**values) and self._row_visible():
+                # Marked lost and retried elsewhere, or ended: this attempt must stop. (A row
+                # this connection cannot see, e.g. inside another connection's uncommitted
+                # transaction, says nothing about who owns it.)
                 self.superseded.set()
             if ImportRequest.objects.filter(pk=self.request_id, cancel_requested=True).exists():
                 self.cancelled.set()
         except DatabaseError:
             # Best effort: the stage goes on; the next flush tries again.
             logger.debug("progress of import %s not recorded", self.request_id, exc_info=True)
+
+    def _row_visible(self) -> bool:
+        return ImportRequest.objects.filter(pk=self.request_id).exists()
 
     def stop(self) -> None:
         self._stopped.set()

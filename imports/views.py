@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -33,18 +32,22 @@ from aegis_catalog.lib.hub import (
     validate_repo_id,
     validate_revision,
 )
-from aegis_catalog.views import (
+from aegis_catalog.web.forms import (
+    UnknownParameters,
+    form_errors_text,
+    page_or_404,
+    query_form,
+    reject_unknown_parameters,
+)
+from aegis_catalog.web.permissions import (
     REGISTRY_ADMIN,
     browse_required,
     can_import,
-    error_page,
     import_required,
-    is_htmx,
-    page_or_404,
-    query_form,
     require_groups,
     user_in_group,
 )
+from aegis_catalog.web.responses import error_page, is_htmx
 from imports.actions import (
     ImportQueueUnavailable,
     ImportRejected,
@@ -58,13 +61,11 @@ from imports.forms import (
     ImportListForm,
     RevisionForm,
     SearchForm,
-    UnknownParameters,
-    form_errors_text,
     import_form_initial,
-    reject_unknown_parameters,
 )
 from imports.hub_cache import cached_card, cached_model_info, hub_cache_key
-from imports.models import STAGE_ORDER, ImportEvent, ImportRequest, Stage
+from imports.import_progress import import_progress_of
+from imports.models import ImportRequest
 from registry.actions import RegistryError, grant_policy_override
 from registry.forms import PolicyOverrideForm
 from registry.models import ImportPolicy, ModelVersion
@@ -369,72 +370,6 @@ def start(request: HttpRequest, org: str, name: str) -> HttpResponse:
 
 
 # --- import pages ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StageProgress:
-    stage: str
-    label: str
-    state: str  # "pending", "running", "done", "skipped", "failed", "not run"
-    percent: int | None  # None: no byte count for this stage
-    bytes_done: int
-    bytes_total: int
-
-
-@dataclass(frozen=True)
-class ImportProgress:
-    stages: tuple[StageProgress, ...]
-    overall_percent: int
-    is_terminal: bool
-
-
-def _stage_label(stage: str) -> str:
-    return Stage(stage).label if stage in STAGE_ORDER else stage
-
-
-def import_progress_of(request: ImportRequest, events: Iterable[ImportEvent]) -> ImportProgress:
-    """Per-stage progress of the latest attempt: from the events and the row's live counters."""
-    states = dict.fromkeys(STAGE_ORDER, "pending")
-    for event in events:
-        if event.kind == ImportEvent.Kind.STARTED:
-            states = dict.fromkeys(STAGE_ORDER, "pending")
-        elif event.stage in states:
-            if event.kind == ImportEvent.Kind.STAGE_STARTED:
-                states[event.stage] = "running"
-            elif event.kind == ImportEvent.Kind.STAGE_FINISHED:
-                states[event.stage] = "done"
-            elif event.kind == ImportEvent.Kind.STAGE_SKIPPED:
-                states[event.stage] = "skipped"
-    status = request.status
-    if status == ImportRequest.Status.SUCCEEDED:
-        states = {
-            stage: state if state in {"done", "skipped"} else "not run"
-            for stage, state in states.items()
-        }
-    elif status in (ImportRequest.Status.FAILED, ImportRequest.Status.CANCELLED):
-        for stage, state in states.items():
-            if state == "running":
-                states[stage] = "failed" if status == ImportRequest.Status.FAILED else "cancelled"
-    stages = []
-    for stage in STAGE_ORDER:
-        state = states[stage]
-        done, total = 0, 0
-        percent: int | None = None
-        if state in {"done", "skipped"}:
-            percent = 100
-        elif state == "running" and request.stage == stage:
-            done, total = request.bytes_done, request.bytes_total
-            percent = min(100, done * 100 // total) if total > 0 else None
-        elif state in {"pending", "not run"}:
-            percent = 0
-        stages.append(StageProgress(stage, _stage_label(stage), state, percent, done, total))
-    counted = [item for item in stages if item.state != "not run"]
-    finished = sum(1 for item in counted if item.state in {"done", "skipped"})
-    running = sum((item.percent or 0) / 100 for item in counted if item.state == "running")
-    overall = int((finished + running) * 100 / len(counted)) if counted else 0
-    if status == ImportRequest.Status.SUCCEEDED:
-        overall = 100
-    return ImportProgress(tuple(stages), min(overall, 100), request.is_terminal)
 
 
 def duration_of(request: ImportRequest) -> float | None:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from imports.forms import MAX_PAGE
+from aegis_catalog.web.forms import MAX_PAGE, MAX_QUERY_LENGTH, PAGE_SIZES
 from registry.audit import Action
-from registry.models import AuditEvent
+from registry.models import AuditEvent, RegisteredModel
 
 AUDIT_PAGE_SIZES = (25, 50, 100, 200)
 AUDIT_DEFAULT_PAGE_SIZE = 50
@@ -139,6 +140,81 @@ class AuditFilterForm(forms.Form):
         if end is not None:
             queryset = queryset.filter(created_at__lt=end)
         return queryset.order_by("-sequence")
+
+
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+/-]{0,99}")
+
+
+def _registry_choices(values: list[str], empty: str) -> list[tuple[str, str]]:
+    return [("", empty), *((value, value) for value in values)]
+
+
+class RegistryFilterForm(forms.Form):
+    """Search and filters of the registry list (GET); filter values must exist in the registry."""
+
+    q = forms.CharField(label="Search", required=False, max_length=MAX_QUERY_LENGTH)
+    license = forms.ChoiceField(label="License", required=False)
+    task = forms.ChoiceField(label="Task", required=False)
+    author = forms.ChoiceField(label="Author", required=False)
+    tag = forms.CharField(label="Tag", required=False, max_length=100)
+    page = forms.IntegerField(label="Page", required=False, min_value=1, max_value=MAX_PAGE)
+    per_page = forms.TypedChoiceField(
+        label="Per page",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        choices=[(str(size), str(size)) for size in PAGE_SIZES],
+    )
+
+    FIELDS = {"q", "license", "task", "author", "tag", "page", "per_page"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        models = RegisteredModel.objects.order_by()
+        for field, column, empty in (
+            ("license", "license", "any license"),
+            ("task", "pipeline_tag", "any task"),
+            ("author", "author", "any author"),
+        ):
+            values = list(
+                models.exclude(**{column: ""})
+                .values_list(column, flat=True)
+                .distinct()
+                .order_by(column)
+            )
+            self.fields[field].choices = _registry_choices(values, empty)  # type: ignore[attr-defined]
+
+    def clean_q(self) -> str:
+        value: str = self.cleaned_data["q"]
+        if any(ord(char) < 32 for char in value):
+            raise forms.ValidationError("The search text cannot contain control characters.")
+        return " ".join(value.split())
+
+    def clean_tag(self) -> str:
+        value: str = self.cleaned_data["tag"].strip()
+        if value and not _TAG.fullmatch(value):
+            raise forms.ValidationError(
+                "A tag uses letters, digits and . _ : + / - only, starting with a letter or digit."
+            )
+        return value
+
+    def filter(self, queryset: QuerySet[RegisteredModel]) -> QuerySet[RegisteredModel]:
+        data = self.cleaned_data
+        if data["q"]:
+            queryset = queryset.filter(
+                Q(name__icontains=data["q"]) | Q(source_repo__icontains=data["q"])
+            )
+        if data["license"]:
+            queryset = queryset.filter(license=data["license"])
+        if data["task"]:
+            queryset = queryset.filter(pipeline_tag=data["task"])
+        if data["author"]:
+            queryset = queryset.filter(author=data["author"])
+        if data["tag"]:
+            # JSON text search works on PostgreSQL and SQLite alike; the tag pattern needs no
+            # JSON escaping, and the quotes make it match a whole tag.
+            queryset = queryset.filter(tags__icontains=f'"{data["tag"]}"')
+        return queryset
 
 
 class PolicyOverrideForm(forms.Form):

@@ -1,6 +1,6 @@
 """The four groups of Aegis and their model permissions.
 
-Views check group membership themselves (``aegis_catalog.views.user_in_group``); the model
+Views check group membership themselves (``aegis_catalog.web.permissions.user_in_group``); the model
 permissions below are what the Django admin site uses. ``registry-admin`` members also need
 ``is_staff`` to sign in to the admin site.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group
 
-from aegis_catalog.views import can_browse, can_import, user_in_group
+from aegis_catalog.web.permissions import can_browse, can_import, user_in_group
 from tests.web.conftest import make_user
 
 pytestmark = pytest.mark.django_db

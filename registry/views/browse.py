@@ -1,0 +1,69 @@
+"""The registry list and a model's page."""
+
+from __future__ import annotations
+
+from django.core.paginator import Paginator
+from django.db.models import Count, OuterRef, Subquery
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+)
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from aegis_catalog.web.forms import (
+    PageForm,
+    page_or_404,
+    query_form,
+)
+from aegis_catalog.web.permissions import (
+    browse_required,
+)
+from registry.forms import RegistryFilterForm
+from registry.models import ModelVersion, RegisteredModel
+
+
+@require_GET
+@browse_required
+def model_list(request: HttpRequest) -> HttpResponse:
+    """Registered models, searchable and filtered; a fixed number of queries per page."""
+    form = query_form(request, RegistryFilterForm)
+    if isinstance(form, HttpResponse):
+        return form
+    # Per-model figures as correlated subqueries (not a JOIN + GROUP BY over every version):
+    # the database works them out for the page's rows only, each one an index lookup on
+    # (model, imported_at); the paginator's count drops them.
+    versions = ModelVersion.objects.filter(model=OuterRef("pk"))
+    latest = versions.order_by("-imported_at", "-pk")
+    queryset = form.filter(
+        RegisteredModel.objects.annotate(
+            version_count=Subquery(
+                versions.order_by().values("model").annotate(count=Count("pk")).values("count")
+            ),
+            last_imported_at=Subquery(latest.values("imported_at")[:1]),
+            latest_version=Subquery(latest.values("version")[:1]),
+        ).order_by("name")
+    )
+    page = page_or_404(
+        Paginator(queryset, form.cleaned_data["per_page"] or 25), form.cleaned_data["page"] or 1
+    )
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "registry/model_list.html",
+        {"form": form, "page": page, "base_query": query.urlencode()},
+    )
+
+
+@require_GET
+@browse_required
+def model_detail(request: HttpRequest, name: str) -> HttpResponse:
+    """One registered model: its card metadata and its versions."""
+    form = query_form(request, PageForm)
+    if isinstance(form, HttpResponse):
+        return form
+    model = get_object_or_404(RegisteredModel, name=name)
+    versions = model.versions.select_related("signing_key").order_by("-imported_at", "-pk")
+    page = page_or_404(Paginator(versions, 50), form.cleaned_data["page"] or 1)
+    return render(request, "registry/model_detail.html", {"model": model, "page": page})

@@ -1,0 +1,309 @@
+"""A version's provenance page, its downloads and "Verify now"."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Q
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+)
+from django.http.response import HttpResponseBase
+from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
+
+from aegis_catalog.lib.storage import ObjectNotFound, StorageError
+from aegis_catalog.web.permissions import (
+    AUDIT_GROUPS,
+    VERIFY_GROUPS,
+    browse_required,
+    require_groups,
+    user_in_group,
+)
+from aegis_catalog.web.responses import error_page, is_htmx
+from registry import attestation
+from registry.actions import record_verification
+from registry.audit import Action
+from registry.audit_display import audit_row, display_value
+from registry.downloads import download_names, download_response
+from registry.models import AuditEvent, ModelVersion
+from registry.verify import VerificationError, verify_and_record
+
+# Who may do what on the provenance and audit pages (superusers pass every check):
+# every role may read a version's provenance and download its files; auditors, registry
+# admins and importers may re-run the verification (it writes an audit event); auditors and
+# registry admins read the audit trail.
+verify_required = require_groups(*VERIFY_GROUPS, what="verify a model version")
+
+# The checks of registry.verify, in words.
+CHECK_LABELS = {
+    "fetch": "The artifact and its attestation were fetched from storage",
+    "attestation_signature": "The provenance attestation's signature verifies",
+    "trusted_key": "The signing key is in the trust store",
+    "key_not_revoked": "The signing key is not revoked",
+    "digest": "The tarball's sha256 is the one signed and registered",
+    "not_yanked": "The version is not yanked",
+    "safe_extraction": "The tarball extracts safely",
+    "model_signature": "model.sig verifies over every file of model/",
+    "load": "The safetensors weights load",
+    "verification": "Verification",
+}
+# Events of a signing key that belong on the timeline of every version it signed.
+KEY_ACTIONS = (Action.KEY_ADDED, Action.KEY_ROTATED, Action.KEY_REVOKED)
+TIMELINE_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """One file of the manifest, and how it compared with the Hub's digest at import."""
+
+    path: str
+    size: int | None
+    sha256: str
+    hub_digest: str
+    hub_digest_kind: str
+    hub_state: str  # "matched", "differs" or "unknown"
+    hub_note: str
+
+
+@dataclass(frozen=True)
+class CheckLine:
+    name: str
+    label: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerificationOutcome:
+    """What "Verify now" found: every check passed, or the one that failed and why."""
+
+    passed: bool
+    checks: tuple[CheckLine, ...] = ()
+    failed_check: str = ""
+    failed_label: str = ""
+    error: str = ""
+
+
+def check_label(name: str) -> str:
+    return CHECK_LABELS.get(name, name.replace("_", " "))
+
+
+def _file_rows(manifest: Any) -> list[FileRow]:
+    rows = []
+    for entry in manifest if isinstance(manifest, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        sha256 = str(entry.get("sha256") or "")
+        hub_digest = str(entry.get("hub_digest") or "")
+        kind = str(entry.get("hub_digest_kind") or "")
+        if kind == "lfs-sha256" and hub_digest:
+            state = "matched" if hub_digest == sha256 else "differs"
+            note = (
+                "matches the Hub's LFS sha256"
+                if state == "matched"
+                else f"DIFFERS from the Hub's LFS sha256 {hub_digest}"
+            )
+        elif kind == "git-blob-sha1" and hub_digest:
+            # The sha1 git blob id is compared with the downloaded bytes at import (an import
+            # with a mismatch fails); the registry keeps the sha256, not the bytes' blob id.
+            state, note = "matched", f"matched the Hub's git blob id {hub_digest} at import"
+        else:
+            state, note = "unknown", "no Hub digest was recorded"
+        size = entry.get("size")
+        rows.append(
+            FileRow(
+                path=str(entry.get("path") or ""),
+                size=size if isinstance(size, int) else None,
+                sha256=sha256,
+                hub_digest=hub_digest,
+                hub_digest_kind=kind,
+                hub_state=state,
+                hub_note=note,
+            )
+        )
+    return rows
+
+
+def decoded_statement(bundle: Any) -> tuple[str, str]:
+    """The DSSE payload of a stored bundle as pretty JSON, or why it cannot be shown.
+
+    This decodes only; the signature is checked by "Verify now" and by the reader's own tools.
+    """
+    try:
+        loaded = attestation.load_bundle(attestation.bundle_to_bytes(bundle or {}))
+        payload = base64.b64decode(loaded["dsseEnvelope"]["payload"], validate=True)
+        statement = json.loads(payload)
+    except attestation.AttestationError as error:
+        return "", f"The stored attestation cannot be decoded: {error}"
+    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
+        return "", f"The attestation's payload is not JSON: {error}"
+    return json.dumps(statement, indent=2, sort_keys=True, ensure_ascii=False), ""
+
+
+def _import_request_id(item: ModelVersion) -> int | None:
+    options = item.import_options if isinstance(item.import_options, dict) else {}
+    value = options.get("import_request")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _timeline(item: ModelVersion, import_request_id: int | None) -> list[AuditEvent]:
+    """The version's events, its model's, its import's and its signing key's, oldest first.
+
+    The first three carry the model's name, so the model index serves them; key events
+    are found through the action index.
+    """
+    own = Q(object_type="version", object_id=str(item.pk)) | Q(
+        object_type="model", object_id=str(item.model_id)
+    )
+    if import_request_id is not None:
+        own |= Q(object_type="import", object_id=str(import_request_id))
+    key_events = Q(
+        action__in=KEY_ACTIONS, object_type="signing_key", object_id=str(item.signing_key_id)
+    )
+    newest = AuditEvent.objects.filter((Q(model_name=item.model.name) & own) | key_events).order_by(
+        "-sequence"
+    )[:TIMELINE_LIMIT]
+    return list(reversed(newest))
+
+
+def _provenance_context(request: HttpRequest, item: ModelVersion) -> dict[str, Any]:
+    endpoint = (item.source_endpoint or "").rstrip("/")
+    options = item.import_options if isinstance(item.import_options, dict) else {}
+    import_request_id = _import_request_id(item)
+    statement, statement_error = decoded_statement(item.attestation)
+    events = _timeline(item, import_request_id)
+    return {
+        "version": item,
+        "model": item.model,
+        "key": item.signing_key,
+        "source_url": f"{endpoint}/{item.source_repo}" if endpoint else "",
+        "commit_url": f"{endpoint}/{item.source_repo}/tree/{item.source_commit}"
+        if endpoint
+        else "",
+        "files": _file_rows(item.manifest),
+        "scan_results": item.scan_results if isinstance(item.scan_results, list) else [],
+        "options": options,
+        "other_options": sorted(
+            (key, display_value(value))
+            for key, value in options.items()
+            if key not in ("include", "exclude", "import_request", "policy")
+        ),
+        "import_request_id": import_request_id,
+        "statement": statement,
+        "statement_error": statement_error,
+        "timeline": [audit_row(event) for event in events],
+        "timeline_truncated": len(events) == TIMELINE_LIMIT,
+        # Template lookups cannot use "-": the same names, keyed with "_".
+        "downloads": {
+            kind.replace("-", "_"): filename for kind, filename in download_names(item).items()
+        },
+        "can_verify": user_in_group(request.user, *VERIFY_GROUPS),
+        "can_audit": user_in_group(request.user, *AUDIT_GROUPS),
+    }
+
+
+def _version_or_404(name: str, version: str) -> ModelVersion:
+    return get_object_or_404(
+        ModelVersion.objects.select_related("model", "signing_key", "imported_by_user"),
+        model__name=name,
+        version=version,
+    )
+
+
+@require_GET
+@browse_required
+def version_detail(request: HttpRequest, name: str, version: str) -> HttpResponse:
+    """A version's provenance: source commit, who and when, files, scans, artifact, signing key,
+    the decoded provenance statement, the event timeline, downloads and "Verify now"."""
+    if request.GET:
+        return error_page(request, 400, "Invalid request", "This page takes no query parameters.")
+    item = _version_or_404(name, version)
+    return render(request, "registry/version_detail.html", _provenance_context(request, item))
+
+
+def _run_verification(request: HttpRequest, item: ModelVersion) -> VerificationOutcome:
+    actor = request.user.get_username()
+    try:
+        result = verify_and_record(item, actor=actor, user=request.user)
+    except VerificationError as failure:  # verify_and_record has recorded it
+        return VerificationOutcome(
+            passed=False,
+            failed_check=failure.check,
+            failed_label=check_label(failure.check),
+            error=str(failure),
+        )
+    except (StorageError, OSError) as failure:
+        # Raised before verify_and_record could record the run (e.g. an unreadable storage
+        # URL, a full disk while extracting): record it here, so every run is on the trail.
+        check = "fetch" if isinstance(failure, StorageError) else "verification"
+        message = str(failure) or type(failure).__name__
+        record_verification(
+            item,
+            artifact=item.model_path,
+            actor=actor,
+            user=request.user,
+            passed=False,
+            checks=[],
+            failed_check=check,
+            error=message,
+        )
+        return VerificationOutcome(
+            passed=False, failed_check=check, failed_label=check_label(check), error=message
+        )
+    return VerificationOutcome(
+        passed=True,
+        checks=tuple(
+            CheckLine(check.name, check_label(check.name), check.detail) for check in result.checks
+        ),
+    )
+
+
+@require_POST
+@verify_required
+def version_verify(request: HttpRequest, name: str, version: str) -> HttpResponse:
+    """Re-run ``verify_model_artifact`` on the stored artifact, record the run, show each check.
+
+    A failed verification is a result, not an error: the page answers 200 and names the check
+    that failed. htmx gets the result panel and the refreshed timeline.
+    """
+    item = _version_or_404(name, version)
+    outcome = _run_verification(request, item)
+    item = _version_or_404(name, version)  # as it is now, with its key (maybe just revoked)
+    context = {**_provenance_context(request, item), "verification": outcome}
+    if is_htmx(request):
+        response = HttpResponse(
+            render_to_string("registry/version_detail.html#verification", context, request)
+            + render_to_string(
+                "registry/version_detail.html#timeline", {**context, "oob": True}, request
+            )
+        )
+    else:
+        response = render(request, "registry/version_detail.html", context)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+@require_GET
+@browse_required
+def version_download(request: HttpRequest, name: str, version: str, kind: str) -> HttpResponseBase:
+    """The artifact, its attestation bundle, model.sig, aegis.json or the signing public key."""
+    if request.GET:
+        return error_page(request, 400, "Invalid request", "Downloads take no query parameters.")
+    item = _version_or_404(name, version)
+    names = download_names(item)
+    if kind not in names:
+        raise Http404(f"There is no download {kind!r}; there are {', '.join(names)}.")
+    try:
+        return download_response(item, kind)
+    except ObjectNotFound as error:
+        return error_page(request, 404, "Not in storage", f"{error}.")
+    except StorageError as error:
+        return error_page(request, 502, "Storage unavailable", f"{error}.")

@@ -83,6 +83,12 @@ def artifact_store(*, upload_s3: bool = False, bucket: str | None = None) -> Art
     return LocalStore(settings.AEGIS_ARTIFACT_ROOT)
 
 
+def served_store_for(url: str) -> ArtifactStore:
+    """The store a download reads ``url`` from: a ``file://`` URL only inside the artifact
+    directory (a registry row edited to point at another file is refused, not served)."""
+    return store_for_url(url, local_root=settings.AEGIS_ARTIFACT_ROOT, s3=s3_config())
+
+
 def store_for(url: str) -> ArtifactStore:
     """The store that can read an existing artifact URL (file:// or s3://)."""
     return store_for_url(url, local_root=None, s3=s3_config())

@@ -271,6 +271,8 @@ AEGIS_WORK_DIR_MAX_AGE = env_int("AEGIS_WORK_DIR_MAX_AGE", 3 * 24 * 3600, minimu
 AEGIS_MAINTENANCE_SECONDS = env_int("AEGIS_MAINTENANCE_SECONDS", 300, minimum=10)
 # How often the audit chain's head is signed and stored as an anchor outside the database.
 AEGIS_AUDIT_ANCHOR_SECONDS = env_int("AEGIS_AUDIT_ANCHOR_SECONDS", 3600, minimum=10)
+# How long /healthz reuses its storage probe (a file written to and removed from the store).
+AEGIS_HEALTH_PROBE_SECONDS = env_int("AEGIS_HEALTH_PROBE_SECONDS", 60, minimum=0)
 AEGIS_BUILDER_ID = env_str("AEGIS_BUILDER_ID", "https://aegis-catalog.local/builder")
 
 LOGGING = {

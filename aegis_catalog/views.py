@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import django_rq
@@ -50,14 +52,50 @@ def _check_vault() -> dict[str, Any]:
     return {"address": health["address"], "version": health["version"]}
 
 
-def _check_storage() -> dict[str, Any]:
-    store = services.artifact_store()
-    store.check()
+def _probe_storage() -> dict[str, Any]:
+    services.artifact_store().check()
     details: dict[str, Any] = {"local": str(settings.AEGIS_ARTIFACT_ROOT)}
     if settings.AEGIS_S3_BUCKET:
         services.artifact_store(upload_s3=True).check()
         details["s3_bucket"] = settings.AEGIS_S3_BUCKET
     return details
+
+
+@dataclass
+class _Probe:
+    key: tuple[str, str]
+    at: float
+    details: dict[str, Any] | None
+    error: StorageError | OSError | None
+
+
+_storage_probe: _Probe | None = None
+_storage_probe_lock = threading.Lock()
+
+
+def _check_storage() -> dict[str, Any]:
+    """The stores' writability, probed (a file written and removed) at most once per
+    ``AEGIS_HEALTH_PROBE_SECONDS`` per process and per store, so callers never make it write
+    on every call; the answer says how old the probe is."""
+    global _storage_probe
+    key = (str(settings.AEGIS_ARTIFACT_ROOT), settings.AEGIS_S3_BUCKET or "")
+    with _storage_probe_lock:
+        probe = _storage_probe
+        now = time.monotonic()
+        if (
+            probe is None
+            or probe.key != key
+            or now - probe.at >= settings.AEGIS_HEALTH_PROBE_SECONDS
+        ):
+            try:
+                probe = _Probe(key, now, _probe_storage(), None)
+            except (StorageError, OSError) as error:
+                probe = _Probe(key, now, None, error)
+            _storage_probe = probe
+    if probe.error is not None:
+        raise probe.error
+    assert probe.details is not None
+    return {**probe.details, "probed_seconds_ago": round(time.monotonic() - probe.at, 1)}
 
 
 HEALTH_CHECKS: dict[str, tuple[Callable[[], dict[str, Any]], tuple[type[BaseException], ...]]] = {
@@ -71,9 +109,11 @@ HEALTH_CHECKS: dict[str, tuple[Callable[[], dict[str, Any]], tuple[type[BaseExce
 @never_cache
 @require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
-    """JSON health of the database, Redis, Vault and storage; HTTP 503 when any is down.
+    """Health of the database, Redis, Vault and storage; HTTP 503 when any is down.
 
-    Open without sign-in (load balancers call it); it reports reachability, never secrets.
+    Open without sign-in (load balancers call it) but then it says only ``ok`` or
+    ``unavailable``: each check's details (addresses, bucket, queue depth, errors) are for
+    staff. They never include secrets.
     """
     checks: dict[str, dict[str, Any]] = {}
     for name, (check, expected) in HEALTH_CHECKS.items():
@@ -86,10 +126,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
             checks[name] = {"ok": True, **details}
         checks[name]["seconds"] = round(time.monotonic() - started, 3)
     healthy = all(check["ok"] for check in checks.values())
-    return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": checks},
-        status=200 if healthy else 503,
-    )
+    body: dict[str, Any] = {"status": "ok" if healthy else "unavailable"}
+    if getattr(request.user, "is_staff", False) and request.user.is_active:
+        body["checks"] = checks
+    return JsonResponse(body, status=200 if healthy else 503)
 
 
 def navigation(request: HttpRequest) -> dict[str, bool]:

@@ -13,7 +13,6 @@ from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 
 from aegis_catalog import services
-from aegis_catalog.lib.storage import ObjectNotFound, StorageError, parse_url
 from registry.models import ModelVersion
 from registry.provenance import (
     artifact_name,
@@ -25,6 +24,10 @@ from registry.provenance import (
 
 JSON_TYPE = "application/json"
 STREAM_BLOCK_SIZE = 1024 * 1024  # read from S3 per chunk of a streamed download
+# Every download answer (and the refusal of a yanked artifact) says the version's status.
+STATUS_HEADER = "X-Aegis-Version-Status"
+# The query parameter with which an auditor or registry admin asks for a yanked artifact.
+ALLOW_YANKED = "allow_yanked"
 
 
 def download_names(item: ModelVersion) -> dict[str, str]:
@@ -51,20 +54,9 @@ def _attachment(content: bytes, filename: str, content_type: str) -> HttpRespons
 def _stored_file(url: str, filename: str, content_type: str) -> FileResponse:
     """A stored object as an attachment, streamed as it is read: a local file as it is (the
     server may send it with sendfile), an S3 object straight from its GET, so a multi-GB
-    artifact starts at once and is never copied to disk first."""
-    parsed = parse_url(url)
-    if parsed.scheme == "file":
-        assert parsed.path is not None
-        try:
-            handle = parsed.path.open("rb")
-        except FileNotFoundError as error:
-            raise ObjectNotFound(f"{url} does not exist") from error
-        except OSError as error:
-            raise StorageError(f"{url} cannot be read: {error.strerror or error}") from error
-        return FileResponse(
-            handle, as_attachment=True, filename=filename, content_type=content_type
-        )
-    stream, size = services.store_for(url).open_read(url)
+    artifact starts at once and is never copied to disk first. A local file is read only
+    inside the artifact directory."""
+    stream, size = services.served_store_for(url).open_read(url)
     response = FileResponse(
         stream, as_attachment=True, filename=filename, content_type=content_type
     )
@@ -73,9 +65,34 @@ def _stored_file(url: str, filename: str, content_type: str) -> FileResponse:
     return response
 
 
-def download_response(item: ModelVersion, kind: str) -> HttpResponseBase:
-    """One of a version's downloads (a key of ``download_names``) as an attachment. Raises
-    ObjectNotFound or StorageError when a stored object cannot be read."""
+class VersionYanked(Exception):
+    """The artifact of a yanked version, asked for without an auditor's explicit override."""
+
+
+def yanked_message(item: ModelVersion) -> str:
+    reason = f" ({item.status_reason.strip()})" if item.status_reason.strip() else ""
+    return (
+        f"{item.model.name} {item.version} was yanked{reason}; its artifact is not served. "
+        "An auditor or registry admin can still download it by asking explicitly "
+        f"(?{ALLOW_YANKED}=1); its provenance files stay available."
+    )
+
+
+def download_response(
+    item: ModelVersion, kind: str, *, allow_yanked: bool = False
+) -> HttpResponseBase:
+    """One of a version's downloads (a key of ``download_names``) as an attachment, with the
+    version's status in ``X-Aegis-Version-Status``. Raises VersionYanked for the artifact of a
+    yanked version unless ``allow_yanked`` (the caller checked who asks), ObjectNotFound or
+    StorageError when a stored object cannot be read."""
+    if kind == "artifact" and item.status == ModelVersion.Status.YANKED and not allow_yanked:
+        raise VersionYanked(yanked_message(item))
+    response = _download(item, kind)
+    response[STATUS_HEADER] = item.status
+    return response
+
+
+def _download(item: ModelVersion, kind: str) -> HttpResponseBase:
     filename = download_names(item)[kind]
     if kind == "attestation":
         return _attachment(attestation_bytes(item), filename, JSON_TYPE)

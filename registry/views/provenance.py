@@ -20,7 +20,7 @@ from django.template.loader import render_to_string
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from aegis_catalog.lib.storage import ObjectNotFound, StorageError
+from aegis_catalog.lib.storage import InvalidStorageKey, ObjectNotFound, StorageError
 from aegis_catalog.web.permissions import (
     AUDIT_GROUPS,
     VERIFY_GROUPS,
@@ -33,7 +33,13 @@ from registry import attestation
 from registry.actions import record_verification
 from registry.audit import Action
 from registry.audit_display import audit_row, display_value
-from registry.downloads import download_names, download_response
+from registry.downloads import (
+    ALLOW_YANKED,
+    STATUS_HEADER,
+    VersionYanked,
+    download_names,
+    download_response,
+)
 from registry.models import AuditEvent, ModelVersion
 from registry.verify import VerificationError, verify_and_record
 
@@ -294,16 +300,31 @@ def version_verify(request: HttpRequest, name: str, version: str) -> HttpRespons
 @require_GET
 @browse_required
 def version_download(request: HttpRequest, name: str, version: str, kind: str) -> HttpResponseBase:
-    """The artifact, its attestation bundle, model.sig, aegis.json or the signing public key."""
-    if request.GET:
-        return error_page(request, 400, "Invalid request", "Downloads take no query parameters.")
+    """The artifact, its attestation bundle, model.sig, aegis.json or the signing public key.
+
+    A yanked version's artifact answers 410 with the reason, unless an auditor or registry
+    admin asks for it explicitly (``?allow_yanked=1``)."""
+    if set(request.GET) - {ALLOW_YANKED} or request.GET.get(ALLOW_YANKED, "1") != "1":
+        return error_page(
+            request,
+            400,
+            "Invalid request",
+            f"Downloads take no query parameters but {ALLOW_YANKED}=1.",
+        )
     item = _version_or_404(name, version)
     names = download_names(item)
     if kind not in names:
         raise Http404(f"There is no download {kind!r}; there are {', '.join(names)}.")
+    allow_yanked = ALLOW_YANKED in request.GET and user_in_group(request.user, *AUDIT_GROUPS)
     try:
-        return download_response(item, kind)
+        return download_response(item, kind, allow_yanked=allow_yanked)
+    except VersionYanked as refusal:
+        response = error_page(request, 410, "Version yanked", str(refusal))
+    except InvalidStorageKey as error:
+        response = error_page(request, 403, "Not served", f"{error}.")
     except ObjectNotFound as error:
-        return error_page(request, 404, "Not in storage", f"{error}.")
+        response = error_page(request, 404, "Not in storage", f"{error}.")
     except StorageError as error:
-        return error_page(request, 502, "Storage unavailable", f"{error}.")
+        response = error_page(request, 502, "Storage unavailable", f"{error}.")
+    response[STATUS_HEADER] = item.status
+    return response

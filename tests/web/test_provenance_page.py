@@ -311,7 +311,8 @@ def test_it_answers_404_when_an_s3_artifact_is_missing(aegis_s3, alice, bob_clie
     assert "does not exist" in response.content.decode()
 
 
-def test_it_answers_404_when_the_artifact_is_missing_from_storage(bob_client, tmp_path):
+def test_it_answers_404_when_the_artifact_is_missing_from_storage(bob_client, settings, tmp_path):
+    settings.AEGIS_ARTIFACT_ROOT = tmp_path
     version = make_version("tiny-bert", "1.0")
     ModelVersion.objects.filter(pk=version.pk).update(
         model_path=(tmp_path / "gone.tar.gz").as_uri()

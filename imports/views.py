@@ -52,6 +52,7 @@ from imports.actions import (
     ImportQueueUnavailable,
     ImportRejected,
     cancel_import,
+    fail_stale_imports,
     request_import,
     retry_import,
 )
@@ -447,6 +448,9 @@ def _policy_context(request: HttpRequest, import_request: ImportRequest) -> dict
 
 
 def _get_import(pk: int) -> ImportRequest:
+    """The import as it is now: one whose worker stopped answering is marked failed first, so
+    its page never shows "running" for an import nothing runs."""
+    fail_stale_imports([pk])
     return get_object_or_404(
         ImportRequest.objects.select_related("model_version__model", "requested_by"), pk=pk
     )

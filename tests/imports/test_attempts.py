@@ -1,4 +1,4 @@
-"""An import's attempts: a stale one is reaped on retry and cancel, an attempt given up for
+"""An import's attempts: a stale one is reaped when shown, retried or cancelled, an attempt given up for
 lost changes nothing once another attempt runs, and content whose version was yanked or a name
 bound to another repo is refused."""
 
@@ -16,6 +16,7 @@ from imports.jobs import run_import
 from imports.models import ImportRequest
 from registry import actions as registry_actions
 from registry.models import ModelVersion
+from tests.web.conftest import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -34,6 +35,20 @@ def running_for_six_hours() -> ImportRequest:
     )
     request.refresh_from_db()
     return request
+
+
+def test_showing_an_import_whose_worker_is_gone_marks_it_failed(aegis, client):
+    request = running_for_six_hours()
+    client.force_login(make_user("viewer-user", "viewer"))
+
+    for url in (f"/imports/{request.pk}/", f"/imports/{request.pk}/progress/"):
+        page = client.get(url)
+        assert page.status_code == 200
+    request.refresh_from_db()
+    assert request.status == ImportRequest.Status.FAILED
+    assert request.error_code == "worker_lost"
+    assert "stopped responding" in page.content.decode()
+    assert request.events.filter(kind="failed").count() == 1
 
 
 def test_retrying_an_import_whose_worker_is_gone_queues_it_again(aegis):

@@ -1,6 +1,6 @@
-"""An import's attempts: a stale one is reaped when shown, retried or cancelled, an attempt given up for
-lost changes nothing once another attempt runs, and content whose version was yanked or a name
-bound to another repo is refused."""
+"""An import's attempts: a stale one is reaped when shown, retried or cancelled, an attempt
+given up for lost changes nothing once another attempt runs, and content whose version was
+yanked or a name bound to another repo is refused."""
 
 from __future__ import annotations
 

@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from tests.factories import make_registry_admin, make_user, signed_in
 
 # huggingface_hub reads these when first imported: no telemetry calls to huggingface.co.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -102,3 +106,65 @@ def aegis_s3(aegis: AegisEnvironment, seaweedfs: Any, s3_bucket: str) -> AegisEn
     settings.AEGIS_S3_BUCKET = s3_bucket
     settings.AEGIS_S3_PREFIX = "models"
     return aegis
+
+
+# --- users and signed-in clients (tests/factories.py makes them) ---------------------------
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def hub(settings: Any, hub_double: Any) -> Any:
+    """Settings pointing at the Hub double (no Vault needed for browsing)."""
+    settings.HF_ENDPOINT = hub_double.url
+    settings.HF_TOKEN = None
+    settings.AEGIS_S3_BUCKET = None
+    return hub_double
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    """An importer."""
+    return make_user("alice", "importer")
+
+
+@pytest.fixture
+def bob(db: None) -> User:
+    """A viewer."""
+    return make_user("bob", "viewer")
+
+
+@pytest.fixture
+def charlie(db: None) -> User:
+    """An auditor."""
+    return make_user("charlie", "auditor")
+
+
+@pytest.fixture
+def rosa(db: None) -> User:
+    """A registry admin."""
+    return make_registry_admin("rosa")
+
+
+@pytest.fixture
+def nobody(db: None) -> User:
+    """Signed in, but in no group."""
+    return make_user("nobody")
+
+
+@pytest.fixture
+def alice_client(alice: User) -> Client:
+    return signed_in(alice)
+
+
+@pytest.fixture
+def bob_client(bob: User) -> Client:
+    return signed_in(bob)
+
+
+@pytest.fixture
+def charlie_client(charlie: User) -> Client:
+    return signed_in(charlie)

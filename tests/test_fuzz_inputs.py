@@ -82,7 +82,7 @@ def offline(settings, tmp_path):
 def alice_client(db):
     from django.test import Client
 
-    from tests.web.conftest import make_user
+    from tests.factories import make_user
 
     client = Client()
     client.force_login(make_user("alice", "importer"))

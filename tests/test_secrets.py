@@ -25,7 +25,7 @@ from imports.actions import ImportOptions
 from imports.jobs import run_import
 from imports.models import ImportEvent, ImportRequest
 from registry.models import AuditEvent, ModelVersion
-from tests.web.conftest import make_user
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BASE_DIR = Path(__file__).resolve().parents[1]

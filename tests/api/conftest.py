@@ -1,4 +1,4 @@
-"""Fixtures for the API tests: the web tests' users, each with an API token."""
+"""Fixtures for the API tests: the users of tests/conftest.py, each with an API token."""
 
 from __future__ import annotations
 
@@ -9,17 +9,6 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from api.actions import create_token
-from tests.web.conftest import (  # noqa: F401 - fixtures shared with the web tests
-    _fast_password_hashing,
-    alice,
-    alice_client,
-    bob,
-    bob_client,
-    charlie,
-    hub,
-    nobody,
-    rosa,
-)
 
 
 def token_for(user: User, name: str = "tests") -> str:
@@ -41,18 +30,18 @@ class ApiClient:
 
 
 @pytest.fixture
-def alice_api(alice: User) -> ApiClient:  # noqa: F811
+def alice_api(alice: User) -> ApiClient:
     """An importer's token."""
     return ApiClient(token_for(alice))
 
 
 @pytest.fixture
-def bob_api(bob: User) -> ApiClient:  # noqa: F811
+def bob_api(bob: User) -> ApiClient:
     """A viewer's token."""
     return ApiClient(token_for(bob))
 
 
 @pytest.fixture
-def charlie_api(charlie: User) -> ApiClient:  # noqa: F811
+def charlie_api(charlie: User) -> ApiClient:
     """An auditor's token."""
     return ApiClient(token_for(charlie))

@@ -8,7 +8,7 @@ import django_rq
 import pytest
 
 from imports.models import ImportEvent, ImportRequest
-from tests.web.conftest import make_version
+from tests.factories import make_version
 
 pytestmark = pytest.mark.django_db
 

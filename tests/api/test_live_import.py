@@ -14,8 +14,8 @@ from registry import verify
 from registry.actions import set_version_status
 from registry.models import ModelVersion
 from registry.verify import verify_model_artifact
-from tests.web.browser import start_worker_thread
-from tests.web.conftest import make_user
+from tests.browser.chromium import start_worker_thread
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.web.conftest import bulk_registry
+from tests.factories import bulk_registry
 
 pytestmark = pytest.mark.django_db
 

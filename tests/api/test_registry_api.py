@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.test import Client
 
-from tests.web.conftest import make_version, signing_key
+from tests.factories import make_version, signing_key
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ import pytest
 from api.actions import create_token
 from devservers.tools import find_tool
 from imports.models import ImportRequest
-from tests.web.conftest import make_user, make_version
+from tests.factories import make_user, make_version
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,7 +10,7 @@ from api.actions import MAX_ACTIVE_TOKENS, create_token, hash_token
 from api.models import ApiToken
 from registry.audit import Action, verify_chain
 from registry.models import AuditEvent
-from tests.web.conftest import signed_in
+from tests.factories import signed_in
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from registry import verify
 from registry.actions import set_version_status
 from registry.models import ModelVersion, SigningKey
 from registry.verify import verify_model_artifact
-from tests.web.conftest import make_user
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,7 +16,7 @@ from imports.jobs import run_import
 from imports.models import ImportRequest
 from registry import actions as registry_actions
 from registry.models import ModelVersion
-from tests.web.conftest import make_user
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 

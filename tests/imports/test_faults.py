@@ -20,7 +20,7 @@ from imports.actions import ImportOptions, fail_stale_imports
 from imports.jobs import run_import
 from imports.models import ImportRequest
 from registry.models import ModelVersion
-from tests.web.conftest import make_user
+from tests.factories import make_user
 
 # transaction=True: the runner's progress thread writes through its own connection.
 pytestmark = pytest.mark.django_db(transaction=True)

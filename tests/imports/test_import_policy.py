@@ -195,7 +195,7 @@ def set_allow_list(client, licenses: str):
 
 
 def test_an_admin_edit_of_the_policy_is_audited_with_before_and_after(rosa):
-    from tests.web.conftest import signed_in
+    from tests.factories import signed_in
 
     response = set_allow_list(signed_in(rosa), "mit, Apache-2.0")
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -210,7 +210,7 @@ def test_an_admin_edit_of_the_policy_is_audited_with_before_and_after(rosa):
 
 
 def test_the_admin_refuses_a_license_that_is_not_an_spdx_id(rosa):
-    from tests.web.conftest import signed_in
+    from tests.factories import signed_in
 
     response = set_allow_list(signed_in(rosa), "MIT, totally-free")
     assert response.status_code == 200
@@ -222,7 +222,7 @@ def test_the_admin_refuses_a_license_that_is_not_an_spdx_id(rosa):
 def test_a_license_outside_the_allow_list_stops_before_download_until_an_admin_overrides(
     nc_repo, rosa, alice_client
 ):
-    from tests.web.conftest import signed_in
+    from tests.factories import signed_in
 
     rosa_client = signed_in(rosa)
     assert set_allow_list(rosa_client, "MIT, Apache-2.0").status_code == 302
@@ -317,7 +317,7 @@ def test_the_hub_model_page_warns_that_the_policy_blocks_the_license(nc_repo, al
 
 
 def test_the_audit_page_lists_the_policy_edit_and_the_override(nc_repo, rosa):
-    from tests.web.conftest import signed_in
+    from tests.factories import signed_in
 
     rosa_client = signed_in(rosa)
     assert set_allow_list(rosa_client, "MIT").status_code == 302
@@ -334,7 +334,7 @@ def test_the_audit_page_lists_the_policy_edit_and_the_override(nc_repo, rosa):
 
 
 def test_registry_admins_reach_the_one_policy_page_and_others_do_not(rosa, alice_client):
-    from tests.web.conftest import signed_in
+    from tests.factories import signed_in
 
     rosa_client = signed_in(rosa)
     response = rosa_client.get("/admin/registry/importpolicy/")

@@ -11,7 +11,7 @@ import pytest
 from imports import actions
 from imports.actions import ImportOptions
 from imports.models import ImportRequest
-from tests.web.conftest import make_user, make_version, signed_in
+from tests.factories import make_user, make_version, signed_in
 
 pytestmark = pytest.mark.django_db
 

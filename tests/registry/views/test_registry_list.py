@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.web.conftest import bulk_registry, make_version
+from tests.factories import bulk_registry, make_version
 
 pytestmark = pytest.mark.django_db
 

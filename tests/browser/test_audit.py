@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from registry.models import AuditEvent
-from tests.web.browser import Screenshots, chromium_page, require_chromium, sign_in
-from tests.web.conftest import PASSWORD, append_audit_events, make_user
+from tests.browser.chromium import Screenshots, chromium_page, require_chromium, sign_in
+from tests.factories import PASSWORD, append_audit_events, make_user
 
 pytestmark = [
     pytest.mark.browser,

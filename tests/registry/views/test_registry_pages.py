@@ -7,7 +7,7 @@ import pytest
 from imports.actions import ImportOptions, start_import
 from imports.jobs import run_import
 from registry.models import ModelVersion
-from tests.web.conftest import make_version
+from tests.factories import make_version
 
 pytestmark = pytest.mark.django_db
 

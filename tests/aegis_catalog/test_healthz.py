@@ -10,7 +10,7 @@ from django.test import Client
 
 from aegis_catalog import views
 from aegis_catalog.lib.storage.local import LocalStore
-from tests.web.conftest import make_user, signed_in
+from tests.factories import make_user, signed_in
 
 pytestmark = pytest.mark.django_db
 

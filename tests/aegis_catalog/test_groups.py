@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from aegis_catalog.web.permissions import can_browse, can_import, user_in_group
-from tests.web.conftest import make_user
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.web.conftest import make_version
+from tests.factories import make_version
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +25,7 @@ def test_it_requires_sign_in(client, hub):
 
 
 def test_it_refuses_a_user_in_no_group(nobody, hub):
-    from tests.web.conftest import signed_in
+    from tests.factories import signed_in
 
     response = signed_in(nobody).get("/")
 

@@ -21,7 +21,7 @@ from imports.jobs import run_import
 from imports.models import ImportRequest
 from registry.actions import revoke_signing_key, set_version_status
 from registry.models import AuditEvent, ModelVersion
-from tests.web.conftest import make_version
+from tests.factories import make_version
 
 pytestmark = pytest.mark.django_db
 

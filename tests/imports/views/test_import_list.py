@@ -8,7 +8,7 @@ import pytest
 
 from imports.models import ImportRequest
 from registry.models import ModelVersion
-from tests.web.conftest import bulk_registry
+from tests.factories import bulk_registry
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,5 @@
-"""Fixtures for the web UI tests: users in groups, signed-in clients, a fresh cache namespace."""
+"""Test factories: users in groups, signed-in clients, registry rows and audit events written
+as the product writes them. The user fixtures built on them are in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.db.models import QuerySet
 from django.test import Client
@@ -24,44 +24,12 @@ from registry.models import (
 PASSWORD = "correct horse battery staple 42"
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def hub(settings: Any, hub_double: Any) -> Any:
-    """Settings pointing at the Hub double (no Vault needed for browsing)."""
-    settings.HF_ENDPOINT = hub_double.url
-    settings.HF_TOKEN = None
-    settings.AEGIS_S3_BUCKET = None
-    return hub_double
-
-
 def make_user(username: str, *groups: str, **extra: Any) -> User:
     user = User.objects.create_user(username, f"{username}@example.org", PASSWORD, **extra)
     for name in groups:
         # get_or_create: a transactional test's flush removed the migration's groups
         user.groups.add(Group.objects.get_or_create(name=name)[0])
     return user
-
-
-@pytest.fixture
-def alice(db: None) -> User:
-    """An importer."""
-    return make_user("alice", "importer")
-
-
-@pytest.fixture
-def bob(db: None) -> User:
-    """A viewer."""
-    return make_user("bob", "viewer")
-
-
-@pytest.fixture
-def charlie(db: None) -> User:
-    """An auditor."""
-    return make_user("charlie", "auditor")
 
 
 # What the registry-admin group needs in the admin (tests/registry/test_admin.py does the same).
@@ -87,37 +55,10 @@ def make_registry_admin(username: str) -> User:
     return user
 
 
-@pytest.fixture
-def rosa(db: None) -> User:
-    """A registry admin."""
-    return make_registry_admin("rosa")
-
-
-@pytest.fixture
-def nobody(db: None) -> User:
-    """Signed in, but in no group."""
-    return make_user("nobody")
-
-
 def signed_in(user: User) -> Client:
     client = Client()
     client.force_login(user)
     return client
-
-
-@pytest.fixture
-def alice_client(alice: User) -> Client:
-    return signed_in(alice)
-
-
-@pytest.fixture
-def bob_client(bob: User) -> Client:
-    return signed_in(bob)
-
-
-@pytest.fixture
-def charlie_client(charlie: User) -> Client:
-    return signed_in(charlie)
 
 
 def signing_key() -> SigningKey:

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from tests.web.conftest import make_version
+from tests.factories import make_version
 
 pytestmark = pytest.mark.django_db
 

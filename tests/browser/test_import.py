@@ -8,14 +8,14 @@ import pytest
 
 from imports.models import ImportRequest
 from registry.models import ModelVersion
-from tests.web.browser import (
+from tests.browser.chromium import (
     Screenshots,
     chromium_page,
     require_chromium,
     sign_in,
     start_worker_thread,
 )
-from tests.web.conftest import PASSWORD, make_user
+from tests.factories import PASSWORD, make_user
 
 pytestmark = [
     pytest.mark.browser,

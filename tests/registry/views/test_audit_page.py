@@ -15,8 +15,8 @@ from django.urls import reverse
 
 from registry import audit
 from registry.models import AuditEvent, ModelVersion, chain_hash
+from tests.factories import append_audit_events, make_user, make_version, signed_in
 from tests.tampering import tamper
-from tests.web.conftest import append_audit_events, make_user, make_version, signed_in
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imports.actions import ImportOptions, start_import
-from tests.web.conftest import make_version
+from tests.factories import make_version
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ import pytest
 
 from registry.actions import set_version_status
 from registry.models import ModelVersion
-from tests.web.conftest import make_version, signed_in
-from tests.web.test_provenance_page import body, import_version
+from tests.factories import make_version, signed_in
+from tests.registry.views.test_provenance_page import body, import_version
 
 ARTIFACT = "/registry/tiny-bert/1.0/download/artifact/"
 

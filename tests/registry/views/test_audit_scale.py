@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from registry.audit import Action
 from registry.models import AuditEvent
-from tests.web.conftest import append_audit_events
+from tests.factories import append_audit_events
 
 pytestmark = pytest.mark.django_db
 

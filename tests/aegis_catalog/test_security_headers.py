@@ -17,7 +17,7 @@ from django.test import Client
 
 from imports import actions
 from imports.actions import ImportOptions
-from tests.web.conftest import PASSWORD, make_user, make_version
+from tests.factories import PASSWORD, make_user, make_version
 
 pytestmark = pytest.mark.django_db
 
@@ -205,7 +205,7 @@ def test_production_cookies_are_secure_and_development_ones_work_over_http(tmp_p
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_chromium_reports_no_csp_violation_on_the_main_pages(hub, live_server):
-    from tests.web.browser import chromium_page, require_chromium, sign_in
+    from tests.browser.chromium import chromium_page, require_chromium, sign_in
 
     require_chromium()
     make_user("alice", "importer")

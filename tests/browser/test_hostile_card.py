@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.web.browser import Screenshots, chromium_page, require_chromium, sign_in
-from tests.web.conftest import PASSWORD, make_user
+from tests.browser.chromium import Screenshots, chromium_page, require_chromium, sign_in
+from tests.factories import PASSWORD, make_user
 
 pytestmark = [
     pytest.mark.browser,

@@ -1,0 +1,1 @@
+"""Browser tests: Chromium (the Debian package) driven by Playwright."""

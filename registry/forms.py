@@ -124,7 +124,8 @@ class AuditFilterForm(forms.Form):
         """The matching events, newest first.
 
         Every filter is an equality or a range on an indexed column, each index ending in the
-        sequence, so both the count and the page read an index (see tests/registry/views/test_audit_scale.py).
+        sequence, so both the count and the page read an index
+        (see tests/registry/views/test_audit_scale.py).
         """
         data = self.cleaned_data
         queryset = AuditEvent.objects.all()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
@@ -448,12 +448,17 @@ def _policy_context(request: HttpRequest, import_request: ImportRequest) -> dict
 
 
 def _get_import(pk: int) -> ImportRequest:
-    """The import as it is now: one whose worker stopped answering is marked failed first, so
-    its page never shows "running" for an import nothing runs."""
-    fail_stale_imports([pk])
     return get_object_or_404(
         ImportRequest.objects.select_related("model_version__model", "requested_by"), pk=pk
     )
+
+
+def _shown_import(pk: int) -> ImportRequest:
+    """The import as it is now: one whose worker stopped answering is marked failed first, so
+    its page never shows "running" for an import nothing runs. (Retry and Cancel deal with a
+    stale import themselves.)"""
+    fail_stale_imports([pk])
+    return _get_import(pk)
 
 
 @require_GET
@@ -462,7 +467,7 @@ def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """One import: live progress per stage, the timeline, the error in words, Retry/Cancel."""
     if request.GET:
         return _query_error(request, "This page takes no query parameters.")
-    import_request = _get_import(pk)
+    import_request = _shown_import(pk)
     return render(request, "imports/import_detail.html", _import_context(request, import_request))
 
 
@@ -472,7 +477,7 @@ def import_progress(request: HttpRequest, pk: int) -> HttpResponse:
     """The live part of the import page; it stops asking to be polled once the import ended."""
     if request.GET:
         return _query_error(request, "This page takes no query parameters.")
-    import_request = _get_import(pk)
+    import_request = _shown_import(pk)
     return render(
         request, "imports/import_detail.html#progress", _import_context(request, import_request)
     )
@@ -482,17 +487,26 @@ def _back_to_import(import_request: ImportRequest) -> HttpResponseRedirect:
     return HttpResponseRedirect(reverse("imports:detail", args=[import_request.pk]), status=303)
 
 
-@require_POST
-@import_required
-def retry(request: HttpRequest, pk: int) -> HttpResponse:
+def _act_on_import(
+    request: HttpRequest, pk: int, action: Callable[..., ImportRequest], done: str
+) -> HttpResponse:
+    """Retry or Cancel: the action, then back to the import with ``done`` or why it refused."""
     import_request = _get_import(pk)
     try:
-        retry_import(import_request, actor=request.user.get_username())
+        action(import_request, actor=request.user.get_username())
     except ImportRejected as error:
         messages.error(request, str(error))
     else:
-        messages.success(request, f"Import #{pk} is queued again; finished stages are kept.")
+        messages.success(request, done)
     return _back_to_import(import_request)
+
+
+@require_POST
+@import_required
+def retry(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act_on_import(
+        request, pk, retry_import, f"Import #{pk} is queued again; finished stages are kept."
+    )
 
 
 @require_POST
@@ -526,11 +540,4 @@ def override_policy(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @import_required
 def cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    import_request = _get_import(pk)
-    try:
-        cancel_import(import_request, actor=request.user.get_username())
-    except ImportRejected as error:
-        messages.error(request, str(error))
-    else:
-        messages.success(request, f"Import #{pk}: cancellation requested.")
-    return _back_to_import(import_request)
+    return _act_on_import(request, pk, cancel_import, f"Import #{pk}: cancellation requested.")

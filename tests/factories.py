@@ -194,3 +194,17 @@ def append_audit_events(events: Iterable[Mapping[str, Any]], *, batch_size: int 
     ):
         AuditChainHead.objects.create(pk=1, last_sequence=sequence, last_hash=previous_hash)
     return written
+
+
+def import_form(**overrides: Any) -> dict[str, str]:
+    """The Hub model page's import form as a browser posts it (tiny-bert 1.0 at main)."""
+    data = {
+        "model_name": "tiny-bert",
+        "version": "1.0",
+        "revision": "main",
+        "include": "",
+        "exclude": "",
+        "register": "on",
+    }
+    data.update(overrides)
+    return data

@@ -11,11 +11,14 @@ import pytest
 from imports import actions
 from imports.actions import ImportOptions
 from imports.models import ImportRequest
-from tests.factories import make_user, make_version, signed_in
+from tests.factories import import_form, make_user, make_version, signed_in
 
 pytestmark = pytest.mark.django_db
 
 URL = "/hub/acme/tiny-bert/import/"
+
+
+TYPED = import_form(model_name="typed-name", version="7.1", include="*.json")
 
 
 def closed_port() -> int:
@@ -44,19 +47,6 @@ def redis_down(settings, monkeypatch, redis_url):
     return back_up
 
 
-def form(**overrides):
-    data = {
-        "model_name": "typed-name",
-        "version": "7.1",
-        "revision": "main",
-        "include": "*.json",
-        "exclude": "",
-        "register": "on",
-    }
-    data.update(overrides)
-    return data
-
-
 def test_the_pages_render_without_redis(alice, alice_client, hub, redis_down):
     make_version("bert", "1.0")
     request = actions.start_import(
@@ -80,7 +70,7 @@ def test_import_says_the_queue_is_unavailable_keeps_the_form_and_creates_nothing
     alice_client, hub, redis_down, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        response = alice_client.post(URL, form())
+        response = alice_client.post(URL, TYPED)
 
     page = response.content.decode()
     assert response.status_code == 503
@@ -91,7 +81,7 @@ def test_import_says_the_queue_is_unavailable_keeps_the_form_and_creates_nothing
 
     redis_down()  # Redis is back: the same form goes through
     with django_capture_on_commit_callbacks(execute=True):
-        response = alice_client.post(URL, form())
+        response = alice_client.post(URL, TYPED)
     assert response.status_code == 302
     request = ImportRequest.objects.get()
     assert request.status == ImportRequest.Status.QUEUED

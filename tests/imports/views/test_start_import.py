@@ -6,24 +6,14 @@ import django_rq
 import pytest
 
 from imports.models import ImportEvent, ImportRequest
-from tests.factories import make_version
+from tests.factories import import_form, make_version
 
 pytestmark = pytest.mark.django_db
 
 URL = "/hub/acme/tiny-bert/import/"
 
 
-def form(**overrides):
-    data = {
-        "model_name": "tiny-bert",
-        "version": "1.0",
-        "revision": "main",
-        "include": "",
-        "exclude": "",
-        "register": "on",
-    }
-    data.update(overrides)
-    return data
+form = import_form
 
 
 def test_it_refuses_viewers(bob_client, hub):

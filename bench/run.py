@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,32 +93,26 @@ def bench_packaging(repo: Path, files: dict[str, Path], work: Path, runs: int) -
     for index in range(max(2, runs)):
         log(f"packaging run {index + 1}/{runs}: tar -czf, cat | sha256sum, package_snapshot")
         baseline = work / "baseline.tar.gz"
-        tar_seconds.append(
-            timed(lambda out=baseline: run(["tar", "-czf", str(out), "-C", str(repo), *names]))
-        )
+        tar_command = ["tar", "-czf", str(baseline), "-C", str(repo), *names]
+        tar_seconds.append(timed(partial(run, tar_command)))
         baseline.unlink()
-        sha_seconds.append(
-            timed(
-                lambda: run(
-                    ["bash", "-c", 'cat "$@" | sha256sum > /dev/null', "cat", *paths],
-                )
-            )
-        )
+        concatenate = ["bash", "-c", 'cat "$@" | sha256sum > /dev/null', "cat", *paths]
+        sha_seconds.append(timed(partial(run, concatenate)))
         tarball.unlink(missing_ok=True)
         result: list[Any] = []
-        package_seconds.append(
-            timed(
-                lambda result=result: result.append(
-                    package_snapshot(
-                        tarball,
-                        root_name="bench-model-1",
-                        model_files=files,
-                        extra_members={"aegis.json": b"{}\n", "model.sig": b"{}\n"},
-                        mtime=1_767_225_600,
-                    )
+
+        def package(into: list[Any] = result) -> None:
+            into.append(
+                package_snapshot(
+                    tarball,
+                    root_name="bench-model-1",
+                    model_files=files,
+                    extra_members={"aegis.json": b"{}\n", "model.sig": b"{}\n"},
+                    mtime=1_767_225_600,
                 )
             )
-        )
+
+        package_seconds.append(timed(package))
         digests.append(result[0].sha256)
     readable = subprocess.run(["tar", "-tzf", str(tarball)], capture_output=True).returncode == 0
     return {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,10 @@ def make_repo(directory: Path, size_bytes: int, *, seed: int = 0) -> dict[str, P
     text_budget = max(512 * 1024, size_bytes // 50)
     vocab = {word: index for index, word in enumerate(dict.fromkeys(words))}
     merges = [f"{a} {b}" for a, b in zip(words[::2], words[1::2], strict=False)]
-    tokenizer = {"version": "1.0", "model": {"type": "BPE", "vocab": vocab, "merges": merges}}
+    tokenizer: dict[str, Any] = {
+        "version": "1.0",
+        "model": {"type": "BPE", "vocab": vocab, "merges": merges},
+    }
     tokenizer_bytes = json.dumps(tokenizer, indent=2).encode()
     repeat = max(1, (text_budget // 2) // len(tokenizer_bytes))
     tokenizer["added_tokens"] = [

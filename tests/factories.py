@@ -3,6 +3,7 @@ as the product writes them. The user fixtures built on them are in tests/conftes
 
 from __future__ import annotations
 
+import tarfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from itertools import islice
@@ -208,3 +209,10 @@ def import_form(**overrides: Any) -> dict[str, str]:
     }
     data.update(overrides)
     return data
+
+
+def member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    """The bytes of a regular file in a tarball."""
+    handle = tar.extractfile(member)
+    assert handle is not None, f"{member.name} is not a regular file"
+    return handle.read()

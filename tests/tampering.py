@@ -29,5 +29,5 @@ def tamper(sequence: int, **fields: object) -> None:
     with database_guard_off(), connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {AuditEvent._meta.db_table} SET {assignments} WHERE sequence = %s",
-            [*fields.values(), sequence],
+            [*fields.values(), sequence],  # type: ignore[list-item]
         )

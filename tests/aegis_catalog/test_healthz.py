@@ -57,7 +57,12 @@ def test_the_storage_probe_is_not_written_on_every_call(aegis, client, settings,
     settings.AEGIS_HEALTH_PROBE_SECONDS = 60
     probes = []
     real_check = LocalStore.check
-    monkeypatch.setattr(LocalStore, "check", lambda store: probes.append(1) or real_check(store))
+
+    def counted_check(store: LocalStore) -> None:
+        probes.append(1)
+        real_check(store)
+
+    monkeypatch.setattr(LocalStore, "check", counted_check)
 
     answers = [Client().get("/healthz").status_code for _ in range(5)]
     details = client.get("/healthz").json()["checks"]["storage"]

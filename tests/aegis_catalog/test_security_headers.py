@@ -138,7 +138,9 @@ def test_an_htmx_post_with_the_token_from_hx_headers_goes_through(alice, hub):
     )
     checked = csrf_client(alice)
     page = checked.get(f"/imports/{request.pk}/").content.decode()
-    headers = json.loads(re.search(r"<body hx-headers='([^']+)'", page).group(1))
+    body = re.search(r"<body hx-headers='([^']+)'", page)
+    assert body is not None
+    headers = json.loads(body.group(1))
 
     response = checked.post(
         f"/imports/{request.pk}/cancel/", headers={"HX-Request": "true", **headers}

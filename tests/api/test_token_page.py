@@ -33,7 +33,9 @@ def test_it_creates_a_token_and_shows_it_once(bob, bob_client):
 
     assert response.status_code == 201
     html = response.content.decode()
-    secret = re.search(r'id="new-token-secret">([^<]+)<', html).group(1)
+    shown = re.search(r'id="new-token-secret">([^<]+)<', html)
+    assert shown is not None
+    secret = shown.group(1)
     token = ApiToken.objects.get()
     assert (token.user, token.name) == (bob, "model loader")
     assert token.token_hash == hash_token(secret) and secret.startswith(token.prefix)

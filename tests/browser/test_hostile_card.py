@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.browser.chromium import Screenshots, chromium_page, require_chromium, sign_in
@@ -23,8 +25,17 @@ def test_it_renders_a_hostile_card_with_no_script_running(hub, live_server, requ
     console_errors: list[str] = []
 
     with chromium_page(live_server.url) as page:
-        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-        page.on("console", lambda msg: msg.type == "error" and console_errors.append(msg.text))
+
+        def on_dialog(dialog: Any) -> None:
+            dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        def on_console(message: Any) -> None:
+            if message.type == "error":
+                console_errors.append(message.text)
+
+        page.on("dialog", on_dialog)
+        page.on("console", on_console)
         sign_in(page, "bob", PASSWORD)
         page.goto("/hub/acme/hostile-card/")
         page.wait_for_load_state("networkidle")

@@ -5,6 +5,7 @@ yanked or a name bound to another repo is refused."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -22,9 +23,13 @@ pytestmark = pytest.mark.django_db
 
 
 def queued(**options: object) -> ImportRequest:
-    values = {"repo_id": "acme/tiny-bert", "model_name": "tiny-bert", "version": "1.0"}
+    values: dict[str, Any] = {
+        "repo_id": "acme/tiny-bert",
+        "model_name": "tiny-bert",
+        "version": "1.0",
+    }
     values.update(options)
-    return actions.start_import(ImportOptions(**values), actor="alice", enqueue=False)  # type: ignore[arg-type]
+    return actions.start_import(ImportOptions(**values), actor="alice", enqueue=False)
 
 
 def running_for_six_hours() -> ImportRequest:

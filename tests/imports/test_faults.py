@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -30,7 +31,7 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 
 
 def queued_import(**overrides) -> ImportRequest:
-    values = {"repo_id": REPO, "model_name": "tiny-bert", "version": "1.0"}
+    values: dict[str, Any] = {"repo_id": REPO, "model_name": "tiny-bert", "version": "1.0"}
     values.update(overrides)
     return actions.start_import(ImportOptions(**values), actor="alice", enqueue=False)
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from aegis_catalog.lib.archive import MemberNotFound, read_member, safe_extract
 from imports import packaging
 from imports.packaging import PackagingError, package_snapshot
+from tests.factories import member_bytes
 
 MTIME = 1_767_225_600  # 2026-01-01T00:00:00Z
 LONG_NAME = "a" * 90 + "/" + "b" * 90 + "/weights-" + "c" * 60 + ".safetensors"
@@ -106,7 +107,7 @@ def test_it_normalises_owner_mode_and_time_of_every_member(tmp_path):
             assert member.mtime == MTIME
             assert member.mode == (0o755 if member.isdir() else 0o644)
         contents = {
-            m.name.removeprefix("org--m-1/model/"): tar.extractfile(m).read()
+            m.name.removeprefix("org--m-1/model/"): member_bytes(tar, m)
             for m in members
             if m.isfile() and m.name.startswith("org--m-1/model/")
         }

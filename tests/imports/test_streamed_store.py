@@ -74,6 +74,7 @@ def test_the_store_stage_uploads_the_work_copy_when_the_streamed_one_is_gone(tmp
     assert stored.artifact.url == packaged.artifact.url
     assert uploaded[-1] == (packaged.size, packaged.size)
     local = Path(stored.artifact.url.removeprefix("file://"))
+    assert packaged.path is not None
     assert local.read_bytes() == packaged.path.read_bytes()
 
 

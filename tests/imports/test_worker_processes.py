@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import django_rq
 import pytest
@@ -89,7 +90,12 @@ def queue(redis_url):
 
 
 def options(repo_id: str, **overrides) -> ImportOptions:
-    values = {"repo_id": repo_id, "model_name": "shared", "version": "1", "register": True}
+    values: dict[str, Any] = {
+        "repo_id": repo_id,
+        "model_name": "shared",
+        "version": "1",
+        "register": True,
+    }
     values.update(overrides)
     return ImportOptions(**values)
 
@@ -110,7 +116,7 @@ def test_two_importers_of_the_same_commit_make_one_artifact_and_one_version(aegi
     assert first.model_version == second.model_version == version
     linked = [request for request in (first, second) if "linked_to" in request.result]
     assert len(linked) == 1
-    assert "already imported" in linked[0].events.last().message
+    assert "already imported" in linked[0].events.latest("created_at", "pk").message
     artifacts = [path for path in Path(aegis.artifact_root).rglob("*.tar.gz") if path.is_file()]
     assert len(artifacts) == 1
 

@@ -133,7 +133,7 @@ def test_a_signing_key_can_only_be_revoked(admin_client, version):
 
 
 def test_audit_events_are_read_only_in_the_admin(admin_client, version):
-    event = AuditEvent.objects.order_by("sequence").first()
+    event = AuditEvent.objects.earliest("sequence")
     assert admin_client.get(change_url(event)).status_code == 200
     response = admin_client.post(change_url(event), {"actor": "mallory"})
     assert response.status_code == 403

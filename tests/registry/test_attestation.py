@@ -6,6 +6,7 @@ import json
 import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -261,7 +262,7 @@ def test_it_builds_a_slsa_v1_provenance_statement():
 
 
 def test_it_writes_times_in_utc_and_refuses_naive_times():
-    base = dict(
+    base: dict[str, Any] = dict(
         artifact_name="a.tar.gz",
         artifact_sha256="ab" * 32,
         repo_id="org/m",

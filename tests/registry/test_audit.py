@@ -105,7 +105,7 @@ def test_verification_runs_are_recorded(imported, capsys):
 
 
 def test_the_orm_refuses_to_change_or_delete_events(imported):
-    event = AuditEvent.objects.order_by("sequence").first()
+    event = AuditEvent.objects.earliest("sequence")
     event.actor = "mallory"
     with pytest.raises(AuditLogIsAppendOnly):
         event.save()
@@ -135,7 +135,7 @@ def test_a_row_edited_in_the_database_breaks_the_chain_at_that_event(imported, c
 
 
 def test_removing_the_newest_event_is_detected(imported):
-    newest = AuditEvent.objects.order_by("-sequence").first()
+    newest = AuditEvent.objects.latest("sequence")
     with database_guard_off(), connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {AuditEvent._meta.db_table} WHERE id = %s", [newest.pk])
     report = audit.verify_chain()

@@ -5,6 +5,7 @@ database refuses UPDATE (and on PostgreSQL DELETE) of an event, whoever connects
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -61,7 +62,7 @@ def test_the_chain_head_moves_only_as_events_are_appended():
     assert audit.verify_chain().ok
 
 
-def raw(sql: str, params: list[object]) -> None:
+def raw(sql: str, params: list[Any]) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
 

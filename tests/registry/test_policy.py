@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from registry import policy
@@ -30,7 +32,7 @@ def test_it_reads_a_card_license_given_as_a_string_or_a_list():
 
 
 def check(rules: ImportRules, **overrides):
-    values = {
+    values: dict[str, Any] = {
         "repo_id": "acme/m@0123456789ab",
         "revision": "main",
         "licenses": ["mit"],

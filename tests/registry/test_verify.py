@@ -19,6 +19,7 @@ from aegis_catalog import services
 from registry import actions, attestation, verify
 from registry.models import ModelVersion
 from registry.verify import verify_model_artifact
+from tests.factories import member_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -199,7 +200,7 @@ def test_it_refuses_an_artifact_whose_model_files_differ_from_model_sig(imported
     buffer = io.BytesIO()
     with tarfile.open(source) as original, tarfile.open(fileobj=buffer, mode="w:gz") as copy:
         for member in original.getmembers():
-            content = original.extractfile(member).read() if member.isfile() else None
+            content = member_bytes(original, member) if member.isfile() else None
             if member.name.endswith("model/config.json"):
                 content = json.dumps({"tampered": True}).encode()
                 member.size = len(content)

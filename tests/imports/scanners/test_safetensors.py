@@ -32,7 +32,10 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 def test_a_real_file_is_proven(tmp_path):
-    tensors = {"w": np.zeros((3, 4), dtype=np.float32), "b": np.arange(5, dtype=np.int64)}
+    tensors: dict[str, np.ndarray] = {
+        "w": np.zeros((3, 4), dtype=np.float32),
+        "b": np.arange(5, dtype=np.int64),
+    }
     path = write(tmp_path, "model.safetensors", save(tensors, metadata={"format": "pt"}))
     assert check_safetensors(path) == 2
 

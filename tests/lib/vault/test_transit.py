@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
@@ -147,10 +147,9 @@ def test_it_signs_with_rsa_keys_using_pkcs1v15(openbao: OpenBaoServer, tmp_path:
     signature = client.sign_digest("rsa-signing-key", DIGEST)
     pem = client.read_public_keys("rsa-signing-key").version(1).public_key_pem
     public_key = serialization.load_pem_public_key(pem.encode())
+    assert isinstance(public_key, rsa.RSAPublicKey)
 
-    public_key.verify(  # type: ignore[union-attr,call-arg]
-        signature.der, DIGEST, padding.PKCS1v15(), Prehashed(hashes.SHA256())
-    )
+    public_key.verify(signature.der, DIGEST, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
     assert openssl_verifies(tmp_path, pem, signature.der, MESSAGE)
 
 

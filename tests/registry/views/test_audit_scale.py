@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -25,7 +26,7 @@ ACTIONS = list(Action.values)
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 # name -> (query string, the matching events as ORM conditions)
-FILTERS = {
+FILTERS: dict[str, tuple[str, dict[str, Any]]] = {
     "actor": ("actor=actor-07", {"actor": "actor-07"}),
     "rare actor": ("actor=rare-auditor", {"actor": "rare-auditor"}),
     "action": ("action=verification.failed", {"action": "verification.failed"}),

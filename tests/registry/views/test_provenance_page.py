@@ -42,6 +42,13 @@ def tiny_bert(aegis, alice) -> ModelVersion:
     return import_version("acme/tiny-bert", "tiny-bert", alice)
 
 
+def found(pattern: str, html: str) -> re.Match[str]:
+    """The first match of ``pattern`` (``.`` matching newlines too): it must be on the page."""
+    match = re.search(pattern, html, re.S)
+    assert match is not None, pattern
+    return match
+
+
 def body(response) -> bytes:
     return b"".join(response.streaming_content) if response.streaming else response.content
 
@@ -76,7 +83,7 @@ def test_it_shows_everything_an_auditor_checks(aegis, alice, charlie_client):
     files = {item["path"]: item for item in version.manifest}
     weights = files["pytorch_model.bin"]
     assert weights["hub_digest_kind"] == "lfs-sha256"
-    row = re.search(r'<tr data-path="pytorch_model.bin">.*?</tr>', html, re.S).group(0)
+    row = found(r'<tr data-path="pytorch_model.bin">.*?</tr>', html).group(0)
     assert f'<td class="num">{weights["size"]}</td>' in row
     assert f'<code class="digest">{weights["sha256"]}</code>' in row
     assert "hub-matched" in row and "matches the Hub&#x27;s LFS sha256" in row
@@ -94,9 +101,7 @@ def test_it_shows_everything_an_auditor_checks(aegis, alice, charlie_client):
 
     statement = json.loads(
         html_lib.unescape(
-            re.search(
-                r'<pre class="statement" id="provenance-statement">(.*?)</pre>', html, re.S
-            ).group(1)
+            found(r'<pre class="statement" id="provenance-statement">(.*?)</pre>', html).group(1)
         )
     )
     assert statement["subject"] == [
@@ -248,7 +253,7 @@ def test_an_auditor_verifies_the_downloads_with_openssl_and_model_signing(
 
 def test_the_commands_the_page_prints_verify_the_downloads(tiny_bert, charlie_client, tmp_path):
     page = charlie_client.get("/registry/tiny-bert/1.0/").content.decode()
-    script = html_lib.unescape(re.search(r'<pre class="commands">(.*?)</pre>', page, re.S).group(1))
+    script = html_lib.unescape(found(r'<pre class="commands">(.*?)</pre>', page).group(1))
     for kind in ("artifact", "attestation", "model-sig", "public-key"):
         download(charlie_client, tiny_bert, kind, tmp_path)
 
@@ -400,6 +405,7 @@ def test_verify_now_names_the_digest_check_when_the_stored_artifact_changed(
     tiny_bert, alice_client
 ):
     stored = parse_url(tiny_bert.model_path).path
+    assert stored is not None
     data = bytearray(stored.read_bytes())
     data[-10] ^= 0xFF
     stored.write_bytes(bytes(data))

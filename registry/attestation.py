@@ -5,7 +5,8 @@ Two statements are signed for every import:
 * an OpenSSF model-signing statement over the files of ``model/`` (written as
   ``model.sig``), which the ``model_signing`` CLI verifies with
   ``model_signing verify key <dir>/model --signature model.sig --public_key key.pem``;
-* an in-toto SLSA v1 provenance statement whose subject is the artifact tarball.
+* an in-toto SLSA v1 provenance statement whose subject is the artifact tarball (built by
+  ``registry.slsa``).
 
 No private key is handled here. A *signer* is any callable that receives the
 SHA-256 digest of the DSSE pre-authentication encoding (PAE) and returns a DER
@@ -22,14 +23,11 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-
-from aegis_catalog.lib.hub import COMMIT_RE
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -113,7 +111,7 @@ def statement_payload(statement: Mapping[str, Any]) -> bytes:
 # ----------------------------------------------------------------- model signing
 
 
-def _check_relative_path(path: str) -> None:
+def check_relative_path(path: str) -> None:
     if not path or path.startswith("/") or "\x00" in path or "\\" in path:
         raise InvalidStatementInput(f"file path {path!r} must be relative and use '/' separators")
     parts = path.split("/")
@@ -123,7 +121,7 @@ def _check_relative_path(path: str) -> None:
         )
 
 
-def _check_sha256(value: str, what: str) -> str:
+def check_sha256(value: str, what: str) -> str:
     if not isinstance(value, str) or not _SHA256_HEX.match(value):
         raise InvalidStatementInput(f"{what} must be 64 lowercase hex characters, got {value!r}")
     return value
@@ -179,11 +177,11 @@ def model_signing_statement(
     """
     recorded = sorted({p.strip("/") for p in (*MODEL_SIGNING_GIT_PATHS, *ignore_paths)})
     for ignored in recorded:
-        _check_relative_path(ignored)
+        check_relative_path(ignored)
     seen: dict[str, str] = {}
     for path, digest in files:
-        _check_relative_path(path)
-        _check_sha256(digest, f"sha256 of {path!r}")
+        check_relative_path(path)
+        check_sha256(digest, f"sha256 of {path!r}")
         if path in seen:
             raise InvalidStatementInput(f"file path {path!r} is listed twice")
         seen[path] = digest
@@ -262,135 +260,6 @@ def statement_files(statement: Mapping[str, Any]) -> dict[str, str]:
             "the listed resources"
         )
     return files
-
-
-# -------------------------------------------------------------------- provenance
-
-
-def _rfc3339(value: datetime, what: str) -> str:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidStatementInput(f"{what} must be a timezone-aware datetime")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def provenance_statement(
-    *,
-    artifact_name: str,
-    artifact_sha256: str,
-    repo_id: str,
-    commit: str,
-    hub_endpoint: str,
-    revision_requested: str,
-    include: Sequence[str],
-    exclude: Sequence[str],
-    files: Sequence[Mapping[str, Any]],
-    builder_id: str,
-    invocation_id: str,
-    started_on: datetime,
-    finished_on: datetime,
-    actor: str,
-    policy: Mapping[str, Any] | None = None,
-    scan: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Build the in-toto SLSA v1 provenance statement for one imported artifact.
-
-    ``policy`` (the import policy in force, its findings and overrides) is recorded under
-    ``buildDefinition.internalParameters.policy``. ``scan`` (``{"scanner", "files": [...]}``)
-    becomes one ``runDetails.byproducts`` entry per scanned file: its name, sha256 and an
-    annotation with the scanner, the verdict and the offending imports.
-
-    ``files`` are dicts with ``path`` and ``sha256`` (``size`` optional); each
-    becomes a resolved dependency pointing at the Hub's resolve URL at the
-    pinned commit, after the repository itself (``digest.gitCommit``).
-    """
-    _check_sha256(artifact_sha256, "artifact sha256")
-    if not COMMIT_RE.fullmatch(commit):
-        raise InvalidStatementInput(f"commit must be 40 lowercase hex characters, got {commit!r}")
-    if not artifact_name or not repo_id or not builder_id or not invocation_id:
-        raise InvalidStatementInput(
-            "artifact_name, repo_id, builder_id and invocation_id must not be empty"
-        )
-    endpoint = hub_endpoint.rstrip("/")
-    internal: dict[str, Any] = {"actor": actor}
-    if policy is not None:
-        internal["policy"] = json.loads(json.dumps(dict(policy), default=str))
-    run_details: dict[str, Any] = {
-        "builder": {"id": builder_id},
-        "metadata": {
-            "invocationId": invocation_id,
-            "startedOn": _rfc3339(started_on, "started_on"),
-            "finishedOn": _rfc3339(finished_on, "finished_on"),
-        },
-    }
-    if scan is not None:
-        run_details["byproducts"] = _scan_byproducts(scan)
-    return {
-        "_type": IN_TOTO_STATEMENT_TYPE,
-        "subject": [{"name": artifact_name, "digest": {"sha256": artifact_sha256}}],
-        "predicateType": SLSA_PROVENANCE_PREDICATE_TYPE,
-        "predicate": {
-            "buildDefinition": {
-                "buildType": HF_IMPORT_BUILD_TYPE,
-                "externalParameters": {
-                    "hubEndpoint": endpoint,
-                    "repository": repo_id,
-                    "revision": revision_requested,
-                    "include": list(include),
-                    "exclude": list(exclude),
-                },
-                "internalParameters": internal,
-                "resolvedDependencies": _resolved_dependencies(endpoint, repo_id, commit, files),
-            },
-            "runDetails": run_details,
-        },
-    }
-
-
-def _resolved_dependencies(
-    endpoint: str, repo_id: str, commit: str, files: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    """The repository at its commit, then each file at the Hub's resolve URL, by path."""
-    dependencies: list[dict[str, Any]] = [
-        {"uri": f"{endpoint}/{repo_id}", "name": repo_id, "digest": {"gitCommit": commit}}
-    ]
-    seen: set[str] = set()
-    for entry in sorted(files, key=lambda item: str(item.get("path", ""))):
-        path = entry.get("path")
-        if not isinstance(path, str):
-            raise InvalidStatementInput(f"file entry {entry!r} has no path")
-        _check_relative_path(path)
-        if path in seen:
-            raise InvalidStatementInput(f"file path {path!r} is listed twice")
-        seen.add(path)
-        dependency: dict[str, Any] = {
-            "uri": f"{endpoint}/{repo_id}/resolve/{commit}/{path}",
-            "name": path,
-            "digest": {"sha256": _check_sha256(entry.get("sha256", ""), f"sha256 of {path!r}")},
-        }
-        if entry.get("size") is not None:
-            dependency["annotations"] = {"size": int(entry["size"])}
-        dependencies.append(dependency)
-    return dependencies
-
-
-def _scan_byproducts(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One byproduct per scanned file: its name, sha256, the scanner and its verdict."""
-    byproducts = []
-    for entry in scan.get("files") or []:
-        byproduct: dict[str, Any] = {
-            "name": f"pickle-scan/{entry['path']}",
-            "annotations": {
-                "scanner": str(scan.get("scanner") or entry.get("scanner", "")),
-                "verdict": entry["verdict"],
-                "globals": list(entry.get("globals") or []),
-                "detail": entry.get("detail", ""),
-                "detectedBy": entry.get("detected_by", ""),
-            },
-        }
-        if entry.get("sha256"):
-            byproduct["digest"] = {"sha256": _check_sha256(entry["sha256"], "scanned file")}
-        byproducts.append(byproduct)
-    return byproducts
 
 
 # ---------------------------------------------------------------- keys, bundles

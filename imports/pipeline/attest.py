@@ -12,7 +12,7 @@ from imports.pipeline.check import CheckResult
 from imports.pipeline.package import Packaged
 from imports.pipeline.resolve import Resolution
 from imports.pipeline.scan import ScanResult
-from registry import attestation
+from registry import attestation, slsa
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def attest_artifact(
     The policy in force (with overrides: rule, reason, who, when) goes in
     ``buildDefinition.internalParameters.policy``; each scanned file's verdict is a
     ``runDetails.byproducts`` entry."""
-    statement = attestation.provenance_statement(
+    statement = slsa.provenance_statement(
         artifact_name=packaged.name,
         artifact_sha256=packaged.sha256,
         repo_id=resolution.repo_id,

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
 from devservers.tools import model_signing
-from registry import attestation
+from registry import attestation, slsa
 from registry.attestation import (
     BadSignature,
     InvalidStatementInput,
@@ -96,7 +96,7 @@ def run_model_signing_verify(model: Path, signature: Path, key_pem: Path):
 
 def provenance(artifact_sha256: str = "ab" * 32) -> dict:
     started = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
-    return attestation.provenance_statement(
+    return slsa.provenance_statement(
         artifact_name="bert-tiny-1.tar.gz",
         artifact_sha256=artifact_sha256,
         repo_id="org/bert-tiny",
@@ -277,18 +277,18 @@ def test_it_writes_times_in_utc_and_refuses_naive_times():
         actor="alice",
     )
     paris = timezone(timedelta(hours=1))
-    statement = attestation.provenance_statement(
+    statement = slsa.provenance_statement(
         **base,
         started_on=datetime(2026, 11, 2, 10, 0, tzinfo=paris),
         finished_on=datetime(2026, 11, 2, 10, 5, tzinfo=paris),
     )
     assert statement["predicate"]["runDetails"]["metadata"]["startedOn"] == "2026-11-02T09:00:00Z"
     with pytest.raises(InvalidStatementInput, match="started_on"):
-        attestation.provenance_statement(
+        slsa.provenance_statement(
             **base, started_on=datetime(2026, 11, 2), finished_on=datetime(2026, 11, 2, tzinfo=UTC)
         )
     with pytest.raises(InvalidStatementInput, match="commit"):
-        attestation.provenance_statement(
+        slsa.provenance_statement(
             **(base | {"commit": "main"}),
             started_on=datetime(2026, 11, 2, tzinfo=UTC),
             finished_on=datetime(2026, 11, 2, tzinfo=UTC),

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from django.core.management import CommandError, call_command
 
 from aegis_catalog import services
-from registry import actions, attestation, verify
+from registry import actions, attestation, slsa, verify
 from registry.models import ModelVersion
 from registry.verify import verify_model_artifact
 from tests.factories import member_bytes
@@ -156,7 +156,7 @@ def test_it_refuses_a_signed_tarball_whose_members_leave_the_tree(
     evil.write_bytes(data)
     key = imported.signing_key
     signer = _trusted_signer(key)
-    statement = attestation.provenance_statement(
+    statement = slsa.provenance_statement(
         artifact_name=evil.name,
         artifact_sha256=hashlib.sha256(data).hexdigest(),
         repo_id="acme/evil",

@@ -33,12 +33,9 @@ def page_rows(page) -> list[dict[str, str]]:
     )
 
 
-def test_an_auditor_filters_by_actor_and_date_and_the_csv_matches_the_page(live_server, request):
-    require_chromium()
-    from playwright.sync_api import expect
-
-    make_user("charlie", "auditor")
-    # Five days of edits, verifications and yanks by three people, four events a day each.
+def five_days_of_events() -> list[int]:
+    """Five days of edits, verifications and yanks by three people, four events a day each;
+    returns rosa's from 2 to 4 November, newest first."""
     append_audit_events(
         {
             "created_at": FIRST_DAY + timedelta(days=day, hours=hour),
@@ -53,7 +50,7 @@ def test_an_auditor_filters_by_actor_and_date_and_the_csv_matches_the_page(live_
         for hour in range(4)
         for actor in ("rosa", "alice", "bob")
     )
-    wanted = list(
+    return list(
         AuditEvent.objects.filter(
             actor="rosa",
             created_at__gte=datetime(2026, 11, 2, tzinfo=UTC),
@@ -62,6 +59,24 @@ def test_an_auditor_filters_by_actor_and_date_and_the_csv_matches_the_page(live_
         .order_by("-sequence")
         .values_list("sequence", flat=True)
     )
+
+
+def assert_the_csv_is_the_page(exported: list[dict[str, str]], shown: list[dict[str, str]]):
+    columns = ("sequence", "actor", "action", "object_repr")
+    assert [{key: row[key] for key in columns} for row in exported] == [
+        {key: row[key] for key in columns} for row in shown
+    ]
+    assert [datetime.fromisoformat(row["created_at"]) for row in exported] == [
+        datetime.fromisoformat(row["created_at"]) for row in shown
+    ]
+
+
+def test_an_auditor_filters_by_actor_and_date_and_the_csv_matches_the_page(live_server, request):
+    require_chromium()
+    from playwright.sync_api import expect
+
+    make_user("charlie", "auditor")
+    wanted = five_days_of_events()
     assert len(wanted) == 12
     shots = Screenshots(request.node.name)
 
@@ -93,15 +108,7 @@ def test_an_auditor_filters_by_actor_and_date_and_the_csv_matches_the_page(live_
     with saved.open(newline="", encoding="utf-8") as handle:
         exported = list(csv.DictReader(handle))
     assert [int(row["sequence"]) for row in shown] == wanted
-    assert [
-        {key: row[key] for key in ("sequence", "actor", "action", "object_repr")}
-        for row in exported
-    ] == [
-        {key: row[key] for key in ("sequence", "actor", "action", "object_repr")} for row in shown
-    ]
-    assert [datetime.fromisoformat(row["created_at"]) for row in exported] == [
-        datetime.fromisoformat(row["created_at"]) for row in shown
-    ]
+    assert_the_csv_is_the_page(exported, shown)
     assert {row["actor"] for row in exported} == {"rosa"}
     assert [path.name for path in shots.taken] == [
         "01-audit-page.png",

@@ -27,9 +27,14 @@ from aegis_catalog.lib.hub import (
     RepoNotFound,
     RevisionNotFound,
 )
-from aegis_catalog.lib.storage import ObjectNotFound, StorageError
+from aegis_catalog.lib.storage import InvalidStorageKey, ObjectNotFound, StorageError
 from aegis_catalog.web.forms import form_errors_text
-from aegis_catalog.web.permissions import AUDIT_GROUPS, BROWSE_GROUPS, IMPORT_GROUPS
+from aegis_catalog.web.permissions import (
+    AUDIT_GROUPS,
+    BROWSE_GROUPS,
+    IMPORT_GROUPS,
+    user_in_group,
+)
 from api import schemas
 from api.auth import TokenOrSession, require
 from api.forms import ApiModelFilterForm, bound_audit_form, bound_import_form
@@ -38,7 +43,7 @@ from imports.models import ImportRequest
 from registry.audit_export import export_record
 
 # The provenance page's download helper, so both answer with the same names and headers.
-from registry.downloads import download_response
+from registry.downloads import STATUS_HEADER, VersionYanked, download_response
 from registry.forms import AuditFilterForm
 from registry.models import (
     NAME_PATTERN,
@@ -56,6 +61,7 @@ ERROR_STATUSES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    410: "gone",
     422: "invalid",
     502: "bad_gateway",
     503: "unavailable",
@@ -103,14 +109,24 @@ def error_response(status: int, message: str, field: str | None = None) -> JsonR
 class ApiError(Exception):
     """An answer other than success, raised anywhere below an operation."""
 
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.field = status, message, field
+        self.headers = headers or {}
 
 
 @api.exception_handler(ApiError)
 def _api_error(request: HttpRequest, error: ApiError) -> HttpResponse:
-    return error_response(error.status, error.message, error.field)
+    response = error_response(error.status, error.message, error.field)
+    for header, value in error.headers.items():
+        response[header] = value
+    return response
 
 
 @api.exception_handler(ValidationError)
@@ -458,7 +474,7 @@ FILE_RESPONSE = {
 
 @api.get(
     "/models/{name}/versions/{version}/files/{kind}",
-    response={**ONE_ITEM_ERRORS, 503: schemas.ErrorOut},
+    response={**ONE_ITEM_ERRORS, 410: schemas.ErrorOut, 503: schemas.ErrorOut},
     url_name="download",
     operation_id="download_version_file",
     tags=["registry"],
@@ -469,18 +485,29 @@ def download_file(
     name: str = MODEL_NAME,
     version: str = VERSION,
     kind: schemas.DownloadKind = FILE_KIND,
+    allow_yanked: bool = Query(
+        False, description="auditors and registry admins: the artifact of a yanked version too"
+    ),
 ) -> HttpResponseBase:
     """The artifact (tar.gz), its attestation bundle, model.sig, aegis.json or the public key.
 
-    The artifact's answer carries ``Repr-Digest: sha-256=:…:`` with the registered digest."""
+    The artifact's answer carries ``Repr-Digest: sha-256=:…:`` with the registered digest; every
+    answer carries ``X-Aegis-Version-Status``. A yanked version's artifact answers 410 with the
+    reason unless an auditor or registry admin sets ``allow_yanked``."""
     require(request, BROWSE_GROUPS, "download registry files")
     item = _version_or_404(name, version)
+    status = {STATUS_HEADER: item.status}
+    allowed = allow_yanked and user_in_group(request.auth, *AUDIT_GROUPS)  # type: ignore[attr-defined]
     try:
-        return download_response(item, kind)
+        return download_response(item, kind, allow_yanked=allowed)
+    except VersionYanked as refusal:
+        raise ApiError(410, str(refusal), headers=status) from refusal
+    except InvalidStorageKey as error:
+        raise ApiError(403, f"Not served: {error}.", headers=status) from error
     except ObjectNotFound as error:
-        raise ApiError(404, f"Not in storage: {error}.") from error
+        raise ApiError(404, f"Not in storage: {error}.", headers=status) from error
     except StorageError as error:
-        raise ApiError(503, f"Storage is not available: {error}.") from error
+        raise ApiError(503, f"Storage is not available: {error}.", headers=status) from error
 
 
 @api.get(

@@ -179,6 +179,7 @@ def test_it_lists_the_trust_store(registry, bob_api):
 def test_it_downloads_the_files_of_a_version(registry, bob_api, settings, tmp_path):
     from registry.models import ModelVersion
 
+    settings.AEGIS_ARTIFACT_ROOT = tmp_path
     artifact = tmp_path / "tiny-bert-1.0.tar.gz"
     artifact.write_bytes(b"not really a tarball")
     (tmp_path / "aegis.json").write_text('{"repo": "acme/tiny-bert"}')
@@ -203,6 +204,34 @@ def test_it_downloads_the_files_of_a_version(registry, bob_api, settings, tmp_pa
     Path(artifact).unlink()
     missing = bob_api.get(f"{base}/artifact")
     assert missing.status_code == 404 and "Not in storage" in missing.json()["error"]["message"]
+
+
+def test_a_yanked_artifact_answers_410_unless_an_auditor_asks_explicitly(
+    registry, bob_api, charlie_api, settings, tmp_path
+):
+    from registry.actions import set_version_status
+    from registry.models import ModelVersion
+
+    settings.AEGIS_ARTIFACT_ROOT = tmp_path
+    artifact = tmp_path / "tiny-bert-1.0.tar.gz"
+    artifact.write_bytes(b"withdrawn bytes")
+    ModelVersion.objects.filter(version="1.0").update(model_path=artifact.as_uri())
+    version = ModelVersion.objects.get(model__name="tiny-bert", version="1.0")
+    set_version_status(version, "yanked", actor="rosa", reason="bad weights")
+    url = "/api/v1/models/tiny-bert/versions/1.0/files/artifact"
+
+    for client in (bob_api, charlie_api):
+        refused = client.get(url)
+        assert refused.status_code == 410
+        assert refused.json()["error"]["code"] == "gone"
+        assert "bad weights" in refused.json()["error"]["message"]
+        assert refused["X-Aegis-Version-Status"] == "yanked"
+    assert bob_api.get(url, allow_yanked="true").status_code == 410  # a viewer may not
+    served = charlie_api.get(url, allow_yanked="true")
+    assert served.status_code == 200 and served["X-Aegis-Version-Status"] == "yanked"
+    assert b"".join(served.streaming_content) == b"withdrawn bytes"
+    key = bob_api.get("/api/v1/models/tiny-bert/versions/1.0/files/public-key")
+    assert key.status_code == 200 and key["X-Aegis-Version-Status"] == "yanked"
 
 
 def test_it_serves_its_openapi_description(db):

@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 from datetime import date
 from typing import Any
-from urllib.parse import parse_qsl
 
 from django import forms
 from django.conf import settings
 
-from aegis_catalog.lib.hub import HubError, validate_revision
+from aegis_catalog.lib.hub import (
+    HubError,
+    InvalidSearchParameter,
+    check_search_cursor,
+    validate_revision,
+)
 from aegis_catalog.web.forms import MAX_PAGE, MAX_QUERY_LENGTH, PAGE_SIZES
 from imports.actions import ImportOptions
 from imports.models import ImportRequest
@@ -54,11 +58,6 @@ SORTS = {
     "likes": ("Most likes", "likes"),
     "updated": ("Recently updated", "last_modified"),
 }
-# Keys the Hub's own "next page" links carry; a cursor with anything else was not made by it.
-_CURSOR_KEYS = {
-    "search", "author", "filter", "pipeline_tag", "sort", "direction", "limit", "expand",
-    "cursor", "full", "config", "cardData",
-}  # fmt: skip
 
 
 def _choices(values: tuple[str, ...], empty: str) -> list[tuple[str, str]]:
@@ -96,18 +95,15 @@ class SearchForm(forms.Form):
         return self.cleaned_data["sort"] or "downloads"
 
     def clean_cursor(self) -> str:
+        """Only the Hub's opaque page token: the search's own fields make the rest of the next
+        page's request, so nothing from the browser's URL reaches the Hub."""
         value: str = self.cleaned_data["cursor"]
         if not value:
             return ""
         try:
-            pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=True)
-        except ValueError:
-            raise forms.ValidationError(
-                "The page cursor is not valid; start the search again."
-            ) from None
-        if not pairs or any(key not in _CURSOR_KEYS for key, _ in pairs):
-            raise forms.ValidationError("The page cursor is not valid; start the search again.")
-        return value
+            return check_search_cursor(value)
+        except InvalidSearchParameter as error:
+            raise forms.ValidationError(str(error)) from None
 
     @property
     def hub_sort(self) -> str:

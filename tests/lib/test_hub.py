@@ -111,7 +111,11 @@ def test_it_reports_summary_fields(client: HubClient, hub_double: HubDouble) -> 
 def test_it_pages_through_all_results_with_the_cursor(client: HubClient) -> None:
     pages = [client.search(library="transformers", sort="likes", limit=4)]
     while pages[-1].next_cursor is not None:
-        pages.append(client.search(cursor=pages[-1].next_cursor))
+        pages.append(
+            client.search(
+                library="transformers", sort="likes", limit=4, cursor=pages[-1].next_cursor
+            )
+        )
 
     ids = [item.repo_id for page in pages for item in page.items]
     assert len(pages) > 2
@@ -141,7 +145,15 @@ def test_it_sorts_by_last_modified(client: HubClient) -> None:
 
 @pytest.mark.parametrize(
     "arguments",
-    [{"sort": "random"}, {"limit": 0}, {"limit": 1000}, {"cursor": "=&&=="}, {"cursor": ""}],
+    [
+        {"sort": "random"},
+        {"limit": 0},
+        {"limit": 1000},
+        {"cursor": "=&&=="},
+        {"cursor": ""},
+        {"cursor": "limit=100000"},
+        {"cursor": "abc&full=true"},
+    ],
 )
 def test_it_rejects_bad_search_arguments(client: HubClient, arguments: dict) -> None:
     with pytest.raises(InvalidSearchParameter):

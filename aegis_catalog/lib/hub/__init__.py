@@ -14,6 +14,7 @@ from aegis_catalog.lib.hub.client import (
     SEARCH_EXPAND,
     SEARCH_SORTS,
     HubClient,
+    check_search_cursor,
 )
 from aegis_catalog.lib.hub.download import ProgressCallback
 from aegis_catalog.lib.hub.errors import (
@@ -65,6 +66,7 @@ __all__ = [
     "RevisionNotFound",
     "SearchResult",
     "UnsafeFilePath",
+    "check_search_cursor",
     "validate_repo_id",
     "validate_revision",
 ]

@@ -8,11 +8,12 @@ revision and the endpoint (never the token).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from huggingface_hub import HfApi, hf_hub_url
 from huggingface_hub.errors import RemoteEntryNotFoundError
@@ -58,6 +59,29 @@ SEARCH_SORTS = {
     "createdAt": "createdAt",
 }
 MAX_SEARCH_LIMIT = 100
+# The Hub's page cursor is an opaque token (base64url-like); anything else is refused.
+SEARCH_CURSOR_RE = re.compile(r"[A-Za-z0-9_.+/-]{1,1000}={0,2}")
+INVALID_CURSOR = "The page cursor is not valid; start the search again."
+
+
+def check_search_cursor(cursor: str) -> str:
+    """``cursor`` when it is an opaque Hub page token; InvalidSearchParameter otherwise."""
+    if not SEARCH_CURSOR_RE.fullmatch(cursor):
+        raise InvalidSearchParameter(INVALID_CURSOR)
+    return cursor
+
+
+def _next_cursor(next_url: str | None) -> str | None:
+    """The opaque ``cursor`` of the Hub's "next" link (the link's other parameters are the
+    search's own, which the next request builds again), or None on the last page."""
+    if not next_url:
+        return None
+    values = parse_qs(urlsplit(next_url).query).get("cursor")
+    if not values or not SEARCH_CURSOR_RE.fullmatch(values[0]):
+        return None
+    return values[0]
+
+
 # Ask the Hub for the summary fields a search result shows (the default answer omits some).
 SEARCH_EXPAND = (
     "author",
@@ -129,13 +153,13 @@ class HubClient:
     ) -> SearchResult:
         """One page of models, most popular first by default.
 
-        With `cursor` (from a previous result) the next page of that same search is fetched
-        and the other arguments are ignored.
+        With `cursor` (a previous result's ``next_cursor``: the Hub's opaque token, nothing else)
+        the next page of the same search is fetched; the other arguments must be the same.
+        Only the parameters built here reach the Hub, never ones taken from a caller's URL.
         """
+        params = self._search_params(query, task, library, license, sort, limit)
         if cursor is not None:
-            params = self._cursor_params(cursor)
-        else:
-            params = self._search_params(query, task, library, license, sort, limit)
+            params.append(("cursor", check_search_cursor(cursor)))
         url = f"{self.endpoint}/api/models"
         what = f"search models on {self.endpoint}"
         try:
@@ -148,8 +172,7 @@ class HubClient:
             raise self._translate(error, what=what) from error
         items = self._search_items(payload)
         next_url = response.links.get("next", {}).get("url")
-        next_cursor = urlsplit(next_url).query or None if next_url else None
-        return SearchResult(items=items, next_cursor=next_cursor, next_url=next_url)
+        return SearchResult(items=items, next_cursor=_next_cursor(next_url), next_url=next_url)
 
     @staticmethod
     def _search_params(
@@ -192,18 +215,6 @@ class HubClient:
             raise HubUnavailable(
                 f"The Hub at {self.endpoint} answered a search with unexpected data ({error})."
             ) from error
-
-    @staticmethod
-    def _cursor_params(cursor: str) -> list[tuple[str, str]]:
-        try:
-            params = parse_qsl(cursor, keep_blank_values=True, strict_parsing=True)
-        except ValueError:
-            raise InvalidSearchParameter(
-                "The page cursor is not valid; start the search again."
-            ) from None
-        if len(cursor) > 4096 or not params:
-            raise InvalidSearchParameter("The page cursor is not valid; start the search again.")
-        return params
 
     # -- model info --
 

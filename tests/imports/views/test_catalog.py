@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 
 from tests.factories import make_version
@@ -95,6 +97,44 @@ def test_it_pages_through_the_hubs_link_header(bob_client, hub):
     first_repos = {line for line in html.splitlines() if "data-repo=" in line}
     second_repos = {line for line in page_two.splitlines() if "data-repo=" in line}
     assert not first_repos & second_repos
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "search=demo&limit=100000&full=true&cardData=true&expand=safetensors",
+        "limit=100000",
+        "eyJvZmZzZXQiOjIwfQ&limit=100000",
+        "https://evil.example/api/models?limit=5",
+    ],
+)
+def test_a_crafted_cursor_never_reaches_the_hub(bob_client, hub, cursor):
+    """Security review item 9: only the Hub's opaque cursor is accepted; the other parameters
+    of the Hub request are the search's own, so no limit over 100 and no full/cardData."""
+    hub.clear_requests()
+
+    response = bob_client.get("/", {"q": "demo", "cursor": cursor})
+
+    assert response.status_code == 400
+    assert "cursor is not valid" in response.content.decode()
+    assert search_requests(hub, "") == 0
+
+
+def test_every_search_request_carries_only_the_searchs_own_parameters(bob_client, hub):
+    hub.clear_requests()
+    first = bob_client.get("/", {"q": "demo-org"}).content.decode()
+    start = first.index('rel="next"')
+    href = first[first.rindex('href="', 0, start) + 6 :]
+    bob_client.get("/" + href[: href.index('"')].replace("&amp;", "&"))
+
+    searches = [parse_qs(urlsplit(entry.path).query) for entry in hub.requests
+                if urlsplit(entry.path).path == "/api/models"]  # fmt: skip
+    assert len(searches) == 2
+    for params in searches:
+        assert int(params["limit"][0]) <= 100
+        assert not {"full", "cardData", "config"} & set(params)
+        assert set(params) <= {"search", "sort", "direction", "limit", "expand", "cursor"}
+    assert "cursor" in searches[1] and len(searches[1]["cursor"]) == 1
 
 
 def test_it_shows_a_badge_for_models_already_in_the_registry(bob_client, hub):

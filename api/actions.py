@@ -22,8 +22,16 @@ MAX_ACTIVE_TOKENS = 25
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
+# What a token's creator may choose: days until it expires (None: never).
+EXPIRY_DAYS = (30, 90, 365, None)
+
+
 class TokenRefused(Exception):
     """The token cannot be created or revoked as asked; the message says why."""
+
+
+class TokenNotAccepted(Exception):
+    """A request's token is unknown, revoked, expired or its user deactivated; says which."""
 
 
 @dataclass(frozen=True)
@@ -41,11 +49,22 @@ def _token_repr(token: ApiToken) -> str:
 
 
 @transaction.atomic
-def create_token(user: User, name: str) -> CreatedToken:
-    """A new token for ``user``: 256 random bits, stored as their sha256."""
+def create_token(
+    user: User,
+    name: str,
+    *,
+    scope: str = ApiToken.Scope.READ_WRITE,
+    expires_in_days: int | None = None,
+) -> CreatedToken:
+    """A new token for ``user``: 256 random bits, stored as their sha256; read-only or not,
+    expiring after ``expires_in_days`` or never."""
     name = name.strip()
     if not name:
         raise TokenRefused("Give the token a name, so you can tell it apart later.")
+    if scope not in ApiToken.Scope.values:
+        raise TokenRefused(f"A token's scope is one of {', '.join(ApiToken.Scope.values)}.")
+    if expires_in_days not in EXPIRY_DAYS:
+        raise TokenRefused("A token expires after 30, 90 or 365 days, or never.")
     # One creation at a time per user, so the limit holds under concurrent requests.
     User.objects.select_for_update().filter(pk=user.pk).first()
     if ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_ACTIVE_TOKENS:
@@ -53,8 +72,16 @@ def create_token(user: User, name: str) -> CreatedToken:
             f"You already have {MAX_ACTIVE_TOKENS} active tokens; revoke one you no longer use."
         )
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires_at = (
+        timezone.now() + timedelta(days=expires_in_days) if expires_in_days is not None else None
+    )
     token = ApiToken.objects.create(
-        user=user, name=name, prefix=secret[:PREFIX_LENGTH], token_hash=hash_token(secret)
+        user=user,
+        name=name,
+        prefix=secret[:PREFIX_LENGTH],
+        token_hash=hash_token(secret),
+        scope=scope,
+        expires_at=expires_at,
     )
     audit.record(
         Action.API_TOKEN_CREATED,
@@ -63,7 +90,12 @@ def create_token(user: User, name: str) -> CreatedToken:
         object_type="api_token",
         object_id=token.pk,
         object_repr=_token_repr(token),
-        details={"name": token.name, "prefix": token.prefix},
+        details={
+            "name": token.name,
+            "prefix": token.prefix,
+            "scope": token.scope,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
     )
     return CreatedToken(token, secret)
 
@@ -88,18 +120,24 @@ def revoke_token(token: ApiToken, *, actor: User) -> ApiToken:
     return token
 
 
-def authenticate_token(secret: str) -> User | None:
-    """The active user of an active token, or None (unknown, revoked, or user deactivated)."""
-    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
-        return None
-    token = (
-        ApiToken.objects.select_related("user")
-        .filter(token_hash=hash_token(secret), revoked_at__isnull=True)
-        .first()
-    )
+def authenticate_token(secret: str) -> ApiToken:
+    """The token, when it is known, not revoked, not expired and its user active; else
+    TokenNotAccepted saying which (an unknown token and a revoked one read the same)."""
+    token = None
+    if secret.startswith(TOKEN_PREFIX) and len(secret) <= 200:
+        token = (
+            ApiToken.objects.select_related("user")
+            .filter(token_hash=hash_token(secret), revoked_at__isnull=True)
+            .first()
+        )
     if token is None or not token.user.is_active:
-        return None
+        raise TokenNotAccepted("The API token is not valid or was revoked.")
+    if token.is_expired:
+        assert token.expires_at is not None
+        raise TokenNotAccepted(
+            f"The API token expired on {token.expires_at:%Y-%m-%d %H:%M} UTC; create a new one."
+        )
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    return token

@@ -16,7 +16,8 @@ from ninja.security import HttpBearer
 from ninja.utils import check_csrf
 
 from aegis_catalog.web.permissions import user_in_group
-from api.actions import authenticate_token
+from api.actions import TokenNotAccepted, authenticate_token
+from api.models import ApiToken
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 
@@ -32,11 +33,14 @@ class TokenOrSession(HttpBearer):
                 raise AuthenticationError(
                     message="Send the token as 'Authorization: Bearer <token>'."
                 )
-            user = self.authenticate(request, secret.strip())
-            if user is None:
-                raise AuthenticationError(message="The API token is not valid or was revoked.")
-            request.user = user
-            return user
+            token = self.authenticate(request, secret.strip())
+            if token.read_only and request.method not in SAFE_METHODS:
+                raise AuthorizationError(
+                    message=f"The API token {token.prefix}… is read-only: it cannot "
+                    f"{request.method} here. Use a read-write token."
+                )
+            request.user = token.user
+            return token.user
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated or not user.is_active:
             raise AuthenticationError(
@@ -48,8 +52,11 @@ class TokenOrSession(HttpBearer):
             )
         return user
 
-    def authenticate(self, request: HttpRequest, token: str) -> Any:
-        return authenticate_token(token)
+    def authenticate(self, request: HttpRequest, token: str) -> ApiToken:
+        try:
+            return authenticate_token(token)
+        except TokenNotAccepted as error:
+            raise AuthenticationError(message=str(error)) from None
 
 
 def require(request: HttpRequest, groups: tuple[str, ...], what: str) -> None:

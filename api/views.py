@@ -15,7 +15,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from aegis_catalog.web.responses import error_page
-from api.actions import MAX_ACTIVE_TOKENS, CreatedToken, TokenRefused, create_token, revoke_token
+from api.actions import (
+    EXPIRY_DAYS,
+    MAX_ACTIVE_TOKENS,
+    CreatedToken,
+    TokenRefused,
+    create_token,
+    revoke_token,
+)
 from api.models import ApiToken
 
 
@@ -24,6 +31,20 @@ class TokenForm(forms.Form):
         label="Name",
         max_length=100,
         help_text="What the token is for, e.g. “CI of ml-serving”.",
+    )
+    scope = forms.ChoiceField(
+        label="Scope",
+        choices=ApiToken.Scope.choices,
+        initial=ApiToken.Scope.READ_ONLY,
+        help_text="A read-only token can read what you can read and change nothing.",
+    )
+    expires = forms.TypedChoiceField(
+        label="Expires",
+        choices=[(str(days), f"in {days} days") for days in EXPIRY_DAYS if days is not None]
+        + [("never", "never")],
+        coerce=lambda value: None if value == "never" else int(value),
+        initial="90",
+        help_text="An expired token is refused; create a new one.",
     )
 
     def clean_name(self) -> str:
@@ -65,7 +86,12 @@ def tokens(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _page(request, form, status=400)
     try:
-        created = create_token(cast(User, request.user), form.cleaned_data["name"])
+        created = create_token(
+            cast(User, request.user),
+            form.cleaned_data["name"],
+            scope=form.cleaned_data["scope"],
+            expires_in_days=form.cleaned_data["expires"],
+        )
     except TokenRefused as error:
         form.add_error(None, str(error))
         return _page(request, form, status=400)

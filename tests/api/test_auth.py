@@ -1,11 +1,15 @@
-"""Must-show 3: tokens act with their user's groups; revoked tokens and bad headers get 401."""
+"""Must-show 3: tokens act with their user's groups; revoked or expired tokens and bad headers
+get 401; a read-only token reads and writes nothing."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
+from django.utils import timezone
 
-from api.actions import hash_token, revoke_token
+from api.actions import create_token, hash_token, revoke_token
 from api.models import ApiToken
 from imports.models import ImportRequest
 from tests.api.conftest import ApiClient, token_for
@@ -67,6 +71,44 @@ def test_it_refuses_a_token_of_a_deactivated_user(alice):
     alice.save()
 
     assert api.get("/api/v1/models").status_code == 401
+
+
+def test_it_refuses_an_expired_token_with_401_saying_so(alice):
+    created = create_token(alice, "ci", expires_in_days=30)
+    api = ApiClient(created.secret)
+    assert api.get("/api/v1/models").status_code == 200
+
+    ApiToken.objects.filter(pk=created.token.pk).update(
+        expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    response = api.get("/api/v1/models")
+
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "unauthenticated"
+    assert "expired on" in error_of(response)["message"]
+
+
+def test_a_read_only_token_reads_but_cannot_import(alice, hub):
+    api = ApiClient(create_token(alice, "loader", scope="read-only").secret)  # alice imports
+
+    assert api.get("/api/v1/models").status_code == 200
+    response = api.post("/api/v1/imports", IMPORT)
+
+    assert response.status_code == 403
+    assert error_of(response)["code"] == "forbidden"
+    assert "read-only" in error_of(response)["message"]
+    assert not ImportRequest.objects.exists()
+
+
+def test_a_read_write_token_of_an_importer_still_imports(
+    alice, hub, django_capture_on_commit_callbacks
+):
+    api = ApiClient(create_token(alice, "ci", scope="read-write", expires_in_days=90).secret)
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = api.post("/api/v1/imports", IMPORT)
+
+    assert response.status_code == 202, response.content
 
 
 def test_it_gives_a_viewers_token_403_on_import(bob_api, hub):

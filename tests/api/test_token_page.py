@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from api.actions import MAX_ACTIVE_TOKENS, create_token, hash_token
 from api.models import ApiToken
@@ -24,12 +26,16 @@ def test_it_requires_sign_in(client):
     assert response["Location"].startswith("/accounts/login/")
 
 
+def token_form(name: str, scope: str = "read-write", expires: str = "never") -> dict[str, str]:
+    return {"name": name, "scope": scope, "expires": expires}
+
+
 def test_it_is_linked_from_the_navigation(bob_client):
     assert f'href="{URL}"' in bob_client.get("/registry/").content.decode()
 
 
 def test_it_creates_a_token_and_shows_it_once(bob, bob_client):
-    response = bob_client.post(URL, {"name": "model loader"})
+    response = bob_client.post(URL, token_form("model loader"))
 
     assert response.status_code == 201
     html = response.content.decode()
@@ -82,7 +88,7 @@ def test_it_refuses_get_on_revoke(bob, bob_client):
     [("", "This field is required"), ("x" * 101, "at most 100"), ("a\x01b", "control characters")],
 )
 def test_it_rerenders_the_form_with_the_error(bob_client, name, message):
-    response = bob_client.post(URL, {"name": name})
+    response = bob_client.post(URL, token_form(name))
 
     assert response.status_code == 400
     assert message in response.content.decode()
@@ -93,7 +99,7 @@ def test_it_limits_the_number_of_active_tokens(bob, bob_client):
     for number in range(MAX_ACTIVE_TOKENS):
         create_token(bob, f"token {number}")
 
-    response = bob_client.post(URL, {"name": "one more"})
+    response = bob_client.post(URL, token_form("one more"))
 
     assert response.status_code == 400
     assert "revoke one you no longer use" in response.content.decode()
@@ -124,3 +130,38 @@ def test_it_lists_active_tokens_before_revoked_ones(bob, bob_client):
 
 def test_it_refuses_query_parameters(bob_client):
     assert bob_client.get(URL, {"x": "1"}).status_code == 400
+
+
+def test_it_creates_a_read_only_token_that_expires(bob, bob_client):
+    response = bob_client.post(URL, token_form("loader", scope="read-only", expires="30"))
+
+    assert response.status_code == 201
+    token = ApiToken.objects.get()
+    assert token.scope == "read-only" and token.read_only
+    assert token.expires_at is not None
+    days = (token.expires_at - token.created_at).total_seconds() / 86400
+    assert 29.9 < days < 30.1
+    event = AuditEvent.objects.get(action=Action.API_TOKEN_CREATED)
+    assert event.details["scope"] == "read-only"
+    assert event.details["expires_at"] == token.expires_at.isoformat()
+    row = bob_client.get(URL).content.decode().split(f'data-prefix="{token.prefix}"', 1)[1]
+    assert '<td class="scope">read-only</td>' in row.split("</tr>", 1)[0]
+
+
+def test_it_shows_an_expired_token_as_expired(bob, bob_client):
+    token = create_token(bob, "old ci", expires_in_days=30).token
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(days=1))
+
+    row = bob_client.get(URL).content.decode().split(f'data-prefix="{token.prefix}"', 1)[1]
+
+    assert ">expired</span>" in row.split("</tr>", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("scope", "admin"), ("expires", "7"), ("expires", ""), ("scope", "")]
+)
+def test_it_refuses_a_scope_or_expiry_it_does_not_offer(bob_client, field, value):
+    response = bob_client.post(URL, {**token_form("x"), field: value})
+
+    assert response.status_code == 400
+    assert not ApiToken.objects.exists()

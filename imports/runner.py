@@ -466,6 +466,7 @@ class ImportRunner:
                     "s3_bucket": request.s3_bucket,
                     "import_request": request.pk,
                     "policy": built.policy_record,
+                    "layout": built.packaged.layout,
                 },
                 scan_results=built.scan.verdicts_json(),
             )

@@ -37,6 +37,19 @@ def record_url(version: ModelVersion) -> str:
     return version.model_path.rsplit("/", 1)[0] + "/aegis.json"
 
 
+def artifact_layout(version: ModelVersion) -> int:
+    """2: the tarball holds only model/ and MANIFEST.sha256; 1: model.sig and aegis.json inside
+    (versions registered before layout 2 record no layout)."""
+    options = version.import_options if isinstance(version.import_options, dict) else {}
+    layout = options.get("layout", 1)
+    return layout if isinstance(layout, int) else 1
+
+
+def artifact_root(version: ModelVersion) -> str:
+    """The directory the tarball extracts to, ``<name>-<version>``."""
+    return artifact_name(version).removesuffix(".tar.gz")
+
+
 def model_signature_name(version: ModelVersion) -> str:
     """``<artifact>.model.sig``: the model signature's name beside the tarball."""
     return artifact_name(version) + MODEL_SIGNATURE_SUFFIX

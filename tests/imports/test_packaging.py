@@ -312,7 +312,7 @@ def test_its_last_member_is_a_manifest_that_sha256sum_checks(tmp_path):
     with tarfile.open(tmp_path / "a.tar.gz") as tar:
         last = tar.getmembers()[-1]
         assert last.name == "org--m-1/MANIFEST.sha256"
-        manifest = tar.extractfile(last).read()
+        manifest = member_bytes(tar, last)
     assert parse_sha256sums(manifest) == {
         f"model/{path}": sha256(data) for path, data in content.items()
     }

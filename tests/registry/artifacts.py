@@ -13,6 +13,7 @@ from typing import Any
 from aegis_catalog import services
 from registry import attestation
 from registry.models import ModelVersion, SigningKey
+from tests.factories import member_bytes
 
 
 def artifact_path(version: ModelVersion) -> Path:
@@ -89,19 +90,26 @@ def layout_1_tarball(
     return buffer.getvalue()
 
 
+def model_files_of(tarball: Path) -> dict[str, bytes]:
+    """The files under ``<root>/model/`` of an artifact, by path relative to ``model/``."""
+    prefix = f"{tarball.name.removesuffix('.tar.gz')}/model/"
+    with tarfile.open(tarball) as archive:
+        return {
+            member.name.removeprefix(prefix): member_bytes(archive, member)
+            for member in archive.getmembers()
+            if member.isfile() and member.name.startswith(prefix)
+        }
+
+
 def convert_to_layout_1(version: ModelVersion) -> Path:
     """Replace a registered version's stored artifact by the same model in layout 1, as an
     installation before layout 2 stored it: model.sig inside the tarball and none beside it, the
     attestation signed over the new tarball, the registry's sha256 updated."""
     path = artifact_path(version)
     root = path.name.removesuffix(".tar.gz")
+    model_files = model_files_of(path)
     with tarfile.open(path) as archive:
-        model_files = {
-            member.name.removeprefix(f"{root}/model/"): archive.extractfile(member).read()
-            for member in archive.getmembers()
-            if member.isfile() and member.name.startswith(f"{root}/model/")
-        }
-        mtime = archive.getmembers()[0].mtime
+        mtime = int(archive.getmembers()[0].mtime)
     record = path.with_name("aegis.json").read_bytes()
     model_sig = attestation.bundle_to_bytes(version.model_signature)
     path.write_bytes(
@@ -110,6 +118,9 @@ def convert_to_layout_1(version: ModelVersion) -> Path:
     Path(f"{path}.model.sig").unlink()
     resign(path, version.signing_key)
     sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    ModelVersion.objects.filter(pk=version.pk).update(sha256=sha256, size=path.stat().st_size)
+    options = {key: value for key, value in version.import_options.items() if key != "layout"}
+    ModelVersion.objects.filter(pk=version.pk).update(
+        sha256=sha256, size=path.stat().st_size, import_options=options
+    )
     version.refresh_from_db()
     return path

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import html
 import json
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
+from devservers.tools import VENV_BIN
 from registry import attestation, verify
 from registry.models import AuditEvent, ModelVersion
 from registry.verify import verify_and_record, verify_model_artifact
@@ -20,9 +23,9 @@ from tests.registry.artifacts import (
     artifact_path,
     convert_to_layout_1,
     layout_1_tarball,
+    model_files_of,
     resign,
 )
-from tests.web.conftest import make_user, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -35,11 +38,6 @@ def imported(aegis, transit_key) -> ModelVersion:
         "--sign-key", transit_key, "--register", "--no-progress",
     )  # fmt: skip
     return ModelVersion.objects.select_related("signing_key", "model").get()
-
-
-@pytest.fixture
-def auditor_client():
-    return signed_in(make_user("charlie", "auditor"))
 
 
 def verify_now(client) -> str:
@@ -95,25 +93,44 @@ def test_an_artifact_stored_in_the_earlier_layout_still_verifies(imported, capsy
     assert "ok  model_signature" in capsys.readouterr().out
 
 
-def test_verify_now_passes_an_artifact_stored_in_the_earlier_layout(imported, auditor_client):
+def test_verify_now_passes_an_artifact_stored_in_the_earlier_layout(imported, charlie_client):
     convert_to_layout_1(imported)
 
-    html = verify_now(auditor_client)
+    html = verify_now(charlie_client)
 
     assert 'data-result="passed"' in html
     event = AuditEvent.objects.get(action="verification.passed")
     assert event.details["checks"][-1] == "model_signature"
 
 
+def test_the_commands_the_page_prints_verify_either_layout(imported, charlie_client, tmp_path):
+    def run_page_commands(directory: Path) -> str:
+        directory.mkdir()
+        page = charlie_client.get("/registry/tiny-bert/1.0/").content.decode()
+        script = html.unescape(page.split('<pre class="commands">', 1)[1].split("</pre>", 1)[0])
+        for kind in ("artifact", "attestation", "model-sig", "public-key"):
+            response = charlie_client.get(f"/registry/tiny-bert/1.0/download/{kind}/")
+            name = response["Content-Disposition"].split('filename="', 1)[1].rstrip('"')
+            content = (
+                b"".join(response.streaming_content) if response.streaming else response.content
+            )
+            (directory / name).write_bytes(content)
+        run = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script], cwd=directory, capture_output=True,
+            text=True, env={**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"},
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        return script
+
+    assert "MANIFEST.sha256" in run_page_commands(tmp_path / "layout-2")
+    convert_to_layout_1(imported)
+    assert "MANIFEST.sha256" not in run_page_commands(tmp_path / "layout-1")
+
+
 def test_a_layout_1_artifact_whose_inner_model_sig_does_not_cover_model_fails(imported):
     path = convert_to_layout_1(imported)
     root = "tiny-bert-1.0"
-    with tarfile.open(path) as archive:
-        files = {
-            member.name.removeprefix(f"{root}/model/"): archive.extractfile(member).read()
-            for member in archive.getmembers()
-            if member.isfile() and member.name.startswith(f"{root}/model/")
-        }
+    files = model_files_of(path)
     files["config.json"] = b'{"tampered": true}'
     path.write_bytes(
         layout_1_tarball(
@@ -192,10 +209,10 @@ def test_a_signed_file_that_is_not_a_tarball_is_a_recorded_failure(imported):
     assert "not a readable tar.gz" in event.details["error"]
 
 
-def test_verify_now_answers_a_signed_non_tarball_with_the_reason(imported, auditor_client):
+def test_verify_now_answers_a_signed_non_tarball_with_the_reason(imported, charlie_client):
     _sign_as_the_artifact(imported, b"this is not a tar.gz\n" * 100)
 
-    html = verify_now(auditor_client)
+    html = verify_now(charlie_client)
 
     assert 'data-result="failed"' in html and 'data-check="safe_extraction"' in html
     assert "not a readable tar.gz" in html
@@ -221,10 +238,10 @@ def test_a_full_disk_while_extracting_is_a_recorded_failure(imported, monkeypatc
     assert "no space left on device" in event.details["error"]
 
 
-def test_verify_now_answers_a_full_disk_with_the_reason(imported, auditor_client, monkeypatch):
+def test_verify_now_answers_a_full_disk_with_the_reason(imported, charlie_client, monkeypatch):
     _disk_full(monkeypatch)
 
-    html = verify_now(auditor_client)
+    html = verify_now(charlie_client)
 
     assert 'data-result="failed"' in html and "no space left on device" in html
     assert AuditEvent.objects.filter(action="verification.failed").count() == 1

@@ -69,12 +69,10 @@ def run(command: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[st
 def worker(step: str, *arguments: str, env: dict[str, str]) -> dict[str, Any]:
     """Run bench/worker.py STEP in a fresh process; return its JSON figures."""
     settle()
-    done = run(
-        [PYTHON, str(ROOT / "bench" / "worker.py"), step, *arguments],
-        env=env,
-        capture_output=True,
-        cwd=ROOT,
-    )
+    command = [PYTHON, str(ROOT / "bench" / "worker.py"), step, *arguments]
+    done = subprocess.run(command, env=env, capture_output=True, cwd=ROOT, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench/worker.py {step} {' '.join(arguments)} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -103,9 +103,6 @@ class Built:
             "artifact_url": self.stored.artifact.url,
             "attestation_url": self.stored.attestation.url,
             "record_url": self.stored.record.url,
-            "model_signature_url": (
-                self.stored.model_signature.url if self.stored.model_signature else None
-            ),
             "sha256": self.packaged.sha256,
             "size": self.packaged.size,
             "commit": self.resolution.commit,
@@ -345,7 +342,7 @@ class ImportRunner:
         scan: pipeline.ScanResult,
         policy_record: dict[str, Any],
     ) -> pipeline.Packaged:
-        request = self.request
+        request, started = self.request, self.started_on.isoformat()
         return self._stage(
             Stage.PACKAGE,
             lambda: pipeline.package_artifact(
@@ -359,11 +356,7 @@ class ImportRunner:
                 progress=self._progress(Stage.PACKAGE),
                 scan=scan,
                 policy_record=policy_record,
-                imported={
-                    "by": request.actor,
-                    "import_request": request.pk,
-                    "started_on": self.started_on.isoformat(),
-                },
+                imported={"by": request.actor, "import_request": request.pk, "started_on": started},
                 store=self.services.store if settings.AEGIS_STREAM_UPLOADS else None,
                 import_id=request.pk,
                 compress_workers=settings.AEGIS_PACKAGE_THREADS or None,

@@ -125,10 +125,8 @@ def verify_model_artifact(
     be active (``allow_deprecated`` lets a deprecated one pass; yanked never does), its signing
     key not revoked, both signatures must be by exactly the key and version the registry
     records, and the tarball's sha256 the registered one. The artifact is downloaded through
-    the API unless a path or URL is given.
-
-    A storage, disk or archive failure raises a ``VerificationError`` too (``fetch``,
-    ``safe_extraction`` or ``verification``), never a bare ``OSError``.
+    the API unless a path or URL is given. A store, disk or archive failure is a
+    ``VerificationError`` too (``fetch``, ``safe_extraction`` or ``verification``).
     """
     if name is not None or version is not None:
         if not name or not version:

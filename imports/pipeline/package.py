@@ -79,31 +79,41 @@ def import_record(
         "card_data": resolution.card_data,
     }
     if artifact is not None:
-        name = f"{artifact_basename(model_name, version)}.tar.gz"
-        record["artifact"] = {
-            "name": name,
-            "sha256": artifact.sha256,
-            "size": artifact.size,
-            "layout": ARTIFACT_LAYOUT,
-            "root": artifact_basename(model_name, version),
-            "manifest": MANIFEST_NAME,
-            "model_signature": name + MODEL_SIGNATURE_SUFFIX,
-            "attestation": name + ATTESTATION_SUFFIX,
-        }
+        record["artifact"] = _artifact_block(model_name, version, artifact)
     if scan is not None:
         record["scan"] = {"scanner": scan.scanner_version, "files": scan.verdicts_json()}
     if policy_record is not None:
-        record["policy"] = {
-            "rules": dict(policy_record.get("rules") or {}),
-            "findings": list(policy_record.get("findings") or []),
-            "overrides": [
-                {key: item[key] for key in ("rule", "reason", "granted_by") if key in item}
-                for item in policy_record.get("overrides") or []
-            ],
-        }
+        record["policy"] = _policy_block(policy_record)
     if imported is not None:
         record["imported"] = dict(imported)
     return record
+
+
+def _artifact_block(model_name: str, version: str, artifact: PackageResult) -> dict[str, Any]:
+    """The tarball (name, sha256, size, layout, what it holds) and the files beside it."""
+    root = artifact_basename(model_name, version)
+    name = f"{root}.tar.gz"
+    return {
+        "name": name,
+        "sha256": artifact.sha256,
+        "size": artifact.size,
+        "layout": ARTIFACT_LAYOUT,
+        "root": root,
+        "manifest": MANIFEST_NAME,
+        "model_signature": name + MODEL_SIGNATURE_SUFFIX,
+        "attestation": name + ATTESTATION_SUFFIX,
+    }
+
+
+def _policy_block(policy_record: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "rules": dict(policy_record.get("rules") or {}),
+        "findings": list(policy_record.get("findings") or []),
+        "overrides": [
+            {key: item[key] for key in ("rule", "reason", "granted_by") if key in item}
+            for item in policy_record.get("overrides") or []
+        ],
+    }
 
 
 def canonical_json(data: Any) -> bytes:
@@ -180,10 +190,9 @@ def package_artifact(
     import_id: int | None = None,
     compress_workers: int | None = None,
 ) -> Packaged:
-    """The byte-reproducible tar.gz (``model/`` and ``MANIFEST.sha256``) and its aegis.json.
-
-    The tarball depends only on the files, the name, the version and the commit time:
-    signatures and the record (``imported``: who and when) are stored beside it.
+    """The byte-reproducible tar.gz (``model/`` and ``MANIFEST.sha256``: it depends only on the
+    files, the name, the version and the commit time) and its aegis.json (``imported``: who and
+    when), which is stored beside it, as the signatures are.
 
     With ``store`` (and ``import_id``), the tarball is streamed into the store as it is
     written (an S3 multipart upload, parts in parallel) and nothing is written to the work
@@ -218,24 +227,22 @@ def package_artifact(
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         result, artifact = package(out_dir / name, None), None
-    record = canonical_json(
-        import_record(
-            resolution,
-            checked,
-            model_name=model_name,
-            version=version,
-            endpoint=endpoint,
-            artifact=result,
-            scan=scan,
-            policy_record=policy_record,
-            imported=imported,
-        )
+    record = import_record(
+        resolution,
+        checked,
+        model_name=model_name,
+        version=version,
+        endpoint=endpoint,
+        artifact=result,
+        scan=scan,
+        policy_record=policy_record,
+        imported=imported,
     )
     return Packaged(
         path=result.path,
         sha256=result.sha256,
         size=result.size,
-        record=record,
+        record=canonical_json(record),
         artifact=artifact,
         name=name,
     )

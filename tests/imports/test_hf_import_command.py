@@ -132,6 +132,22 @@ def test_it_gives_a_byte_identical_tarball_when_the_same_import_runs_twice(aegis
     assert first.result["attestation_url"] != second.result["attestation_url"]
 
 
+def test_the_tarball_does_not_depend_on_who_signs_it(aegis, transit_key):
+    """Two imports of the same commit signed with different keys (as two independent
+    installations would be): the same tarball bytes, different model signatures beside it."""
+    common = ("--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert", "--version", "3.0")
+    hf_import(*common)
+    hf_import(*common, "--sign-key", transit_key)
+
+    first, second = ImportRequest.objects.order_by("pk")
+    assert first.result["signing_key"] != second.result["signing_key"]
+    paths = [Path(item.result["artifact_url"].removeprefix("file://")) for item in (first, second)]
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert first.result["sha256"] == second.result["sha256"]
+    signatures = [Path(f"{path}.model.sig").read_bytes() for path in paths]
+    assert signatures[0] != signatures[1]
+
+
 def test_it_pins_an_older_revision_to_its_commit(aegis):
     older = aegis.hub.resolve("acme/tiny-bert", "v1.0")
     hf_import(

@@ -115,7 +115,7 @@ def extract(tarball: Path, destination: Path, result: VerificationResult) -> Pat
 
 def artifact_root(destination: Path) -> Path:
     """The one ``<name>-<version>/`` directory an artifact extracts to."""
-    roots = [item for item in destination.iterdir()]
+    roots = list(destination.iterdir())
     if len(roots) != 1 or not roots[0].is_dir() or not (roots[0] / "model").is_dir():
         raise ExtractionFailed(
             "the artifact does not hold exactly one <name>-<version>/ directory with model/ in it"

@@ -1,6 +1,10 @@
 """One measured step, in a process of its own; prints one JSON line with its figures.
 
-    python bench/worker.py import REPO_ID MODEL_NAME       (env: Django settings, Hub, Vault, S3)
+    python bench/worker.py import REPO_ID MODEL_NAME       (env: Django settings, Hub, Vault, S3;
+                                                            not registered: a registered import
+                                                            of content already in the registry
+                                                            only links to it, and each run must
+                                                            do the whole work)
     python bench/worker.py download REPO_ID COMMIT DEST     (snapshot_download alone)
     python bench/worker.py upload TARBALL KEY               (boto3 upload_file alone)
     python bench/worker.py verify TARBALL [--extract]       (verify_model_artifact)
@@ -68,7 +72,7 @@ def run_import(repo_id: str, model_name: str) -> dict[str, object]:
         model_name=model_name,
         version="1",
         upload_s3=True,
-        register=True,
+        register=False,
         no_progress=True,
         actor="bench",
         stdout=open(os.devnull, "w"),  # noqa: SIM115

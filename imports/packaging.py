@@ -1,21 +1,26 @@
 """Byte-reproducible tar.gz artifacts (extracted safely by `aegis_catalog.lib.archive`).
 
-Artifact layout::
+Artifact layout (layout 2)::
 
     <root>/                  directory entries for every parent, too
-    <root>/aegis.json        extra members (import record, model.sig)
-    <root>/model.sig
-    <root>/model/<path>      the model files
+    <root>/model/<path>      the model files, sorted
+    <root>/MANIFEST.sha256   "<sha256>  model/<path>" per file, in the same order (sha256sum -c)
+
+The bytes depend only on the model files, their paths and the root name (``<name>-<version>``)
+and the mtime (the commit time): nothing random, nothing about who or when. Signatures, the
+import record and scan verdicts are stored beside the tarball, not in it. The manifest is the
+last member, so it needs nothing that comes after it and a packager can write the model files
+as they arrive. (Layout 1 kept ``aegis.json`` and ``model.sig`` at the root, before ``model/``;
+artifacts stored that way still verify.)
 
 Reproducible means: the same inputs give the same bytes whatever the files'
 mtimes, permissions, owners or the order the inputs were given in. Entries are
-sorted by their tar name (directories carry a trailing ``/``), so the extra
-members at the root come before ``model/`` and can be read without
-decompressing the weights. PAX format (long and non-ASCII names without GNU
-extensions), fixed mtime, uid/gid 0, empty owner names, modes 0644/0755, and a
-gzip header with no file name and mtime 0. The tar stream is compressed in fixed
-4 MiB blocks (each primed with the 32 KiB before it, as pigz does) by ISA-L at a
-fixed level, so the bytes also depend on the ISA-L version: keep it pinned.
+sorted by their tar name (directories carry a trailing ``/``). PAX format (long
+and non-ASCII names without GNU extensions), fixed mtime, uid/gid 0, empty owner
+names, modes 0644/0755, and a gzip header with no file name and mtime 0. The tar
+stream is compressed in fixed 4 MiB blocks (each primed with the 32 KiB before it,
+as pigz does) by ISA-L at a fixed level, so the bytes also depend on the ISA-L
+version: keep it pinned.
 
 Plain Python: no Django, no network.
 """
@@ -25,31 +30,24 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import io
 import os
 import posixpath
-import queue
-import struct
 import tarfile
-import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from isal import isal_zlib
+from huggingface_hub.utils import filter_repo_objects
 
-# ISA-L's deflate level 1 (of 0-3): several times faster than zlib's level 6, and standard
-# gzip that any gunzip or tar reads. Changing the level or the block size changes the bytes.
-GZIP_LEVEL = 1
-GZIP_WINDOW = 32 * 1024
-# id1 id2 deflate, no flags (no name, no comment), mtime 0, no extra flags, OS "unknown".
-GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-BLOCK_SIZE = 4 * 1024 * 1024
+from aegis_catalog.lib.checksums import format_sha256sums
+from imports.gzip_blocks import BLOCK_SIZE, GZIP_LEVEL, GzipPipeline, TarStream
+
 FILE_MODE = 0o644
 DIRECTORY_MODE = 0o755
 PROGRESS_EVERY_BYTES = 8 * 1024 * 1024
+ARTIFACT_LAYOUT = 2
+MANIFEST_NAME = "MANIFEST.sha256"
 
 
 class PackagingError(Exception):
@@ -94,183 +92,11 @@ class _Progress:
             self._callback(self.done, self.total)
 
 
-def _deflate_block(block: bytes | bytearray, dictionary: bytes, level: int, final: bool) -> bytes:
-    """Raw deflate of one block, primed with the 32 KiB before it, ending byte-aligned.
-
-    Blocks are compressed independently (as pigz does), so they can be compressed on several
-    cores; the output depends only on the block, its dictionary and the level.
-    """
-    if dictionary:
-        compressor = isal_zlib.compressobj(
-            level, isal_zlib.DEFLATED, -15, 9, isal_zlib.Z_DEFAULT_STRATEGY, dictionary
-        )
-    else:
-        compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15)
-    flush = isal_zlib.Z_FINISH if final else isal_zlib.Z_SYNC_FLUSH
-    return compressor.compress(block) + compressor.flush(flush)
-
-
 def _write_output(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-class _GzipPipeline:
-    """The compressing half of ``package_snapshot``: fixed-size blocks of the tar stream in,
-    one gzip member out, to ``output`` (called from a writer thread).
-
-    Blocks are deflated by a pool of threads (isal releases the GIL), and a writer thread takes
-    their results in order, so reading and hashing the input, compressing, and hashing and
-    writing the output all overlap. At most ``max_pending`` blocks wait: memory stays bounded
-    whatever the size of the model.
-    """
-
-    def __init__(self, output: Callable[[bytes], None], *, level: int, workers: int) -> None:
-        self._output = output
-        self._level = level
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aegis-gzip")
-        self._pending: queue.Queue[Future[bytes] | None] = queue.Queue(maxsize=workers + 1)
-        self._error: BaseException | None = None
-        self._crc = 0
-        self._size = 0
-        self._dictionary = b""
-        self._writer = threading.Thread(target=self._drain, name="aegis-gzip-writer", daemon=True)
-        self._writer.start()
-
-    def submit(self, block: bytearray | bytes, *, final: bool) -> None:
-        """Queue one block of the tar stream (the last one with ``final``); blocks while the
-        writer is behind, and raises the writer's error if it failed."""
-        self._crc = isal_zlib.crc32(block, self._crc)
-        self._size += len(block)
-        future = self._pool.submit(_deflate_block, block, self._dictionary, self._level, final)
-        self._dictionary = bytes(block[-GZIP_WINDOW:])
-        while True:
-            self._raise_if_failed()
-            try:
-                self._pending.put(future, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def finish(self) -> None:
-        """Write the gzip trailer after the last block and wait until everything is out."""
-        self._put_end()
-        self._writer.join()
-        self._pool.shutdown()
-        self._raise_if_failed()
-        self._output(struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF))
-
-    def abort(self) -> None:
-        """Stop after a failure elsewhere: drop queued blocks and wait for the threads."""
-        if self._error is None:
-            self._error = PackagingError("packaging was interrupted")
-        self._put_end()
-        self._writer.join()
-        self._pool.shutdown(cancel_futures=True)
-
-    def _put_end(self) -> None:
-        while self._writer.is_alive():
-            try:
-                self._pending.put(None, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def _drain(self) -> None:
-        try:
-            self._output(GZIP_HEADER)
-        except BaseException as error:
-            self._error = error
-        while True:
-            future = self._pending.get()
-            if future is None:
-                return
-            if self._error is not None:
-                future.cancel()
-                continue
-            try:
-                self._output(future.result())
-            except BaseException as error:
-                self._error = error
-
-
-class _TarStream:
-    """Assembles the tar stream in fixed-size blocks and hands each to ``submit``.
-
-    File contents are read straight into the block (no copy), and every slice read is passed
-    to ``on_data`` for hashing. The block size, not how reads happen to return, decides where
-    compression blocks start: the output is the same on every run.
-    """
-
-    def __init__(self, submit: Callable[..., None], block_size: int) -> None:
-        self._submit = submit
-        self._block_size = block_size
-        self._block = bytearray(block_size)
-        self._used = 0
-        self._held: bytearray | None = None  # a full block, sent once we know it is not last
-        self.position = 0  # bytes of tar stream so far
-
-    def _block_full(self) -> None:
-        if self._held is not None:
-            self._submit(self._held, final=False)
-        self._held = self._block
-        self._block = bytearray(self._block_size)
-        self._used = 0
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            count = min(len(view), self._block_size - self._used)
-            self._block[self._used : self._used + count] = view[:count]
-            self._used += count
-            self.position += count
-            view = view[count:]
-            if self._used == self._block_size:
-                self._block_full()
-
-    def copy_from(
-        self, handle: io.RawIOBase, size: int, on_data: Callable[[memoryview], None]
-    ) -> int:
-        """Copy up to ``size`` bytes of ``handle`` into the stream; return how many there were."""
-        copied = 0
-        while copied < size:
-            room = min(size - copied, self._block_size - self._used)
-            target = memoryview(self._block)[self._used : self._used + room]
-            count = handle.readinto(target)
-            if not count:
-                break
-            on_data(target[:count])
-            self._used += count
-            self.position += count
-            copied += count
-            if self._used == self._block_size:
-                self._block_full()
-        return copied
-
-    def pad(self, size: int) -> None:
-        """Zero bytes up to the next 512-byte tar block after ``size`` bytes of content."""
-        remainder = size % tarfile.BLOCKSIZE
-        if remainder:
-            self.write(bytes(tarfile.BLOCKSIZE - remainder))
-
-    def close(self) -> None:
-        """End the archive as tarfile does (two zero blocks, padded to a whole record)."""
-        end = self.position + 2 * tarfile.BLOCKSIZE
-        end += -end % tarfile.RECORDSIZE
-        self.write(bytes(end - self.position))
-        if self._used:
-            if self._held is not None:
-                self._submit(self._held, final=False)
-            self._submit(bytes(self._block[: self._used]), final=True)
-        elif self._held is not None:
-            self._submit(self._held, final=True)
-        self._held = None
 
 
 def _check_member_path(path: str, what: str) -> None:
@@ -298,10 +124,9 @@ def _tar_info(name: str, *, is_dir: bool, size: int, mtime: int) -> tarfile.TarI
     return info
 
 
-def _plan_entries(
-    root_name: str, model_files: Mapping[str, Path], extra_members: Mapping[str, bytes]
-) -> list[tuple[str, str, Any]]:
-    """Sorted ``(tar name, kind, source)``; kind is "dir", "model" or "extra"."""
+def _plan_entries(root_name: str, model_files: Mapping[str, Path]) -> list[tuple[str, str, Any]]:
+    """Sorted ``(tar name, kind, source)`` of the directories and model files; kind is "dir"
+    or "model". The manifest is not planned: it is written last, from what was written."""
     _check_member_path(root_name, "root name")
     if "/" in root_name:
         raise PackagingError(f"root name {root_name!r} must be a single path component")
@@ -309,12 +134,6 @@ def _plan_entries(
     for path, source in model_files.items():
         _check_member_path(path, "model file path")
         files[f"{root_name}/model/{path}"] = ("model", (path, Path(source)))
-    for name, data in extra_members.items():
-        _check_member_path(name, "extra member name")
-        member = f"{root_name}/{name}"
-        if member in files or name == "model" or name.startswith("model/"):
-            raise PackagingError(f"extra member {name!r} collides with the model directory")
-        files[member] = ("extra", bytes(data))
     directories = {root_name, f"{root_name}/model"}
     for member in files:
         parent = posixpath.dirname(member)
@@ -332,6 +151,13 @@ def _plan_entries(
     return entries
 
 
+def manifest_bytes(files: Sequence[PackagedFile]) -> bytes:
+    """``MANIFEST.sha256``: one ``<sha256>  model/<path>`` line per file, in tar order, so
+    ``sha256sum -c MANIFEST.sha256`` checks the extracted files from inside ``<root>/``."""
+    ordered = sorted(files, key=lambda item: item.path.encode("utf-8"))
+    return format_sha256sums((f"model/{item.path}", item.sha256) for item in ordered)
+
+
 class ArtifactUpload(Protocol):
     """Where the compressed bytes also go while they are written (a store upload)."""
 
@@ -343,7 +169,6 @@ def package_snapshot(
     *,
     root_name: str,
     model_files: Mapping[str, Path],
-    extra_members: Mapping[str, bytes],
     mtime: int,
     progress: Callable[[int, int], None] | None = None,
     expected_sha256: Mapping[str, str] | None = None,
@@ -352,30 +177,31 @@ def package_snapshot(
 ) -> PackageResult:
     """Write a byte-reproducible tar.gz of a model snapshot in one streaming pass.
 
-    ``model_files`` maps paths relative to ``model/`` (``/`` separators) to files
-    on disk; ``extra_members`` maps names under the root to their bytes. Each model
-    file is read once: its sha256 is computed as it is copied, and when
+    ``model_files`` maps paths relative to ``model/`` (``/`` separators) to files on disk.
+    Each model file is read once: its sha256 is computed as it is copied, and when
     ``expected_sha256`` has an entry for it and the bytes differ, ``PackagingError``
-    names the file. The tar stream is compressed block by block on
+    names the file. ``MANIFEST.sha256`` follows the model files, made from the digests
+    computed while they were copied. The tar stream is compressed block by block on
     ``compress_workers`` threads (default: one per CPU) with ISA-L, and the tarball's
     sha256 is computed as it is written (never re-read); ``upload.write`` gets the
     same bytes as they are written, so a store upload runs alongside. Output goes to
     ``<out_path>.partial`` and is renamed into place only when complete; on any
     failure the partial file is removed. With ``out_path`` None nothing is written
-    locally: ``upload`` gets the only copy. ``progress(done, total)`` is called with
-    bytes of input consumed (model files plus extra members). Memory use is bounded
-    by a few blocks, whatever the size of the files.
+    locally: ``upload`` gets the only copy. ``progress(done, total)``: bytes of model
+    files consumed. Memory use is bounded by a few blocks, whatever the size of the files.
     """
     if mtime < 0:
         raise PackagingError(f"mtime must be a non-negative Unix time, got {mtime}")
     if out_path is None and upload is None:
         raise PackagingError("packaging needs an output file, an upload, or both")
     out_path = None if out_path is None else Path(out_path)
-    entries = _plan_entries(root_name, model_files, extra_members)
+    entries = _plan_entries(root_name, model_files)
     expected = _expected_digests(expected_sha256, model_files)
-    tracker = _Progress(_input_size(model_files, extra_members), progress)
+    tracker = _Progress(_input_size(model_files), progress)
     partial = None if out_path is None else out_path.with_name(out_path.name + ".partial")
-    writer = _EntryWriter(entries, mtime=mtime, expected=expected, tracker=tracker)
+    writer = _EntryWriter(
+        entries, root_name=root_name, mtime=mtime, expected=expected, tracker=tracker
+    )
     try:
         with contextlib.ExitStack() as files:
             fd = None if partial is None else files.enter_context(partial.open("wb")).fileno()
@@ -400,6 +226,64 @@ def package_snapshot(
     )
 
 
+def artifact_root_name(model_name: str, version: str) -> str:
+    """The tarball's top directory, ``<name>-<version>`` (the tarball is that plus .tar.gz)."""
+    return f"{model_name}-{version}"
+
+
+def snapshot_files(
+    snapshot_dir: Path, include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> dict[str, Path]:
+    """The regular files under ``snapshot_dir`` (``/``-separated relative paths) that the
+    import's include/exclude patterns select, with the Hub client's rules (fnmatch; ``*``
+    also crosses ``/``; a trailing ``/`` means everything below). Links are refused."""
+    snapshot_dir = Path(snapshot_dir)
+    if not snapshot_dir.is_dir():
+        raise PackagingError(f"{snapshot_dir} is not a directory")
+    found: dict[str, Path] = {}
+    for path in sorted(snapshot_dir.rglob("*")):
+        relative = path.relative_to(snapshot_dir).as_posix()
+        if path.is_symlink():
+            raise PackagingError(f"{relative!r} in {snapshot_dir} is a link; links are refused")
+        if path.is_file():
+            found[relative] = path
+    selected = filter_repo_objects(
+        items=list(found),
+        allow_patterns=list(include) or None,
+        ignore_patterns=list(exclude) or None,
+    )
+    return {relative: found[relative] for relative in selected}
+
+
+def package_directory(
+    snapshot_dir: Path,
+    out_path: Path,
+    *,
+    model_name: str,
+    version: str,
+    mtime: int,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> PackageResult:
+    """Package the files of a downloaded snapshot as an import of ``model_name`` ``version``
+    with these patterns would: the same inputs give the same bytes, so this is how an artifact
+    is rebuilt and compared. ``mtime`` is the pinned commit's time (Unix seconds)."""
+    files = snapshot_files(snapshot_dir, include, exclude)
+    if not files:
+        raise PackagingError(
+            f"no file under {snapshot_dir} matches include {list(include) or ['*']} "
+            f"and exclude {list(exclude)}"
+        )
+    return package_snapshot(
+        out_path,
+        root_name=artifact_root_name(model_name, version),
+        model_files=files,
+        mtime=mtime,
+        progress=progress,
+    )
+
+
 def _expected_digests(
     expected_sha256: Mapping[str, str] | None, model_files: Mapping[str, Path]
 ) -> dict[str, str]:
@@ -412,11 +296,10 @@ def _expected_digests(
     return expected
 
 
-def _input_size(model_files: Mapping[str, Path], extra_members: Mapping[str, bytes]) -> int:
-    """Bytes to package: the model files and the extra members."""
-    total = sum(len(data) for data in extra_members.values())
+def _input_size(model_files: Mapping[str, Path]) -> int:
+    """Bytes to package: the model files."""
     try:
-        return total + sum(Path(source).stat().st_size for source in model_files.values())
+        return sum(Path(source).stat().st_size for source in model_files.values())
     except OSError as error:
         raise PackagingError(
             f"cannot read model file {error.filename}: {error.strerror}"
@@ -442,17 +325,20 @@ class _TarballOutput:
 
 
 class _EntryWriter:
-    """Writes the planned entries into the tar stream, compressed on a pool of threads."""
+    """Writes the planned entries, then the manifest, into the tar stream, compressed on a
+    pool of threads."""
 
     def __init__(
         self,
         entries: list[tuple[str, str, Any]],
         *,
+        root_name: str,
         mtime: int,
         expected: Mapping[str, str],
         tracker: _Progress,
     ) -> None:
         self.entries = entries
+        self.root_name = root_name
         self.mtime = mtime
         self.expected = expected
         self.tracker = tracker
@@ -460,33 +346,36 @@ class _EntryWriter:
         self.current = ""  # the entry being written, for error messages
 
     def write_all(self, output: Callable[[bytes], None], workers: int | None) -> None:
-        gzip_pipeline = _GzipPipeline(
+        gzip_pipeline = GzipPipeline(
             output, level=GZIP_LEVEL, workers=workers or max(1, os.cpu_count() or 1)
         )
         try:
-            stream = _TarStream(gzip_pipeline.submit, BLOCK_SIZE)
+            stream = TarStream(gzip_pipeline.submit, BLOCK_SIZE)
             for name, kind, source in self.entries:
                 self.current = name
                 self._write_entry(stream, name, kind, source)
+            self.current = f"{self.root_name}/{MANIFEST_NAME}"
+            manifest = manifest_bytes(self.packaged)
+            stream.write(
+                _header(_tar_info(self.current, is_dir=False, size=len(manifest), mtime=self.mtime))
+            )
+            stream.write(manifest)
+            stream.pad(len(manifest))
             stream.close()
             gzip_pipeline.finish()
         except BaseException:
             gzip_pipeline.abort()
             raise
 
-    def _write_entry(self, stream: _TarStream, name: str, kind: str, source: Any) -> None:
-        mtime = self.mtime
+    def _write_entry(self, stream: TarStream, name: str, kind: str, source: Any) -> None:
         if kind == "dir":
-            stream.write(_header(_tar_info(name, is_dir=True, size=0, mtime=mtime)))
-        elif kind == "extra":
-            stream.write(_header(_tar_info(name, is_dir=False, size=len(source), mtime=mtime)))
-            stream.write(source)
-            stream.pad(len(source))
-            self.tracker.add(len(source))
+            stream.write(_header(_tar_info(name, is_dir=True, size=0, mtime=self.mtime)))
         else:
             relative, path = source
             self.packaged.append(
-                _add_model_file(stream, name, relative, path, mtime, self.expected, self.tracker)
+                _add_model_file(
+                    stream, name, relative, path, self.mtime, self.expected, self.tracker
+                )
             )
 
 
@@ -496,7 +385,7 @@ def _header(info: tarfile.TarInfo) -> bytes:
 
 
 def _add_model_file(
-    stream: _TarStream,
+    stream: TarStream,
     name: str,
     relative: str,
     path: Path,

@@ -220,11 +220,9 @@ class ImportRunner:
         policy_record = self._policy_record(rules, [*before.findings, *scan.findings])
         key, signer = self._signing_key()
         model_signature = self._sign_model(checked, signer, key)
-        packaged = self._package(
-            resolution, download, checked, model_signature, scan, policy_record
-        )
+        packaged = self._package(resolution, download, checked, scan, policy_record)
         provenance = self._attest(resolution, checked, packaged, signer, key, scan, policy_record)
-        stored = self._store(packaged, provenance)
+        stored = self._store(packaged, provenance, model_signature)
         built = Built(
             resolution, checked, scan, policy_record, model_signature, packaged, provenance,
             stored, key,
@@ -341,18 +339,16 @@ class ImportRunner:
         resolution: pipeline.Resolution,
         download: pipeline.Download,
         checked: pipeline.CheckResult,
-        model_signature: dict[str, Any],
         scan: pipeline.ScanResult,
         policy_record: dict[str, Any],
     ) -> pipeline.Packaged:
-        request = self.request
+        request, started = self.request, self.started_on.isoformat()
         return self._stage(
             Stage.PACKAGE,
             lambda: pipeline.package_artifact(
                 resolution,
                 download,
                 checked,
-                model_signature,
                 model_name=request.model_name,
                 version=request.version,
                 endpoint=self.services.endpoint,
@@ -360,6 +356,7 @@ class ImportRunner:
                 progress=self._progress(Stage.PACKAGE),
                 scan=scan,
                 policy_record=policy_record,
+                imported={"by": request.actor, "import_request": request.pk, "started_on": started},
                 store=self.services.store if settings.AEGIS_STREAM_UPLOADS else None,
                 import_id=request.pk,
                 compress_workers=settings.AEGIS_PACKAGE_THREADS or None,
@@ -403,7 +400,12 @@ class ImportRunner:
             dump=lambda value: value,
         )
 
-    def _store(self, packaged: pipeline.Packaged, provenance: dict[str, Any]) -> pipeline.Stored:
+    def _store(
+        self,
+        packaged: pipeline.Packaged,
+        provenance: dict[str, Any],
+        model_signature: dict[str, Any],
+    ) -> pipeline.Stored:
         request = self.request
         return self._stage(
             Stage.STORE,
@@ -411,6 +413,7 @@ class ImportRunner:
                 self.services.store,
                 packaged,
                 provenance,
+                model_signature,
                 model_name=request.model_name,
                 version=request.version,
                 import_id=request.pk,
@@ -456,6 +459,7 @@ class ImportRunner:
                     "s3_bucket": request.s3_bucket,
                     "import_request": request.pk,
                     "policy": built.policy_record,
+                    "layout": built.packaged.layout,
                 },
                 scan_results=built.scan.verdicts_json(),
             )
@@ -560,6 +564,8 @@ class ImportRunner:
 
     def _restore_packaged(self, data: Mapping[str, Any]) -> pipeline.Packaged | None:
         packaged = pipeline.Packaged.from_json(data)
+        if not packaged.current_layout:
+            return None  # saved by older code (model.sig inside): package it again
         if packaged.path is None:
             # Streamed into the store only: reusable while the store still holds all of it.
             return packaged if pipeline.streamed_artifact(self.services.store, packaged) else None

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from aegis_catalog.lib.vault import TransitClient
 from registry.attestation import SignedDigest
-from registry.models import IssuedSignature, SigningKey
+from registry.models import SigningKey
 
 
 class TrustedTransitSigner:
-    """Signs digests through Transit with one trusted key version, reusing earlier signatures.
+    """Signs digests through Transit with one trusted key version.
 
-    ECDSA signatures are randomised; reusing the signature Vault issued for the same bytes keeps
-    ``model.sig``, and so the tarball, byte-reproducible.
+    ECDSA signatures are randomised, and that is fine: no signature is inside the tarball, so
+    its bytes do not depend on them. A retried import reuses the signatures its earlier attempt
+    saved with the stage outputs instead of asking Vault again.
     """
 
     def __init__(self, transit: TransitClient, key: SigningKey) -> None:
@@ -19,15 +20,5 @@ class TrustedTransitSigner:
         self.key = key
 
     def __call__(self, digest: bytes) -> SignedDigest:
-        cached = IssuedSignature.objects.filter(
-            pae_sha256=digest.hex(), signing_key=self.key
-        ).first()
-        if cached is not None:
-            return SignedDigest(bytes(cached.signature_der), self.key.name, self.key.version)
         signature = self.transit.sign_digest(self.key.name, digest, key_version=self.key.version)
-        IssuedSignature.objects.get_or_create(
-            pae_sha256=digest.hex(),
-            signing_key=self.key,
-            defaults={"signature_der": signature.der},
-        )
         return SignedDigest(signature.der, self.key.name, signature.key_version)

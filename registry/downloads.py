@@ -1,5 +1,6 @@
-"""A version's downloads (artifact, attestation, model.sig, aegis.json, public key) as
-attachments, the same for the provenance page and the API."""
+"""A version's downloads (the artifact and the files stored beside it: its attestation, its
+model signature, aegis.json; and the public key) as attachments, the same for the provenance
+page and the API."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from registry.provenance import (
     artifact_name,
     attestation_bytes,
     model_signature_bytes,
+    model_signature_name,
     public_key_bytes,
     record_url,
 )
@@ -38,7 +40,7 @@ def download_names(item: ModelVersion) -> dict[str, str]:
     return {
         "artifact": name,
         "attestation": f"{name}.sigstore.json",
-        "model-sig": f"{prefix}.model.sig",
+        "model-sig": model_signature_name(item),  # <artifact>.model.sig, as beside it
         "record": f"{prefix}.aegis.json",
         "public-key": f"{item.signing_key.name}-v{item.signing_key.version}.pub.pem",
     }

@@ -153,31 +153,6 @@ class ModelVersion(models.Model):
         return self.model_path + ".sigstore.json"
 
 
-class IssuedSignature(models.Model):
-    """Every signature Aegis obtained from Vault Transit, by the digest of the payload signed.
-
-    ECDSA signatures are randomised, so signing the same ``model/`` twice would give a different
-    ``model.sig`` and break byte-reproducible tarballs; an import of content already signed with
-    the same, still trusted, key version reuses the signature issued before.
-    """
-
-    pae_sha256 = models.CharField(max_length=64, help_text="sha256 of the DSSE PAE bytes signed")
-    signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="+")
-    signature_der = models.BinaryField()
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["pae_sha256", "signing_key"],
-                name="issued_signature_unique_payload",
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"signature by {self.signing_key} over {self.pae_sha256[:16]}"
-
-
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     """Audit events are appended, never changed: bulk update and delete are refused."""
 

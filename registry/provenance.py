@@ -11,6 +11,8 @@ from registry import attestation
 from registry.models import ModelVersion
 
 PUBLIC_KEY_NAME = "public_key.pem"
+MODEL_SIGNATURE_SUFFIX = ".model.sig"  # <artifact>.model.sig, beside the tarball
+ATTESTATION_SUFFIX = ".sigstore.json"
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,32 @@ def record_url(version: ModelVersion) -> str:
     return version.model_path.rsplit("/", 1)[0] + "/aegis.json"
 
 
+def artifact_layout(version: ModelVersion) -> int:
+    """2: the tarball holds only model/ and MANIFEST.sha256; 1: model.sig and aegis.json inside
+    (versions registered before layout 2 record no layout)."""
+    options = version.import_options if isinstance(version.import_options, dict) else {}
+    layout = options.get("layout", 1)
+    return layout if isinstance(layout, int) else 1
+
+
+def artifact_root(version: ModelVersion) -> str:
+    """The directory the tarball extracts to, ``<name>-<version>``."""
+    return artifact_name(version).removesuffix(".tar.gz")
+
+
+def model_signature_name(version: ModelVersion) -> str:
+    """``<artifact>.model.sig``: the model signature's name beside the tarball."""
+    return artifact_name(version) + MODEL_SIGNATURE_SUFFIX
+
+
 def attestation_bytes(version: ModelVersion) -> bytes:
     """The signed provenance, byte for byte as stored beside the artifact."""
     return attestation.bundle_to_bytes(version.attestation)
 
 
 def model_signature_bytes(version: ModelVersion) -> bytes:
-    """model.sig, byte for byte as inside the tarball."""
+    """The model signature, byte for byte as stored beside the tarball (``<artifact>.model.sig``;
+    for an artifact of layout 1, as inside it)."""
     return attestation.bundle_to_bytes(version.model_signature)
 
 
@@ -54,7 +75,9 @@ class ExportError(Exception):
 
 
 def export_provenance(version: ModelVersion, directory: Path) -> ExportedProvenance:
-    """Write the artifact, its attestation, model.sig, aegis.json and the public key."""
+    """Write the artifact and, beside it as in the store, ``<artifact>.sigstore.json``,
+    ``<artifact>.model.sig`` and aegis.json, and the public key: ``verify_artifact`` and the
+    standard tools of the README verify the directory as it is."""
     directory.mkdir(parents=True, exist_ok=True)
     store = services.store_for(version.model_path)
     name = artifact_name(version)
@@ -68,8 +91,8 @@ def export_provenance(version: ModelVersion, directory: Path) -> ExportedProvena
     record = store.download(record_url(version), directory / "aegis.json")
     exported = ExportedProvenance(
         artifact=artifact,
-        attestation=directory / f"{name}.sigstore.json",
-        model_signature=directory / "model.sig",
+        attestation=directory / f"{name}{ATTESTATION_SUFFIX}",
+        model_signature=directory / model_signature_name(version),
         record=record,
         public_key=directory / PUBLIC_KEY_NAME,
     )

@@ -3,7 +3,8 @@
 No Django request, RQ or database code lives here (``imports.runner`` drives the stages and
 records their outcomes), so each stage runs the same from a job, the CLI or a test. The
 stages, in order: resolve, preflight, download, check, scan, sign (model.sig), package,
-attest, store; registering is ``registry.actions.register``.
+attest, store; registering is ``registry.actions.register``. The tarball holds only the model
+files and their manifest; model.sig, the attestation and aegis.json are stored beside it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from imports.pipeline.check import (
 from imports.pipeline.download import Download, download_files
 from imports.pipeline.package import (
     AEGIS_RECORD_FORMAT,
+    ATTESTATION_SUFFIX,
+    MODEL_SIGNATURE_SUFFIX,
     Packaged,
     artifact_basename,
     canonical_json,
@@ -44,9 +47,11 @@ from imports.pipeline.store import Stored, store_artifact, stored_still_present,
 
 __all__ = [
     "AEGIS_RECORD_FORMAT",
+    "ATTESTATION_SUFFIX",
     "CHECK_WORKERS",
     "DISK_MARGIN_RATIO",
     "HASH_CHUNK",
+    "MODEL_SIGNATURE_SUFFIX",
     "SCANNER",
     "CheckResult",
     "CheckedFile",

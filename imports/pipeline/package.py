@@ -1,4 +1,5 @@
-"""Stage 7, package: the byte-reproducible tar.gz, streamed into the store when it can be."""
+"""Stage 7, package: the byte-reproducible tar.gz, streamed into the store when it can be,
+and the import record (aegis.json) that is stored beside it."""
 
 from __future__ import annotations
 
@@ -10,21 +11,27 @@ from pathlib import Path
 from typing import Any
 
 from aegis_catalog.lib.storage import ArtifactStore, StoredObject, Upload
-from imports.packaging import PackageResult, package_snapshot
+from imports.packaging import (
+    ARTIFACT_LAYOUT,
+    MANIFEST_NAME,
+    PackageResult,
+    artifact_root_name,
+    package_snapshot,
+)
 from imports.pipeline.base import Progress, _noop_progress, storage_prefix
 from imports.pipeline.check import CheckResult
 from imports.pipeline.download import Download
 from imports.pipeline.resolve import Resolution
 from imports.pipeline.scan import ScanResult
-from registry import attestation
 
 logger = logging.getLogger(__name__)
 
-AEGIS_RECORD_FORMAT = "https://aegis-catalog.dev/import-record/v1"
+AEGIS_RECORD_FORMAT = "https://aegis-catalog.dev/import-record/v2"
+# The file names beside the tarball: <artifact> + each suffix.
+MODEL_SIGNATURE_SUFFIX = ".model.sig"
+ATTESTATION_SUFFIX = ".sigstore.json"
 
-
-def artifact_basename(model_name: str, version: str) -> str:
-    return f"{model_name}-{version}"
+artifact_basename = artifact_root_name
 
 
 def import_record(
@@ -34,16 +41,20 @@ def import_record(
     model_name: str,
     version: str,
     endpoint: str,
+    artifact: PackageResult | None = None,
     scan: ScanResult | None = None,
     policy_record: Mapping[str, Any] | None = None,
+    imported: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """aegis.json: what was imported. Only facts fixed by the commit and the options, so the
-    tarball stays byte-reproducible (who and when live in the signed provenance instead).
+    """aegis.json: what was imported, stored beside the tarball (never inside it).
 
-    ``scan`` adds the pickle scanner's verdict per file; ``policy_record`` the import policy in
-    force, its warnings and any override (rule, reason, who granted it)."""
-    record = {
+    ``artifact`` adds the tarball's name, sha256, size and layout and the names of the files
+    beside it; ``scan`` the pickle scanner's verdict per file; ``policy_record`` the import
+    policy in force, its warnings and any override (rule, reason, who granted it);
+    ``imported`` who imported it and when (``by``, ``import_request``, ``started_on``)."""
+    record: dict[str, Any] = {
         "format": AEGIS_RECORD_FORMAT,
+        "layout": ARTIFACT_LAYOUT,
         "model": {"name": model_name, "version": version},
         "source": {
             "endpoint": endpoint,
@@ -67,18 +78,42 @@ def import_record(
         "card": asdict(resolution.metadata),
         "card_data": resolution.card_data,
     }
+    if artifact is not None:
+        record["artifact"] = _artifact_block(model_name, version, artifact)
     if scan is not None:
         record["scan"] = {"scanner": scan.scanner_version, "files": scan.verdicts_json()}
     if policy_record is not None:
-        record["policy"] = {
-            "rules": dict(policy_record.get("rules") or {}),
-            "findings": list(policy_record.get("findings") or []),
-            "overrides": [
-                {key: item[key] for key in ("rule", "reason", "granted_by") if key in item}
-                for item in policy_record.get("overrides") or []
-            ],
-        }
+        record["policy"] = _policy_block(policy_record)
+    if imported is not None:
+        record["imported"] = dict(imported)
     return record
+
+
+def _artifact_block(model_name: str, version: str, artifact: PackageResult) -> dict[str, Any]:
+    """The tarball (name, sha256, size, layout, what it holds) and the files beside it."""
+    root = artifact_basename(model_name, version)
+    name = f"{root}.tar.gz"
+    return {
+        "name": name,
+        "sha256": artifact.sha256,
+        "size": artifact.size,
+        "layout": ARTIFACT_LAYOUT,
+        "root": root,
+        "manifest": MANIFEST_NAME,
+        "model_signature": name + MODEL_SIGNATURE_SUFFIX,
+        "attestation": name + ATTESTATION_SUFFIX,
+    }
+
+
+def _policy_block(policy_record: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "rules": dict(policy_record.get("rules") or {}),
+        "findings": list(policy_record.get("findings") or []),
+        "overrides": [
+            {key: item[key] for key in ("rule", "reason", "granted_by") if key in item}
+            for item in policy_record.get("overrides") or []
+        ],
+    }
 
 
 def canonical_json(data: Any) -> bytes:
@@ -91,12 +126,13 @@ class Packaged:
     path: Path | None
     sha256: str
     size: int
-    record: bytes
-    model_sig: bytes
+    record: bytes  # aegis.json, stored beside the tarball
     # The tarball as streamed into the store while it was packaged (None: not streamed).
     # Recorded with the stage's output, so a failed import's upload is found on retry.
     artifact: StoredObject | None = None
     name: str = ""  # the tarball's file name (from path when not given)
+    # The artifact layout (imports.packaging); a stage output saved by older code says 1.
+    layout: int = ARTIFACT_LAYOUT
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -106,6 +142,11 @@ class Packaged:
         if self.path is None and self.artifact is None:
             raise ValueError("a packaged tarball is in the work directory, the store, or both")
 
+    @property
+    def current_layout(self) -> bool:
+        """Whether this tarball has today's layout (a retry repackages one that has not)."""
+        return self.layout == ARTIFACT_LAYOUT
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -113,12 +154,13 @@ class Packaged:
             "sha256": self.sha256,
             "size": self.size,
             "record": self.record.decode(),
-            "model_sig": self.model_sig.decode(),
             "artifact": asdict(self.artifact) if self.artifact else None,
+            "layout": self.layout,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Packaged:
+        """Also reads what older code saved (layout 1: ``model.sig`` inside, no ``layout``)."""
         artifact = data.get("artifact")
         return cls(
             name=data.get("name", ""),
@@ -126,8 +168,8 @@ class Packaged:
             sha256=data["sha256"],
             size=data["size"],
             record=data["record"].encode(),
-            model_sig=data["model_sig"].encode(),
             artifact=StoredObject(**artifact) if artifact else None,
+            layout=int(data.get("layout", 1)),
         )
 
 
@@ -135,7 +177,6 @@ def package_artifact(
     resolution: Resolution,
     download: Download,
     checked: CheckResult,
-    model_signature: Mapping[str, Any],
     *,
     model_name: str,
     version: str,
@@ -144,11 +185,14 @@ def package_artifact(
     progress: Progress = _noop_progress,
     scan: ScanResult | None = None,
     policy_record: Mapping[str, Any] | None = None,
+    imported: Mapping[str, Any] | None = None,
     store: ArtifactStore | None = None,
     import_id: int | None = None,
     compress_workers: int | None = None,
 ) -> Packaged:
-    """The byte-reproducible tar.gz: ``model/``, ``model.sig`` and ``aegis.json``.
+    """The byte-reproducible tar.gz (``model/`` and ``MANIFEST.sha256``: it depends only on the
+    files, the name, the version and the commit time) and its aegis.json (``imported``: who and
+    when), which is stored beside it, as the signatures are.
 
     With ``store`` (and ``import_id``), the tarball is streamed into the store as it is
     written (an S3 multipart upload, parts in parallel) and nothing is written to the work
@@ -159,18 +203,6 @@ def package_artifact(
     without streaming.
     """
     base = artifact_basename(model_name, version)
-    record = canonical_json(
-        import_record(
-            resolution,
-            checked,
-            model_name=model_name,
-            version=version,
-            endpoint=endpoint,
-            scan=scan,
-            policy_record=policy_record,
-        )
-    )
-    model_sig = attestation.bundle_to_bytes(dict(model_signature))
     name = f"{base}.tar.gz"
 
     def package(out_path: Path | None, upload: _StreamedUpload | None) -> PackageResult:
@@ -178,7 +210,6 @@ def package_artifact(
             out_path,
             root_name=base,
             model_files={item.path: download.paths[item.path] for item in checked.files},
-            extra_members={"model.sig": model_sig, "aegis.json": record},
             mtime=resolution.mtime,
             progress=progress,
             expected_sha256=checked.sha256_by_path,
@@ -188,7 +219,7 @@ def package_artifact(
 
     streamed = None
     if store is not None and import_id is not None:
-        input_bytes = sum(item.size for item in checked.files) + len(record) + len(model_sig)
+        input_bytes = sum(item.size for item in checked.files)
         key = f"{storage_prefix(model_name, version, import_id)}/{name}"
         streamed = _package_streamed(package, store, key, expected_size=input_bytes)
     if streamed is not None:
@@ -196,12 +227,22 @@ def package_artifact(
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         result, artifact = package(out_dir / name, None), None
+    record = import_record(
+        resolution,
+        checked,
+        model_name=model_name,
+        version=version,
+        endpoint=endpoint,
+        artifact=result,
+        scan=scan,
+        policy_record=policy_record,
+        imported=imported,
+    )
     return Packaged(
         path=result.path,
         sha256=result.sha256,
         size=result.size,
-        record=record,
-        model_sig=model_sig,
+        record=canonical_json(record),
         artifact=artifact,
         name=name,
     )

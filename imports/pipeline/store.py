@@ -1,4 +1,5 @@
-"""Stage 9, store: the tarball, its attestation and aegis.json into the artifact store."""
+"""Stage 9, store: the tarball, and beside it its model signature, its attestation and
+aegis.json, into the artifact store."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from aegis_catalog.lib.storage import ArtifactStore, StorageError, StoredObject
 from imports.pipeline.base import Progress, StoreError, _noop_progress, storage_prefix
-from imports.pipeline.package import Packaged
+from imports.pipeline.package import ATTESTATION_SUFFIX, MODEL_SIGNATURE_SUFFIX, Packaged
 from registry import attestation
 
 
@@ -18,23 +19,33 @@ class Stored:
     artifact: StoredObject
     attestation: StoredObject
     record: StoredObject
+    # <artifact>.model.sig; None only in a stage output saved by older code (layout 1).
+    model_signature: StoredObject | None = None
 
     @property
     def urls(self) -> tuple[str, ...]:
-        return (self.artifact.url, self.attestation.url, self.record.url)
+        beside = () if self.model_signature is None else (self.model_signature.url,)
+        return (self.artifact.url, self.attestation.url, self.record.url, *beside)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Stored:
-        return cls(**{key: StoredObject(**value) for key, value in data.items()})
+        return cls(**{key: StoredObject(**value) for key, value in data.items() if value})
+
+
+def _put_json(store: ArtifactStore, data: bytes, key: str) -> StoredObject:
+    return store.put_bytes(
+        data, key, sha256=hashlib.sha256(data).hexdigest(), content_type="application/json"
+    )
 
 
 def store_artifact(
     store: ArtifactStore,
     packaged: Packaged,
     attestation_bundle: Mapping[str, Any],
+    model_signature: Mapping[str, Any],
     *,
     model_name: str,
     version: str,
@@ -42,7 +53,8 @@ def store_artifact(
     progress: Progress = _noop_progress,
 ) -> Stored:
     """Upload the tarball (unless it was streamed there while packaging and is still there),
-    its attestation beside it, and aegis.json; remove them on failure."""
+    and beside it ``<artifact>.model.sig``, ``<artifact>.sigstore.json`` and aegis.json;
+    remove them on failure."""
     prefix = storage_prefix(model_name, version, import_id)
     name = packaged.name
     done = 0
@@ -69,26 +81,25 @@ def store_artifact(
                 progress=advance,
             )
         written.append(artifact.url)
-        bundle_bytes = attestation.bundle_to_bytes(dict(attestation_bundle))
-        bundle = store.put_bytes(
-            bundle_bytes,
-            f"{prefix}/{name}.sigstore.json",
-            sha256=hashlib.sha256(bundle_bytes).hexdigest(),
-            content_type="application/json",
+        signature = _put_json(
+            store,
+            attestation.bundle_to_bytes(dict(model_signature)),
+            f"{prefix}/{name}{MODEL_SIGNATURE_SUFFIX}",
+        )
+        written.append(signature.url)
+        bundle = _put_json(
+            store,
+            attestation.bundle_to_bytes(dict(attestation_bundle)),
+            f"{prefix}/{name}{ATTESTATION_SUFFIX}",
         )
         written.append(bundle.url)
-        record = store.put_bytes(
-            packaged.record,
-            f"{prefix}/aegis.json",
-            sha256=hashlib.sha256(packaged.record).hexdigest(),
-            content_type="application/json",
-        )
+        record = _put_json(store, packaged.record, f"{prefix}/aegis.json")
         written.append(record.url)
     except BaseException:
         for url in written:
             store.delete(url)
         raise
-    return Stored(artifact=artifact, attestation=bundle, record=record)
+    return Stored(artifact=artifact, attestation=bundle, record=record, model_signature=signature)
 
 
 def streamed_artifact(
@@ -111,4 +122,9 @@ def stored_still_present(store: ArtifactStore, stored: Stored, packaged: Package
         head = store.head(stored.artifact.url)
     except StorageError:
         return False
-    return head.size == packaged.size and store.exists(stored.attestation.url)
+    return (
+        head.size == packaged.size
+        and stored.model_signature is not None
+        and store.exists(stored.model_signature.url)
+        and store.exists(stored.attestation.url)
+    )

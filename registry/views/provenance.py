@@ -30,7 +30,6 @@ from aegis_catalog.web.permissions import (
 )
 from aegis_catalog.web.responses import error_page, is_htmx
 from registry import attestation
-from registry.actions import record_verification
 from registry.audit import Action
 from registry.audit_display import audit_row, display_value
 from registry.downloads import (
@@ -41,6 +40,7 @@ from registry.downloads import (
     download_response,
 )
 from registry.models import AuditEvent, ModelVersion
+from registry.provenance import artifact_layout, artifact_root
 from registry.verify import VerificationError, verify_and_record
 
 # Who may do what on the provenance and audit pages (superusers pass every check):
@@ -58,6 +58,7 @@ CHECK_LABELS = {
     "digest": "The tarball's sha256 is the one signed and registered",
     "not_yanked": "The version is not yanked",
     "safe_extraction": "The tarball extracts safely",
+    "manifest": "MANIFEST.sha256 matches every extracted file",
     "model_signature": "model.sig verifies over every file of model/",
     "load": "The safetensors weights load",
     "verification": "Verification",
@@ -211,6 +212,8 @@ def _provenance_context(request: HttpRequest, item: ModelVersion) -> dict[str, A
         "downloads": {
             kind.replace("-", "_"): filename for kind, filename in download_names(item).items()
         },
+        "artifact_root": artifact_root(item),
+        "artifact_layout": artifact_layout(item),
         "can_verify": user_in_group(request.user, *VERIFY_GROUPS),
         "can_audit": user_in_group(request.user, *AUDIT_GROUPS),
     }
@@ -239,30 +242,12 @@ def _run_verification(request: HttpRequest, item: ModelVersion) -> VerificationO
     actor = request.user.get_username()
     try:
         result = verify_and_record(item, actor=actor, user=request.user)
-    except VerificationError as failure:  # verify_and_record has recorded it
+    except VerificationError as failure:  # verify_and_record has recorded it, whatever failed
         return VerificationOutcome(
             passed=False,
             failed_check=failure.check,
             failed_label=check_label(failure.check),
             error=str(failure),
-        )
-    except (StorageError, OSError) as failure:
-        # Raised before verify_and_record could record the run (e.g. an unreadable storage
-        # URL, a full disk while extracting): record it here, so every run is on the trail.
-        check = "fetch" if isinstance(failure, StorageError) else "verification"
-        message = str(failure) or type(failure).__name__
-        record_verification(
-            item,
-            artifact=item.model_path,
-            actor=actor,
-            user=request.user,
-            passed=False,
-            checks=[],
-            failed_check=check,
-            error=message,
-        )
-        return VerificationOutcome(
-            passed=False, failed_check=check, failed_label=check_label(check), error=message
         )
     return VerificationOutcome(
         passed=True,

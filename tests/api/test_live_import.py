@@ -81,6 +81,7 @@ def test_it_imports_polls_reads_and_verifies_through_the_api(aegis, live_server,
         "trusted_key",
         "digest",
         "safe_extraction",
+        "manifest",
         "model_signature",
         "key_not_revoked",
     ]

@@ -48,9 +48,9 @@ def test_it_imports_a_multi_file_repo_into_s3_that_standard_tools_verify(aegis_s
     listing = subprocess.run(
         ["tar", "-tzf", str(tarball)], capture_output=True, text=True, check=True
     ).stdout.split()
+    assert listing[-1] == "tiny-bert-1.0/MANIFEST.sha256"
+    assert "tiny-bert-1.0/model.sig" not in listing and "tiny-bert-1.0/aegis.json" not in listing
     for member in (
-        "tiny-bert-1.0/aegis.json",
-        "tiny-bert-1.0/model.sig",
         "tiny-bert-1.0/model/config.json",
         "tiny-bert-1.0/model/model.safetensors",
         "tiny-bert-1.0/model/README.md",
@@ -77,9 +77,11 @@ def test_it_imports_a_multi_file_repo_into_s3_that_standard_tools_verify(aegis_s
     extracted.mkdir()
     subprocess.run(["tar", "-xzf", str(tarball), "-C", str(extracted)], check=True)
     root = extracted / "tiny-bert-1.0"
+    signature = tmp_path / "tiny-bert-1.0.tar.gz.model.sig"
+    signature.write_bytes(s3.get_object(Bucket=bucket, Key=key + ".model.sig")["Body"].read())
     signing = subprocess.run(
         [model_signing(), "verify", "key", str(root / "model"),
-         "--signature", str(root / "model.sig"), "--public_key", str(key_pem)],
+         "--signature", str(signature), "--public_key", str(key_pem)],
         capture_output=True, text=True,
     )  # fmt: skip
     assert signing.returncode == 0, signing.stdout + signing.stderr
@@ -93,6 +95,7 @@ def test_it_imports_a_multi_file_repo_into_s3_that_standard_tools_verify(aegis_s
         "digest",
         "not_yanked",
         "safe_extraction",
+        "manifest",
         "model_signature",
         "load",
     ]
@@ -127,6 +130,22 @@ def test_it_gives_a_byte_identical_tarball_when_the_same_import_runs_twice(aegis
     assert first_path.read_bytes() == second_path.read_bytes()
     # Two attestations (who and when differ), both over the same digest.
     assert first.result["attestation_url"] != second.result["attestation_url"]
+
+
+def test_the_tarball_does_not_depend_on_who_signs_it(aegis, transit_key):
+    """Two imports of the same commit signed with different keys (as two independent
+    installations would be): the same tarball bytes, different model signatures beside it."""
+    common = ("--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert", "--version", "3.0")
+    hf_import(*common)
+    hf_import(*common, "--sign-key", transit_key)
+
+    first, second = ImportRequest.objects.order_by("pk")
+    assert first.result["signing_key"] != second.result["signing_key"]
+    paths = [Path(item.result["artifact_url"].removeprefix("file://")) for item in (first, second)]
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert first.result["sha256"] == second.result["sha256"]
+    signatures = [Path(f"{path}.model.sig").read_bytes() for path in paths]
+    assert signatures[0] != signatures[1]
 
 
 def test_it_pins_an_older_revision_to_its_commit(aegis):
@@ -200,7 +219,7 @@ def test_the_readme_verification_recipe_works_as_written(aegis, tmp_path):
     hf_import("--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert", "--version", "1.0")
     request = ImportRequest.objects.get()
     artifact = Path(request.result["artifact_url"].removeprefix("file://"))
-    for name in (artifact.name, artifact.name + ".sigstore.json"):
+    for name in (artifact.name, artifact.name + ".sigstore.json", artifact.name + ".model.sig"):
         (tmp_path / name).write_bytes((artifact.parent / name).read_bytes())
     key = SigningKey.objects.get(
         name=request.result["signing_key"], version=request.result["signing_key_version"]
@@ -219,7 +238,10 @@ def test_the_readme_verification_recipe_works_as_written(aegis, tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Verified OK" in run.stdout
+    assert "tiny-bert-1.0.tar.gz: OK" in run.stdout  # the attestation's subject
     assert "tiny-bert-1.0/model/config.json" in run.stdout
+    assert "model/config.json: OK" in run.stdout  # sha256sum -c MANIFEST.sha256
+    assert any(line.startswith("(cd tiny-bert-1.0 && sha256sum") for line in recipe)
 
 
 def test_it_shows_a_progress_bar_per_stage(aegis, capsys):

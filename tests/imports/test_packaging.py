@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aegis_catalog.lib.archive import MemberNotFound, read_member, safe_extract
+from aegis_catalog.lib.checksums import parse_sha256sums
 from imports import packaging
 from imports.packaging import PackagingError, package_snapshot
 from tests.factories import member_bytes
@@ -28,7 +29,6 @@ MODEL_CONTENT = {
     "na\u00efve.txt": "caf\u00e9".encode(),
     LONG_NAME: b"long",
 }
-EXTRAS = {"aegis.json": b'{"repo": "org/m"}\n', "model.sig": b'{"sig": 1}\n'}
 
 
 def write_tree(root: Path, content: dict[str, bytes], *, mode: int = 0o600, mtime: int = 1):
@@ -48,7 +48,6 @@ def package(tmp: Path, name: str, files: dict[str, Path], **kwargs) -> packaging
         tmp / name,
         root_name="org--m-1",
         model_files=files,
-        extra_members=kwargs.pop("extra_members", EXTRAS),
         mtime=MTIME,
         **kwargs,
     )
@@ -62,10 +61,9 @@ def test_it_writes_identical_bytes_for_the_same_inputs(tmp_path):
     first_files = write_tree(tmp_path / "one", MODEL_CONTENT, mode=0o600, mtime=1)
     second_files = write_tree(tmp_path / "two", MODEL_CONTENT, mode=0o755, mtime=1_900_000_000)
     reversed_files = dict(reversed(list(second_files.items())))
-    reversed_extras = dict(reversed(list(EXTRAS.items())))
 
     first = package(tmp_path, "first.tar.gz", first_files)
-    second = package(tmp_path, "second.tar.gz", reversed_files, extra_members=reversed_extras)
+    second = package(tmp_path, "second.tar.gz", reversed_files)
 
     first_bytes = (tmp_path / "first.tar.gz").read_bytes()
     assert first_bytes == (tmp_path / "second.tar.gz").read_bytes()
@@ -82,8 +80,6 @@ def test_it_lists_the_expected_members_in_order(tmp_path):
     long_dir_1 = "org--m-1/model/" + "a" * 90 + "/"
     assert listing.splitlines() == [
         "org--m-1/",
-        "org--m-1/aegis.json",
-        "org--m-1/model.sig",
         "org--m-1/model/",
         "org--m-1/model/.gitattributes",
         long_dir_1,
@@ -95,6 +91,7 @@ def test_it_lists_the_expected_members_in_order(tmp_path):
         "org--m-1/model/sub/deeper/",
         "org--m-1/model/sub/deeper/tokenizer.json",
         "org--m-1/model/sub/weights.bin",
+        "org--m-1/MANIFEST.sha256",
     ]
 
 
@@ -135,7 +132,7 @@ def test_it_reports_each_file_with_its_size_and_sha256(tmp_path):
     assert {(f.path, f.size, f.sha256) for f in result.files} == {
         (path, len(data), sha256(data)) for path, data in MODEL_CONTENT.items()
     }
-    total = sum(map(len, MODEL_CONTENT.values())) + sum(map(len, EXTRAS.values()))
+    total = sum(map(len, MODEL_CONTENT.values()))
     assert progress[-1] == (total, total)
     assert not (tmp_path / "a.tar.gz.partial").exists()
 
@@ -169,8 +166,6 @@ def test_it_refuses_colliding_or_unsafe_input_paths(tmp_path):
         package(tmp_path, "x.tar.gz", {"a": files["a"], "a/b": files["b"]})
     with pytest.raises(PackagingError, match=re.escape("'..'")):
         package(tmp_path, "x.tar.gz", {"../a": files["a"]})
-    with pytest.raises(PackagingError, match="collides"):
-        package(tmp_path, "x.tar.gz", files, extra_members={"model": b""})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
@@ -180,8 +175,10 @@ def test_it_extracts_a_good_archive_and_reads_single_members(tmp_path):
     assert "org--m-1/model/sub/weights.bin" in names
     for relative, data in MODEL_CONTENT.items():
         assert (tmp_path / "out" / "org--m-1" / "model" / relative).read_bytes() == data
-    assert read_member(tmp_path / "a.tar.gz", "org--m-1/aegis.json") == EXTRAS["aegis.json"]
-    assert read_member(tmp_path / "a.tar.gz", "org--m-1/model.sig") == EXTRAS["model.sig"]
+    assert (
+        read_member(tmp_path / "a.tar.gz", "org--m-1/model/config.json")
+        == (MODEL_CONTENT["config.json"])
+    )
     with pytest.raises(MemberNotFound):
         read_member(tmp_path / "a.tar.gz", "org--m-1/missing.json")
 
@@ -251,10 +248,11 @@ def test_it_writes_the_same_bytes_whatever_the_number_of_compression_threads(tmp
         assert (out / "org--m-1" / "model" / relative).read_bytes() == data
     # The tar stream inside is the one tarfile itself writes for the same members.
     with tarfile.open(tmp_path / "one.tar.gz") as tar:
-        assert [m.name for m in tar.getmembers()][-3:] == [
+        assert [m.name for m in tar.getmembers()][-4:] == [
             "org--m-1/model/empty.txt",
             "org--m-1/model/tokenizer.json",
             "org--m-1/model/weights.safetensors",
+            "org--m-1/MANIFEST.sha256",
         ]
 
 
@@ -291,7 +289,6 @@ def test_with_no_output_file_the_upload_gets_the_only_copy(tmp_path):
         None,
         root_name="org--m-1",
         model_files=files,
-        extra_members=EXTRAS,
         mtime=MTIME,
         upload=upload,
     )
@@ -306,6 +303,65 @@ def test_with_no_output_file_the_upload_gets_the_only_copy(tmp_path):
 def test_it_needs_an_output_file_or_an_upload(tmp_path):
     files = write_tree(tmp_path / "src", MODEL_CONTENT)
     with pytest.raises(PackagingError, match="output file, an upload"):
+        package_snapshot(None, root_name="org--m-1", model_files=files, mtime=MTIME)
+
+
+def test_its_last_member_is_a_manifest_that_sha256sum_checks(tmp_path):
+    content = {**MODEL_CONTENT, "odd\\name\nwith breaks.txt": b"odd"}
+    package(tmp_path, "a.tar.gz", write_tree(tmp_path / "src", content))
+    with tarfile.open(tmp_path / "a.tar.gz") as tar:
+        last = tar.getmembers()[-1]
+        assert last.name == "org--m-1/MANIFEST.sha256"
+        manifest = member_bytes(tar, last)
+    assert parse_sha256sums(manifest) == {
+        f"model/{path}": sha256(data) for path, data in content.items()
+    }
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["tar", "-xzf", str(tmp_path / "a.tar.gz"), "-C", str(out)], check=True)
+    checked = subprocess.run(
+        ["sha256sum", "--strict", "-c", "MANIFEST.sha256"],
+        cwd=out / "org--m-1", capture_output=True, text=True,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count(": OK") == len(content)
+    (out / "org--m-1" / "model" / "config.json").write_bytes(b"{}")
+    tampered = subprocess.run(
+        ["sha256sum", "-c", "MANIFEST.sha256"], cwd=out / "org--m-1", capture_output=True
+    )
+    assert tampered.returncode != 0
+
+
+def test_a_directory_packages_to_the_bytes_of_the_same_files_given_one_by_one(tmp_path):
+    files = write_tree(tmp_path / "snapshot", MODEL_CONTENT)
+    selected = {path: local for path, local in files.items() if not path.endswith(".bin")}
+    expected = package_snapshot(
+        tmp_path / "expected.tar.gz", root_name="org--m-1", model_files=selected, mtime=MTIME
+    )
+    (tmp_path / "snapshot" / "skipped.bin").write_bytes(b"not selected")
+
+    rebuilt = packaging.package_directory(
+        tmp_path / "snapshot",
+        tmp_path / "rebuilt.tar.gz",
+        model_name="org--m",
+        version="1",
+        mtime=MTIME,
+        exclude=["*.bin"],
+    )
+
+    assert rebuilt.sha256 == expected.sha256
+    assert (tmp_path / "rebuilt.tar.gz").read_bytes() == (tmp_path / "expected.tar.gz").read_bytes()
+    assert "sub/weights.bin" not in {item.path for item in rebuilt.files}
+
+
+def test_the_tarball_bytes_depend_on_the_name_version_and_commit_time(tmp_path):
+    files = write_tree(tmp_path / "src", MODEL_CONTENT)
+    digests = {
         package_snapshot(
-            None, root_name="org--m-1", model_files=files, extra_members=EXTRAS, mtime=MTIME
+            tmp_path / f"{i}.tar.gz", root_name=root, model_files=files, mtime=when
+        ).sha256
+        for i, (root, when) in enumerate(
+            [("org--m-1", MTIME), ("org--m-2", MTIME), ("org--m-1", MTIME + 1)]
         )
+    }
+    assert len(digests) == 3

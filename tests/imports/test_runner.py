@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
-from imports import actions
+from imports import actions, pipeline
 from imports.actions import ImportOptions
 from imports.jobs import run_import
 from imports.models import ImportRequest
@@ -103,3 +105,40 @@ def test_a_retry_scans_again_when_the_policy_became_stricter(aegis, fresh_hub_do
     assert request.error_code == "policy:dangerous_pickle"
     assert "pytorch_model.bin" in request.error
     assert not ModelVersion.objects.exists()
+
+
+def test_a_retry_repackages_a_tarball_that_older_code_packaged_with_model_sig_inside(
+    aegis, monkeypatch
+):
+    """An import in progress across an upgrade: its saved package stage (layout 1) is not
+    reused; the retry packages the new layout and stores model.sig beside the tarball."""
+    aegis.settings.AEGIS_STREAM_UPLOADS = False
+    request = actions.start_import(
+        ImportOptions("acme/tiny-bert", "tiny-bert", "1.0"), actor="alice", enqueue=False
+    )
+    real_attest = pipeline.attest_artifact
+    monkeypatch.setattr(pipeline, "attest_artifact", mock.Mock(side_effect=RuntimeError("down")))
+    assert run_import(request.pk) == "failed"
+    request.refresh_from_db()
+    assert request.stage == "attest"
+    # What the code before layout 2 saved for its package stage.
+    old = {key: value for key, value in request.state["package"].items() if key != "layout"}
+    old["model_sig"] = '{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}\n'
+    ImportRequest.objects.filter(pk=request.pk).update(state={**request.state, "package": old})
+
+    monkeypatch.setattr(pipeline, "attest_artifact", real_attest)
+    packaged = mock.Mock(wraps=pipeline.package_artifact)
+    monkeypatch.setattr(pipeline, "package_artifact", packaged)
+    request.refresh_from_db()
+    actions.retry_import(request, actor="alice", enqueue=False)
+    assert run_import(request.pk) == "succeeded"
+
+    assert packaged.called
+    request.refresh_from_db()
+    assert request.state["package"]["layout"] == 2
+    tarball = Path(request.result["artifact_url"].removeprefix("file://"))
+    assert Path(f"{tarball}.model.sig").is_file()
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+    assert "tiny-bert-1.0/MANIFEST.sha256" in names
+    assert "tiny-bert-1.0/model.sig" not in names

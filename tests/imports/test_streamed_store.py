@@ -32,12 +32,12 @@ def packaged_tarball(tmp_path: Path, store: LocalStore) -> pipeline.Packaged:
     upload = store.open_upload(f"{pipeline.storage_prefix('m', '1', 7)}/m-1.tar.gz")
     upload.write(data)
     streamed = upload.complete(sha256=digest)
-    return pipeline.Packaged(path, digest, len(data), b"{}\n", b"{}\n", artifact=streamed)
+    return pipeline.Packaged(path, digest, len(data), b"{}\n", artifact=streamed)
 
 
 def store(store_: LocalStore, packaged: pipeline.Packaged, progress) -> pipeline.Stored:
     return pipeline.store_artifact(
-        store_, packaged, {"bundle": 1}, model_name="m", version="1", import_id=7,
+        store_, packaged, {"bundle": 1}, {"model": 1}, model_name="m", version="1", import_id=7,
         progress=progress,
     )  # fmt: skip
 
@@ -59,6 +59,9 @@ def test_the_store_stage_reuses_the_streamed_tarball(tmp_path):
     assert stored.artifact == packaged.artifact
     assert uploaded == []  # the tarball was not copied a second time
     assert artifacts.exists(stored.attestation.url) and artifacts.exists(stored.record.url)
+    assert stored.model_signature is not None
+    assert stored.model_signature.url == stored.artifact.url + ".model.sig"
+    assert artifacts.exists(stored.model_signature.url)
     assert pipeline.Packaged.from_json(packaged.to_json()) == packaged
 
 
@@ -82,7 +85,7 @@ def test_a_tarball_only_streamed_is_reused_by_the_store_stage_and_named_when_gon
     artifacts = LocalStore(tmp_path / "artifacts")
     with_copy = packaged_tarball(tmp_path, artifacts)
     packaged = pipeline.Packaged(
-        None, with_copy.sha256, with_copy.size, b"{}\n", b"{}\n",
+        None, with_copy.sha256, with_copy.size, b"{}\n",
         artifact=with_copy.artifact, name="m-1.tar.gz",
     )  # fmt: skip
     assert pipeline.Packaged.from_json(packaged.to_json()) == packaged
@@ -98,7 +101,7 @@ def test_a_tarball_only_streamed_is_reused_by_the_store_stage_and_named_when_gon
 
 def test_a_packaged_tarball_is_in_the_work_directory_or_the_store():
     with pytest.raises(ValueError, match="work directory, the store, or both"):
-        pipeline.Packaged(None, "0" * 64, 1, b"{}", b"{}", name="m-1.tar.gz")
+        pipeline.Packaged(None, "0" * 64, 1, b"{}", name="m-1.tar.gz")
 
 
 @pytest.mark.django_db

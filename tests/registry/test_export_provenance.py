@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 from devservers.tools import model_signing
 from registry import attestation
 from registry.models import ModelVersion
+from registry.verify import verify_model_artifact
 
 pytestmark = pytest.mark.django_db
 
@@ -31,9 +32,9 @@ def test_the_exported_files_verify_with_openssl_and_model_signing(version, tmp_p
     names = sorted(path.name for path in out.iterdir())
     assert names == [
         "aegis.json",
-        "model.sig",
         "public_key.pem",
         "tiny-bert-1.0.tar.gz",
+        "tiny-bert-1.0.tar.gz.model.sig",
         "tiny-bert-1.0.tar.gz.sigstore.json",
     ]
     tarball = out / "tiny-bert-1.0.tar.gz"
@@ -53,14 +54,22 @@ def test_the_exported_files_verify_with_openssl_and_model_signing(version, tmp_p
     extracted.mkdir()
     subprocess.run(["tar", "-xzf", str(tarball), "-C", str(extracted)], check=True)
     inner = extracted / "tiny-bert-1.0"
-    assert (inner / "model.sig").read_bytes() == (out / "model.sig").read_bytes()
-    assert (inner / "aegis.json").read_bytes() == (out / "aegis.json").read_bytes()
+    assert sorted(path.name for path in inner.iterdir()) == ["MANIFEST.sha256", "model"]
+    signature = out / "tiny-bert-1.0.tar.gz.model.sig"
     check = subprocess.run(
         [model_signing(), "verify", "key", str(inner / "model"),
-         "--signature", str(out / "model.sig"), "--public_key", str(out / "public_key.pem")],
+         "--signature", str(signature), "--public_key", str(out / "public_key.pem")],
         capture_output=True, text=True,
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
+    manifest = subprocess.run(
+        ["sha256sum", "--strict", "-c", "MANIFEST.sha256"], cwd=inner, capture_output=True
+    )
+    assert manifest.returncode == 0, manifest.stdout + manifest.stderr
+
+    # Our own verifier reads the exported directory as it is, the public key given.
+    result = verify_model_artifact(str(tarball), public_key=(out / "public_key.pem").read_text())
+    assert result.check_names[-2:] == ["manifest", "model_signature"]
 
 
 def test_it_refuses_an_unknown_version(version, tmp_path):

@@ -20,6 +20,7 @@ from registry import actions, attestation, slsa, verify
 from registry.models import ModelVersion
 from registry.verify import verify_model_artifact
 from tests.factories import member_bytes
+from tests.registry.artifacts import artifact_path, resign, trusted_signer
 
 pytestmark = pytest.mark.django_db
 
@@ -35,10 +36,6 @@ def imported(aegis, transit_key) -> ModelVersion:
     return ModelVersion.objects.select_related("signing_key", "model").get()
 
 
-def artifact_path(version: ModelVersion) -> Path:
-    return Path(version.model_path.removeprefix("file://"))
-
-
 def test_it_accepts_the_imported_artifact_by_version_path_and_url(imported, tmp_path):
     by_version = verify_model_artifact(imported)
     by_url = verify_model_artifact(imported.model_path)
@@ -46,6 +43,11 @@ def test_it_accepts_the_imported_artifact_by_version_path_and_url(imported, tmp_
     assert by_version.sha256 == by_url.sha256 == by_path.sha256 == imported.sha256
     assert by_path.version == imported
     assert (tmp_path / "out" / "tiny-bert-1.0" / "model" / "config.json").is_file()
+    assert by_version.check_names == [
+        "fetch", "attestation_signature", "key_not_revoked", "digest", "not_yanked",
+        "safe_extraction", "manifest", "model_signature",
+    ]  # fmt: skip
+    assert by_version.layout == 2
 
 
 def test_it_refuses_a_tarball_with_one_flipped_byte(imported):
@@ -155,7 +157,7 @@ def test_it_refuses_a_signed_tarball_whose_members_leave_the_tree(
     evil = tmp_path / "evil-1.0.tar.gz"
     evil.write_bytes(data)
     key = imported.signing_key
-    signer = _trusted_signer(key)
+    signer = trusted_signer(key)
     statement = slsa.provenance_statement(
         artifact_name=evil.name,
         artifact_sha256=hashlib.sha256(data).hexdigest(),
@@ -184,37 +186,71 @@ def test_it_refuses_a_signed_tarball_whose_members_leave_the_tree(
     assert not extract_to.exists() or not any(extract_to.rglob("*"))
 
 
-def _trusted_signer(key) -> attestation.Signer:
-    client = services.transit_client()
-
-    def sign(digest: bytes) -> attestation.SignedDigest:
-        signature = client.sign_digest(key.name, digest, key_version=key.version)
-        return attestation.SignedDigest(signature.der, key.name, signature.key_version)
-
-    return sign
-
-
-def test_it_refuses_an_artifact_whose_model_files_differ_from_model_sig(imported, tmp_path):
-    """A repackaged tarball (new attestation, same model.sig) with one model file changed."""
-    source = artifact_path(imported)
+def _repack(source: Path, target: Path, replace: dict[str, bytes]) -> None:
+    """Copy the tarball with some members' contents replaced (by name under the root)."""
     buffer = io.BytesIO()
+    root = source.name.removesuffix(".tar.gz")
     with tarfile.open(source) as original, tarfile.open(fileobj=buffer, mode="w:gz") as copy:
         for member in original.getmembers():
             content = member_bytes(original, member) if member.isfile() else None
-            if member.name.endswith("model/config.json"):
-                content = json.dumps({"tampered": True}).encode()
+            relative = member.name.removeprefix(f"{root}/")
+            if relative in replace:
+                content = replace[relative]
                 member.size = len(content)
             copy.addfile(member, io.BytesIO(content) if content is not None else None)
+    target.write_bytes(buffer.getvalue())
+
+
+def test_it_refuses_an_artifact_whose_model_files_differ_from_model_sig(imported, tmp_path):
+    """A repackaged tarball (new attestation, a manifest made to match, the same model.sig
+    beside) with one model file changed."""
+    source = artifact_path(imported)
+    tampered = json.dumps({"tampered": True}).encode()
+    manifest = b"".join(
+        line.replace(line.split(b"  ", 1)[0], hashlib.sha256(tampered).hexdigest().encode())
+        if line.endswith(b"  model/config.json\n")
+        else line
+        for line in _member_bytes(source, "MANIFEST.sha256").splitlines(keepends=True)
+    )
     repacked = tmp_path / source.name
-    repacked.write_bytes(buffer.getvalue())
-    key = imported.signing_key
-    bundle = attestation.load_bundle(Path(str(source) + ".sigstore.json").read_bytes())
-    statement = attestation.verify_bundle(bundle, key.public_key_pem)
-    statement["subject"][0]["digest"]["sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
-    resigned = attestation.sign_statement(statement, _trusted_signer(key), key.public_key_pem)
-    Path(str(repacked) + ".sigstore.json").write_bytes(attestation.bundle_to_bytes(resigned))
-    with pytest.raises(verify.ModelSignatureInvalid, match="config.json"):
+    _repack(source, repacked, {"model/config.json": tampered, "MANIFEST.sha256": manifest})
+    Path(f"{repacked}.model.sig").write_bytes(Path(f"{source}.model.sig").read_bytes())
+    resign(repacked, imported.signing_key, statement=_statement_for(source, repacked, imported))
+    with pytest.raises(verify.ModelSignatureInvalid, match="config.json") as error:
         verify_model_artifact(str(repacked))
+    assert "tiny-bert-1.0.tar.gz.model.sig" in str(error.value)
+
+
+def _member_bytes(tarball: Path, relative: str) -> bytes:
+    with tarfile.open(tarball) as archive:
+        root = tarball.name.removesuffix(".tar.gz")
+        return member_bytes(archive, archive.getmember(f"{root}/{relative}"))
+
+
+def _statement_for(source: Path, repacked: Path, version: ModelVersion) -> dict:
+    bundle = attestation.load_bundle(Path(f"{source}.sigstore.json").read_bytes())
+    statement = attestation.verify_bundle(bundle, version.signing_key.public_key_pem)
+    statement["subject"][0]["digest"]["sha256"] = hashlib.sha256(repacked.read_bytes()).hexdigest()
+    return statement
+
+
+def test_it_refuses_an_artifact_whose_files_differ_from_its_manifest(imported, tmp_path):
+    source = artifact_path(imported)
+    repacked = tmp_path / source.name
+    _repack(source, repacked, {"model/config.json": b'{"tampered": true}'})
+    Path(f"{repacked}.model.sig").write_bytes(Path(f"{source}.model.sig").read_bytes())
+    resign(repacked, imported.signing_key, statement=_statement_for(source, repacked, imported))
+    with pytest.raises(verify.ManifestMismatch, match="model/config.json differs") as error:
+        verify_model_artifact(str(repacked))
+    assert error.value.check == "manifest"
+
+
+def test_it_names_the_model_signature_missing_beside_the_artifact(imported):
+    path = artifact_path(imported)
+    Path(f"{path}.model.sig").unlink()
+    assert verify_model_artifact(str(path), extract=False).sha256 == imported.sha256
+    with pytest.raises(verify.ModelSignatureInvalid, match="model.sig is missing beside"):
+        verify_model_artifact(str(path))
 
 
 def test_the_command_prints_each_check_and_fails_with_the_check_name(imported, capsys, tmp_path):

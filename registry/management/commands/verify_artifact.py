@@ -1,4 +1,5 @@
-"""``manage.py verify_artifact``: check a stored artifact, its attestation and model.sig."""
+"""``manage.py verify_artifact``: check a stored artifact, its attestation, its manifest and its
+model signature."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from registry.verify import VerificationError, verify_and_record
 
 class Command(BaseCommand):
     help = (
-        "Verify an artifact (path, file:// or s3:// URL); its attestation is read from "
-        "<artifact>.sigstore.json beside it."
+        "Verify an artifact (path, file:// or s3:// URL); its attestation and model signature "
+        "are read from <artifact>.sigstore.json and <artifact>.model.sig beside it (an artifact "
+        "of layout 1 holds model.sig inside)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

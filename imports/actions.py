@@ -27,6 +27,7 @@ from registry.models import ModelVersion, RegisteredModel
 
 QUEUE_NAME = "imports"
 RUN_IMPORT = "imports.jobs.run_import"
+REBUILD = "imports.jobs.rebuild_job"
 
 
 class ImportQueueUnavailable(ImportRejected):
@@ -49,6 +50,19 @@ def check_queue() -> None:
         raise ImportQueueUnavailable(
             f"{QUEUE_UNAVAILABLE}: nothing was started; try again once it is back"
         ) from None
+
+
+def request_rebuild(version: ModelVersion, *, actor: str, user_id: int | None) -> None:
+    """Queue a rebuild of ``version`` from the Hub; its result goes on the audit trail.
+    ImportQueueUnavailable when Redis does not answer."""
+    check_queue()
+    queue = django_rq.get_queue(QUEUE_NAME)
+    try:
+        queue.enqueue(
+            REBUILD, version.pk, actor, user_id, job_id=f"rebuild-{version.pk}-{uuid4().hex[:12]}"
+        )
+    except (RedisError, OSError):
+        raise ImportQueueUnavailable(f"{QUEUE_UNAVAILABLE}: the rebuild was not queued") from None
 
 
 def check_version_free(model_name: str, version: str) -> None:

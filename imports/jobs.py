@@ -5,11 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.contrib.auth.models import User
+
+from aegis_catalog.lib.hub import HubError
 from imports import workdirs
 from imports.actions import claim_import, fail_import, fail_stale_imports
 from imports.errors import KNOWN_ERRORS, ImportCancelled, ImportSuperseded
 from imports.models import ImportRequest
+from imports.rebuild import RebuildError, rebuild_version
 from imports.runner import ImportRunner, Services
+from registry.actions import record_rebuild
+from registry.models import ModelVersion
 from registry.policy import PolicyViolation
 
 logger = logging.getLogger(__name__)
@@ -68,3 +74,27 @@ def maintain_imports() -> dict[str, object]:
     if lost or removed:
         logger.info("maintenance: %s lost import(s) failed, work dirs of %s removed", lost, removed)
     return {"lost": lost, "work_dirs_removed": removed}
+
+
+def rebuild_job(version_id: int, actor: str, user_id: int | None = None) -> str:
+    """Rebuild a version from the Hub (``imports.rebuild``) and put the result on the audit
+    trail: reproduced, the first difference, or why it could not be made."""
+    version = ModelVersion.objects.select_related("model").filter(pk=version_id).first()
+    if version is None:
+        logger.warning("rebuild of version %r: no such version; nothing to do", version_id)
+        return "skipped"
+    user = User.objects.filter(pk=user_id).first() if user_id is not None else None
+    try:
+        result = rebuild_version(version)
+    except (RebuildError, HubError, OSError) as error:
+        record_rebuild(version, actor=actor, user=user, reproduced=False, error=str(error))
+        return "failed"
+    record_rebuild(
+        version,
+        actor=actor,
+        user=user,
+        reproduced=result.reproduced,
+        rebuilt_sha256=result.rebuilt_sha256,
+        difference=result.difference,
+    )
+    return "reproduced" if result.reproduced else "differs"

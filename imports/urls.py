@@ -16,4 +16,6 @@ urlpatterns = [
     path("imports/<int:pk>/retry/", views.retry, name="retry"),
     path("imports/<int:pk>/cancel/", views.cancel, name="cancel"),
     path("imports/<int:pk>/override/", views.override_policy, name="override"),
+    # On the version's provenance page, for auditors: a background job of this app.
+    path("registry/<str:name>/<str:version>/rebuild/", views.rebuild, name="rebuild"),
 ]

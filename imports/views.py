@@ -40,6 +40,7 @@ from aegis_catalog.web.forms import (
     reject_unknown_parameters,
 )
 from aegis_catalog.web.permissions import (
+    AUDITOR,
     REGISTRY_ADMIN,
     browse_required,
     can_import,
@@ -54,6 +55,7 @@ from imports.actions import (
     cancel_import,
     fail_stale_imports,
     request_import,
+    request_rebuild,
     retry_import,
 )
 from imports.formats import is_pickle_format
@@ -451,6 +453,27 @@ def _get_import(pk: int) -> ImportRequest:
     return get_object_or_404(
         ImportRequest.objects.select_related("model_version__model", "requested_by"), pk=pk
     )
+
+
+@require_POST
+@require_groups(AUDITOR, REGISTRY_ADMIN, what="rebuild a version from the Hub")
+def rebuild(request: HttpRequest, name: str, version: str) -> HttpResponse:
+    """Queue a rebuild of the version from the Hub at its pinned commit (auditors); the result
+    ("reproduced" or the first difference) goes on the audit trail and the version's timeline."""
+    item = get_object_or_404(
+        ModelVersion.objects.select_related("model"), model__name=name, version=version
+    )
+    try:
+        request_rebuild(item, actor=request.user.get_username(), user_id=request.user.pk)
+    except ImportQueueUnavailable as error:
+        messages.error(request, f"{str(error)[:1].upper()}{str(error)[1:]}.")
+    else:
+        messages.success(
+            request,
+            f"A rebuild of {name} {version} from the Hub is queued; its result will be on "
+            "this page's timeline and the audit trail.",
+        )
+    return HttpResponseRedirect(reverse("registry:version", args=[name, version]), status=303)
 
 
 def _shown_import(pk: int) -> ImportRequest:

@@ -465,6 +465,40 @@ def record_verification(
     )
 
 
+def record_rebuild(
+    version: ModelVersion,
+    *,
+    actor: str,
+    reproduced: bool,
+    rebuilt_sha256: str = "",
+    difference: str = "",
+    error: str = "",
+    user: User | AnonymousUser | None = None,
+) -> None:
+    """Record a rebuild of a version from the Hub, and whether it gave the registered bytes."""
+    details: dict[str, object] = {
+        "commit": version.source_commit,
+        "registered_sha256": version.sha256,
+        "reproduced": reproduced,
+    }
+    if rebuilt_sha256:
+        details["rebuilt_sha256"] = rebuilt_sha256
+    if difference:
+        details["difference"] = difference
+    if error:
+        details["error"] = error
+    audit.record(
+        audit.Action.VERSION_REBUILT,
+        actor=actor,
+        user=user,
+        object_type="version",
+        object_id=version.pk,
+        object_repr=f"{version.model.name} {version.version}",
+        model_name=version.model.name,
+        details=details,
+    )
+
+
 # --- import policy ---------------------------------------------------------------------------
 
 POLICY_EDITABLE_FIELDS = (

@@ -41,6 +41,7 @@ class Action(models.TextChoices):
     KEY_REVOKED = "key.revoked", "signing key revoked"
     VERIFICATION_PASSED = "verification.passed", "verification passed"
     VERIFICATION_FAILED = "verification.failed", "verification failed"
+    VERSION_REBUILT = "verification.rebuilt", "rebuilt from the Hub"
     STAFF_SIGNED_IN = "auth.staff_signed_in", "staff signed in"
     POLICY_EDITED = "policy.edited", "import policy edited"
     POLICY_OVERRIDE_GRANTED = "policy.override_granted", "policy override granted"

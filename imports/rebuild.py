@@ -1,0 +1,173 @@
+"""Rebuild a registered version's artifact from the Hub and compare it with the stored one.
+
+The tarball is a pure function of the files at the pinned commit, the include/exclude
+patterns, the model name and the version (artifact layout 2): downloading that commit again
+and packaging it the way the import did must give the same bytes. Nothing is stored or
+registered; the scratch directory is removed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from aegis_catalog import services
+from aegis_catalog.lib.storage import StorageError
+from imports.packaging import PackagingError, package_snapshot
+from imports.pipeline import artifact_basename, download_files, resolve_revision
+from registry.models import ModelVersion
+from registry.provenance import artifact_layout, artifact_name
+
+READ_BLOCK = 1024 * 1024
+
+
+class RebuildError(Exception):
+    """The rebuild could not be made (unknown version, Hub unreachable, commit gone, old
+    layout); the message says why."""
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    model: str
+    version: str
+    commit: str
+    registered_sha256: str
+    rebuilt_sha256: str
+    difference: str = ""  # the first member or header that differs, when not reproduced
+
+    @property
+    def reproduced(self) -> bool:
+        return self.rebuilt_sha256 == self.registered_sha256
+
+    def summary(self) -> str:
+        if self.reproduced:
+            return f"sha256 {self.rebuilt_sha256}: reproduced"
+        return (
+            f"sha256 {self.rebuilt_sha256} differs from the registered "
+            f"{self.registered_sha256}: {self.difference}"
+        )
+
+
+def find_version(name: str, version: str) -> ModelVersion:
+    item = (
+        ModelVersion.objects.select_related("model")
+        .filter(model__name=name, version=version)
+        .first()
+    )
+    if item is None:
+        raise RebuildError(f"There is no registered version {name} {version}.")
+    return item
+
+
+def _patterns(item: ModelVersion) -> tuple[list[str], list[str]]:
+    options = item.import_options if isinstance(item.import_options, dict) else {}
+    include, exclude = options.get("include") or [], options.get("exclude") or []
+    return [str(value) for value in include], [str(value) for value in exclude]
+
+
+def rebuild_version(item: ModelVersion) -> RebuildResult:
+    """Download the version's pinned commit again, package it with the recorded options and
+    compare with the registered sha256 (and, when they differ, with the stored tarball)."""
+    if artifact_layout(item) < 2:
+        raise RebuildError(
+            f"{item.model.name} {item.version} was stored in artifact layout 1, whose tarball "
+            "holds a randomised signature: it cannot be rebuilt byte for byte. Verify it instead."
+        )
+    include, exclude = _patterns(item)
+    hub = services.hub_client()
+    settings.AEGIS_WORK_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="aegis-rebuild-", dir=settings.AEGIS_WORK_DIR) as tmp:
+        scratch = Path(tmp)
+        resolution = resolve_revision(
+            hub,
+            item.source_repo,
+            item.source_revision,
+            include=include,
+            exclude=exclude,
+            commit=item.source_commit,
+        )
+        if resolution.commit != item.source_commit:
+            raise RebuildError(
+                f"The Hub answered commit {resolution.commit} for the pinned {item.source_commit}."
+            )
+        download = download_files(hub, resolution, scratch / "files")
+        base = artifact_basename(item.model.name, item.version)
+        try:
+            rebuilt = package_snapshot(
+                scratch / f"{base}.tar.gz",
+                root_name=base,
+                model_files={entry.path: download.paths[entry.path] for entry in resolution.files},
+                mtime=resolution.mtime,
+            )
+        except PackagingError as error:
+            raise RebuildError(f"Packaging the downloaded files failed: {error}") from error
+        assert rebuilt.path is not None
+        result = RebuildResult(
+            item.model.name, item.version, item.source_commit, item.sha256, rebuilt.sha256
+        )
+        if result.reproduced:
+            return result
+        stored = _fetch_stored(item, scratch)
+        return RebuildResult(
+            item.model.name,
+            item.version,
+            item.source_commit,
+            item.sha256,
+            rebuilt.sha256,
+            first_difference(rebuilt.path, stored),
+        )
+
+
+def _fetch_stored(item: ModelVersion, scratch: Path) -> Path | None:
+    try:
+        return services.store_for(item.model_path).download(
+            item.model_path, scratch / f"stored-{artifact_name(item)}"
+        )
+    except StorageError:
+        return None
+
+
+def first_difference(rebuilt: Path, stored: Path | None) -> str:
+    """The first member (or header field, or gzip stream) in which two tarballs differ."""
+    if stored is None:
+        return "the stored artifact could not be read to find the first difference"
+    try:
+        with tarfile.open(rebuilt) as ours, tarfile.open(stored) as theirs:
+            return _first_member_difference(ours, theirs)
+    except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile) as error:
+        return f"the stored artifact is not a readable tar.gz ({error})"
+
+
+def _first_member_difference(ours: tarfile.TarFile, theirs: tarfile.TarFile) -> str:
+    left, right = ours.getmembers(), theirs.getmembers()
+    for mine, stored in zip(left, right, strict=False):
+        if mine.name != stored.name:
+            return f"member {mine.name!r} where the stored artifact has {stored.name!r}"
+        for field in ("type", "mode", "mtime", "size", "uid", "gid", "uname", "gname"):
+            if getattr(mine, field) != getattr(stored, field):
+                return (
+                    f"the header of {mine.name!r}: {field} {getattr(mine, field)!r}, "
+                    f"stored {getattr(stored, field)!r}"
+                )
+        if mine.isfile() and _digest(ours, mine) != _digest(theirs, stored):
+            return f"the content of {mine.name!r}"
+    if len(left) != len(right):
+        extra = (left if len(left) > len(right) else right)[min(len(left), len(right))]
+        side = "rebuilt" if len(left) > len(right) else "stored"
+        return f"member {extra.name!r} is only in the {side} artifact"
+    return "the gzip stream (every member is the same)"
+
+
+def _digest(archive: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+    handle = archive.extractfile(member)
+    assert handle is not None
+    digest = hashlib.sha256()
+    while block := handle.read(READ_BLOCK):
+        digest.update(block)
+    return digest.hexdigest()

@@ -402,6 +402,16 @@ def _check_bundle_shape(bundle: Any) -> None:
         _b64decode(entry.get("sig"), f"dsseEnvelope.signatures[{index}].sig")
 
 
+def statement_of(bundle: Any) -> dict[str, Any]:
+    """The statement a stored bundle carries, decoded (not verified); {} when it has none."""
+    try:
+        loaded = load_bundle(bundle_to_bytes(bundle or {}))
+        statement = json.loads(base64.b64decode(loaded["dsseEnvelope"]["payload"], validate=True))
+    except (AttestationError, binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        return {}
+    return statement if isinstance(statement, dict) else {}
+
+
 def load_bundle(data: bytes) -> dict[str, Any]:
     """Parse and shape-check bundle JSON bytes (no signature check)."""
     try:

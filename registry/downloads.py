@@ -5,6 +5,7 @@ page and the API."""
 from __future__ import annotations
 
 import base64
+import hashlib
 
 from django.http import (
     FileResponse,
@@ -14,6 +15,8 @@ from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 
 from aegis_catalog import services
+from registry import slsa
+from registry.attestation import statement_of
 from registry.models import ModelVersion
 from registry.provenance import (
     artifact_name,
@@ -26,6 +29,7 @@ from registry.provenance import (
 
 JSON_TYPE = "application/json"
 STREAM_BLOCK_SIZE = 1024 * 1024  # read from S3 per chunk of a streamed download
+MAX_RECORD_BYTES = 16 * 1024 * 1024  # aegis.json is a few kB; anything this large is not one
 # Every download answer (and the refusal of a yanked artifact) says the version's status.
 STATUS_HEADER = "X-Aegis-Version-Status"
 # The query parameter with which an auditor or registry admin asks for a yanked artifact.
@@ -102,14 +106,35 @@ def _download(item: ModelVersion, kind: str) -> HttpResponseBase:
         return _attachment(model_signature_bytes(item), filename, JSON_TYPE)
     if kind == "public-key":
         return _attachment(public_key_bytes(item), filename, "application/x-pem-file")
-    url, content_type = (
-        (item.model_path, "application/gzip")
-        if kind == "artifact"
-        else (record_url(item), JSON_TYPE)
-    )
-    response = _stored_file(url, filename, content_type)
-    if kind == "artifact":
-        # RFC 9530: what the registry says the bytes are, for the client to compare.
-        digest = base64.b64encode(bytes.fromhex(item.sha256)).decode()
-        response["Repr-Digest"] = f"sha-256=:{digest}:"
+    if kind == "record":
+        return _attachment(signed_record(item), filename, JSON_TYPE)
+    response = _stored_file(item.model_path, filename, "application/gzip")
+    # RFC 9530: what the registry says the bytes are, for the client to compare.
+    digest = base64.b64encode(bytes.fromhex(item.sha256)).decode()
+    response["Repr-Digest"] = f"sha-256=:{digest}:"
     return response
+
+
+class RecordMismatch(Exception):
+    """The aegis.json in storage is not the one the version's provenance statement signs."""
+
+
+def signed_record(item: ModelVersion) -> bytes:
+    """aegis.json as stored beside the tarball, once its sha256 is the one the registered
+    provenance statement signs (statements made before records were signed name none: the file
+    is served as stored). RecordMismatch otherwise; ObjectNotFound or StorageError when it
+    cannot be read."""
+    url = record_url(item)
+    stream, size = services.served_store_for(url).open_read(url)
+    with stream:
+        if size > MAX_RECORD_BYTES:
+            raise RecordMismatch(f"{url} is {size} bytes, not an import record")
+        content = stream.read(MAX_RECORD_BYTES + 1)
+    expected = slsa.record_digest(statement_of(item.attestation))
+    actual = hashlib.sha256(content).hexdigest()
+    if expected is not None and actual != expected:
+        raise RecordMismatch(
+            f"the aegis.json in storage (sha256 {actual}) is not the import record the "
+            f"provenance statement signs (sha256 {expected}); it is not served"
+        )
+    return content

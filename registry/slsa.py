@@ -20,6 +20,9 @@ from registry.attestation import (
     check_sha256,
 )
 
+# The byproduct naming the import record (aegis.json) stored beside the tarball.
+RECORD_BYPRODUCT = "aegis.json"
+
 
 def _rfc3339(value: datetime, what: str) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
@@ -45,6 +48,7 @@ def provenance_statement(
     actor: str,
     policy: Mapping[str, Any] | None = None,
     scan: Mapping[str, Any] | None = None,
+    record_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Build the in-toto SLSA v1 provenance statement for one imported artifact.
 
@@ -79,7 +83,9 @@ def provenance_statement(
                 "internalParameters": internal,
                 "resolvedDependencies": _resolved_dependencies(endpoint, repo_id, commit, files),
             },
-            "runDetails": _run_details(builder_id, invocation_id, started_on, finished_on, scan),
+            "runDetails": _run_details(
+                builder_id, invocation_id, started_on, finished_on, scan, record_sha256
+            ),
         },
     }
 
@@ -100,6 +106,7 @@ def _run_details(
     started_on: datetime,
     finished_on: datetime,
     scan: Mapping[str, Any] | None,
+    record_sha256: str | None = None,
 ) -> dict[str, Any]:
     details: dict[str, Any] = {
         "builder": {"id": builder_id},
@@ -109,9 +116,28 @@ def _run_details(
             "finishedOn": _rfc3339(finished_on, "finished_on"),
         },
     }
-    if scan is not None:
-        details["byproducts"] = _scan_byproducts(scan)
+    byproducts = _scan_byproducts(scan) if scan is not None else []
+    if record_sha256 is not None:
+        byproducts.append(
+            {
+                "name": RECORD_BYPRODUCT,
+                "digest": {"sha256": check_sha256(record_sha256, "aegis.json")},
+                "annotations": {"role": "the import record stored beside the tarball"},
+            }
+        )
+    if scan is not None or byproducts:
+        details["byproducts"] = byproducts
     return details
+
+
+def record_digest(statement: Mapping[str, Any]) -> str | None:
+    """The sha256 of aegis.json the statement signs, or None (statements made before it did)."""
+    run_details = statement.get("predicate", {}).get("runDetails", {})
+    for byproduct in run_details.get("byproducts") or []:
+        if isinstance(byproduct, Mapping) and byproduct.get("name") == RECORD_BYPRODUCT:
+            digest = byproduct.get("digest", {}).get("sha256")
+            return digest if isinstance(digest, str) else None
+    return None
 
 
 def _resolved_dependencies(

@@ -19,7 +19,12 @@ from api.errors import ONE_ITEM_ERRORS, READ_ERRORS, ApiError
 from api.forms import ApiModelFilterForm
 from api.links import absolute, page_of
 from api.routers.keys import key_out
-from registry.downloads import STATUS_HEADER, VersionYanked, download_response
+from registry.downloads import (
+    STATUS_HEADER,
+    RecordMismatch,
+    VersionYanked,
+    download_response,
+)
 from registry.models import NAME_PATTERN, VERSION_PATTERN, ModelVersion, RegisteredModel
 
 router = Router(tags=["registry"])
@@ -304,6 +309,8 @@ def download_file(
         return download_response(item, kind, allow_yanked=allowed)
     except VersionYanked as refusal:
         raise ApiError(410, str(refusal), headers=status) from refusal
+    except RecordMismatch as mismatch:
+        raise ApiError(409, f"{mismatch}.", headers=status) from mismatch
     except InvalidStorageKey as error:
         raise ApiError(403, f"Not served: {error}.", headers=status) from error
     except ObjectNotFound as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -61,5 +62,6 @@ def attest_artifact(
             if scan is not None
             else None
         ),
+        record_sha256=hashlib.sha256(packaged.record).hexdigest(),
     )
     return attestation.sign_statement(statement, signer, public_key_pem)

@@ -35,6 +35,7 @@ from registry.audit_display import audit_row, display_value
 from registry.downloads import (
     ALLOW_YANKED,
     STATUS_HEADER,
+    RecordMismatch,
     VersionYanked,
     download_names,
     download_response,
@@ -305,6 +306,8 @@ def version_download(request: HttpRequest, name: str, version: str, kind: str) -
         return download_response(item, kind, allow_yanked=allow_yanked)
     except VersionYanked as refusal:
         response = error_page(request, 410, "Version yanked", str(refusal))
+    except RecordMismatch as mismatch:
+        response = error_page(request, 409, "Import record does not match", f"{mismatch}.")
     except InvalidStorageKey as error:
         response = error_page(request, 403, "Not served", f"{error}.")
     except ObjectNotFound as error:

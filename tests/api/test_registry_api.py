@@ -197,7 +197,7 @@ def test_it_downloads_the_files_of_a_version(registry, bob_api, settings, tmp_pa
     )
     assert 'filename="tiny-bert-1.0.tar.gz"' in response["Content-Disposition"]
     record = bob_api.get(f"{base}/record")
-    assert b"".join(record.streaming_content) == b'{"repo": "acme/tiny-bert"}'
+    assert record.content == b'{"repo": "acme/tiny-bert"}'
     assert bob_api.get(f"{base}/attestation").json() == {"dsseEnvelope": {}}
     assert bob_api.get(f"{base}/public-key")["Content-Type"] == "application/x-pem-file"
     assert bob_api.get(f"{base}/elsewhere").status_code == 422

@@ -148,7 +148,7 @@ def test_an_auditor_verifies_a_version_in_the_browser_and_finds_the_run_on_the_a
 
         page.click("#verify-button")  # htmx: the result panel and the timeline are swapped in
         expect(page.locator("#verification")).to_have_attribute("data-result", "passed")
-        expect(page.locator("#verification-checks li")).to_have_count(7)
+        expect(page.locator("#verification-checks li")).to_have_count(8)
         expect(page.locator("#timeline li.event").last).to_have_attribute(
             "data-action", "verification.passed"
         )

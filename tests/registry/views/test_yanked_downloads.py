@@ -1,15 +1,21 @@
 """Security review item 5: a yanked version's artifact is not served (410 with the reason)
 unless an auditor or registry admin asks for it explicitly; every download answer says the
-version's status. And a download reads a local file only inside the artifact directory."""
+version's status. A download reads a local file only inside the artifact directory, and
+aegis.json only when it is the record the provenance statement signs."""
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
+from django.test import Client
 
+from api.actions import create_token
+from registry import attestation, slsa
 from registry.actions import set_version_status
 from registry.models import ModelVersion
+from registry.provenance import record_url
 from tests.factories import make_version, signed_in
 from tests.registry.views.test_provenance_page import body, import_version
 
@@ -85,3 +91,27 @@ def test_a_local_file_outside_the_artifact_directory_is_not_served(bob_client, s
         assert response.status_code == 403
         assert b"not for download" not in response.content
         assert "outside the artifact directory" in response.content.decode()
+
+
+def test_aegis_json_is_served_only_when_it_is_the_record_the_statement_signs(
+    aegis, alice, bob, bob_client
+):
+    version = import_version("acme/tiny-bert", "tiny-bert", alice)
+    signed = slsa.record_digest(attestation.statement_of(version.attestation))
+    stored = Path(record_url(version).removeprefix("file://"))
+    assert signed == hashlib.sha256(stored.read_bytes()).hexdigest()
+    record = "/registry/tiny-bert/1.0/download/record/"
+    assert bob_client.get(record).content == stored.read_bytes()
+
+    stored.write_bytes(stored.read_bytes().replace(b'"alice"', b'"mallory"'))
+
+    page = bob_client.get(record)
+    assert page.status_code == 409
+    assert "not the import record the provenance statement signs" in page.content.decode()
+    assert b"mallory" not in page.content
+    token = create_token(bob, "reader", scope="read-only").secret
+    api = Client().get(
+        "/api/v1/models/tiny-bert/versions/1.0/files/record",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert api.status_code == 409 and api.json()["error"]["code"] == "conflict"

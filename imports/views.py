@@ -70,6 +70,7 @@ from imports.hub_cache import cached_card, cached_model_info, hub_cache_key
 from imports.import_progress import import_progress_of
 from imports.models import ImportRequest
 from registry.actions import RegistryError, grant_policy_override
+from registry.card import as_list, card_metadata
 from registry.forms import PolicyOverrideForm
 from registry.models import ImportPolicy, ModelVersion
 from registry.policy import (
@@ -234,28 +235,23 @@ def policy_warnings(model: HubModel) -> list[str]:
     return [f"Import policy warning ({item.rule}): {item.reason}." for item in findings]
 
 
-def _as_list(value: Any) -> list[str]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, list | tuple):
-        return [str(item) for item in value if item not in (None, "")]
-    return [str(value)]
-
-
 def model_chips(model: HubModel) -> list[tuple[str, str]]:
-    card = model.card_data
+    """The model's metadata as chips: the card's fields, else the Hub's own, extracted as the
+    registry extracts them (``registry.card.card_metadata``)."""
+    meta = card_metadata(model)
     chips: list[tuple[str, str]] = []
-    if model.license:
-        chips.append(("license", model.license))
-    if model.pipeline_tag:
-        chips.append(("task", model.pipeline_tag))
-    if model.library_name:
-        chips.append(("library", model.library_name))
-    chips += [("language", value) for value in _as_list(card.get("language"))[:10]]
-    chips += [("dataset", value) for value in _as_list(card.get("datasets"))[:10]]
-    chips += [("base model", value) for value in _as_list(card.get("base_model"))[:5]]
-    if model.gated:
-        chips.append(("gated", str(model.gated) if isinstance(model.gated, str) else "yes"))
+    for kind, value in (
+        ("license", meta.license),
+        ("task", meta.pipeline_tag),
+        ("library", meta.library_name),
+    ):
+        if value:
+            chips.append((kind, value))
+    chips += [("language", value) for value in meta.languages[:10]]
+    chips += [("dataset", value) for value in meta.datasets[:10]]
+    chips += [("base model", value) for value in as_list(model.card_data.get("base_model"))[:5]]
+    if meta.gated != "no":
+        chips.append(("gated", meta.gated))
     return chips
 
 

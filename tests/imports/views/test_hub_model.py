@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 
 import pytest
 
+from aegis_catalog.lib.hub import HubClient
+from registry.card import card_metadata
 from tests.factories import make_version
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +43,31 @@ def test_it_shows_the_rendered_card_chips_and_files(bob_client, hub):
     total = sum(len(content) for content in files.values())
     assert f'<td class="num" id="total-size">{total}\xa0bytes</td>' in html
     assert hub.resolve("acme/tiny-bert")[:12] in html
+
+
+def test_it_shows_the_cards_fields_where_the_hub_gives_none(bob_client, hub):
+    """Issue 17: the card's pipeline_tag, library and license, with no top-level Hub field,
+    are shown as the registry would record them (one extraction for both)."""
+    repo_id = f"acme/card-only-{uuid.uuid4().hex[:6]}"
+    hub.add_repo(
+        repo_id,
+        {"config.json": "{}"},
+        card_data={
+            "pipeline_tag": "token-classification",
+            "library_name": "flair",
+            "license": "mit",
+            "language": ["de"],
+        },
+    )
+    model = HubClient(hub.url, None).model_info(repo_id)
+    assert model.pipeline_tag in (None, "")  # the Hub's own field is missing
+
+    html = bob_client.get(f"/hub/{repo_id}/").content.decode()
+
+    for kind, value in [("task", "token-classification"), ("library", "flair"), ("language", "de")]:
+        assert f'<span class="chip-kind">{kind}</span> {value}' in html
+    meta = card_metadata(model)
+    assert (meta.pipeline_tag, meta.library_name) == ("token-classification", "flair")
 
 
 def test_it_offers_importers_the_form_with_defaults(alice_client, hub):

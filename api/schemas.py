@@ -50,6 +50,13 @@ IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 # Printable ASCII except the characters git refuses in ref names (~ ^ : ? * [ \); the other
 # git rules (no "..", no ".lock" ending, ...) are checked by the import form's validation.
 REVISION_CHARACTERS = r"^[!-)+-9;->@-Z\]_-}]+$"
+# What the server refuses beyond the patterns (aegis_catalog.lib.hub.validate_revision and
+# validate_repo_id), stated in the OpenAPI description as "not" patterns so a client, or
+# schemathesis, knows every rule; the server checks them with the same validators.
+REVISION_REFUSED = (r"\.\.", "//", r"@\{", r"/\.", "^[/.-]", "[/.]$", r"\.lock$")
+_REPO_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?"
+REPO_ID_PATTERN = rf"^{_REPO_PART}/{_REPO_PART}$"
+REPO_ID_REFUSED = (r"\.\.", "--", r"\.git$")
 VersionStatus = Literal["active", "deprecated", "yanked"]
 ImportStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 DownloadKind = Literal["artifact", "attestation", "model-sig", "record", "public-key"]
@@ -256,7 +263,14 @@ class ImportIn(Schema):
         }
     }
 
-    repo_id: str = Field(min_length=3, max_length=193, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    repo_id: str = Field(
+        min_length=3,
+        max_length=193,
+        pattern=REPO_ID_PATTERN,
+        description="org/name on the Hub: each part at most 96 letters, digits, '-', '_' or '.', "
+        "not starting or ending with '-' or '.'; no '..' or '--'; no '.git' ending",
+        json_schema_extra={"allOf": [{"not": {"pattern": bad}} for bad in REPO_ID_REFUSED]},
+    )
     model_name: str = Field(pattern=NAME_PATTERN, max_length=100)
     version: str = Field(pattern=VERSION_PATTERN, max_length=64)
     revision: str = Field(
@@ -264,7 +278,10 @@ class ImportIn(Schema):
         min_length=1,
         max_length=200,
         pattern=REVISION_CHARACTERS,
-        description="branch, tag or 40-hex commit; printable ASCII without ~^:?*[\\",
+        description="branch, tag or 40-hex commit; printable ASCII without ~^:?*[\\, and a git "
+        "ref name: no '..', '//', '@{' or '/.', not starting with '/', '-' or '.', not ending "
+        "with '/', '.' or '.lock'",
+        json_schema_extra={"allOf": [{"not": {"pattern": bad}} for bad in REVISION_REFUSED]},
     )
     include: list[FilePattern] = Field(
         default_factory=list, max_length=MAX_PATTERNS, description="globs; empty: every file"

@@ -141,7 +141,8 @@ def test_verdicts_reach_aegis_json_the_signed_statement_and_the_provenance_page(
     ]
     assert record["policy"]["rules"]["pickle_policy"] == "block_dangerous"
     statement = statement_of(version)
-    [byproduct] = statement["predicate"]["runDetails"]["byproducts"]
+    byproduct, record = statement["predicate"]["runDetails"]["byproducts"]
+    assert record["name"] == "aegis.json"  # the import record beside the tarball, signed too
     assert byproduct["name"] == "pickle-scan/pytorch_model.bin"
     assert byproduct["annotations"]["verdict"] == "safe"
     sha256 = {item["path"]: item["sha256"] for item in version.manifest}["pytorch_model.bin"]

@@ -26,6 +26,7 @@ from aegis_catalog.lib.hub import (
     InvalidRepoId,
     InvalidRevision,
     InvalidSearchParameter,
+    MissingFileDigests,
     RepoNotFound,
     RevisionNotFound,
     SearchResult,
@@ -117,6 +118,8 @@ def hub_error_page(request: HttpRequest, error: HubError) -> HttpResponse:
         return error_page(request, 403, "Gated model", str(error))
     if isinstance(error, HubUnavailable):
         return error_page(request, 503, "The Hub is not available", str(error))
+    if isinstance(error, MissingFileDigests):
+        return error_page(request, 502, "No file digests to check against", str(error))
     return error_page(request, 502, "The Hub refused the request", str(error))
 
 

@@ -13,6 +13,7 @@ from django.contrib.auth.models import Group, Permission, User
 from django.db.models import QuerySet
 from django.test import Client
 
+from api.actions import create_token
 from registry.models import (
     GENESIS_HASH,
     AuditChainHead,
@@ -216,3 +217,21 @@ def member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
     handle = tar.extractfile(member)
     assert handle is not None, f"{member.name} is not a regular file"
     return handle.read()
+
+
+def token_for(user: User, name: str = "tests") -> str:
+    return create_token(user, name).secret
+
+
+class ApiClient:
+    """Django's test client with a bearer token on every request."""
+
+    def __init__(self, token: str | None) -> None:
+        self.client = Client()
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.client.get(path, params, headers=self.headers)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self.client.post(path, body, content_type="application/json", headers=self.headers)

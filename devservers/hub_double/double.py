@@ -28,6 +28,9 @@ class HubDouble(RepoStore):
     - `tokens`: bearer tokens accepted for gated and private repos.
     - `throttle_bytes_per_second`: stream file bodies slowly (None: full speed).
     - `fail_api_with`: answer every `/api/` request with this status (e.g. 503).
+    - `mirror_mode`: "hub" (huggingface.co's answers); "olah" (as the olah mirror answers: model
+      info lists bare `siblings`, `rfilename` only, while `paths-info` and HEAD on `resolve`
+      give sizes and digests); "blind" (bare siblings, no `paths-info`, HEAD without ETags).
     - `inject_fault(status, times=.., retry_after=.., path_contains=..)`: answer the next
       matching requests (any listener) with `status`, e.g. 429 with `Retry-After`, or 500.
     - `tree_page_size`, `max_search_page_size`: page sizes for the tree and search listings.
@@ -41,6 +44,7 @@ class HubDouble(RepoStore):
         self.tokens: set[str] = {token}
         self.throttle_bytes_per_second: int | None = None
         self.fail_api_with: int | None = None
+        self.mirror_mode = "hub"
         self.tree_page_size = MAX_PAGE_SIZE
         self.max_search_page_size = MAX_PAGE_SIZE
         self.requests: list[LoggedRequest] = []

@@ -88,6 +88,7 @@ class HubRequest:
     path: str  # the target's path, still %-encoded
     query: Mapping[str, list[str]]
     headers: Message
+    body: bytes = b""
 
     def param(self, name: str) -> str | None:
         """The last value of query parameter `name` (None when absent)."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from devservers.hub_double.messages import (
     NOT_FOUND_PAGE,
@@ -14,7 +14,7 @@ from devservers.hub_double.messages import (
     page_response,
 )
 from devservers.hub_double.model import Repo
-from devservers.hub_double.payloads import model_info, tree_entries
+from devservers.hub_double.payloads import file_entry, model_info, tree_entries
 
 
 def model_api(request: HubRequest, segments: list[str]) -> Response:
@@ -36,7 +36,24 @@ def model_api(request: HubRequest, segments: list[str]) -> Response:
 
 def _info(request: HubRequest, repo: Repo, revision: str) -> Response:
     commit = request.commit(repo, revision)
-    return json_response(model_info(repo, commit, blobs=request.param("blobs") == "true"))
+    # A mirror lists bare siblings (rfilename only) whatever it is asked.
+    blobs = request.param("blobs") == "true" and request.double.mirror_mode == "hub"
+    return json_response(model_info(repo, commit, blobs=blobs))
+
+
+def paths_info(request: HubRequest, segments: list[str]) -> Response:
+    """`POST /api/models/{org}/{name}/paths-info/{rev}` with form fields `paths`: each existing
+    file's size, git blob id (`oid`) and LFS details; a "blind" mirror does not serve it."""
+    if request.double.mirror_mode == "blind":
+        raise HubError(404, None, NOT_FOUND_PAGE)
+    repo_id = f"{unquote(segments[0])}/{unquote(segments[1])}"
+    revision = unquote("/".join(segments[3:]))
+    wanted = parse_qs(request.body.decode("utf-8", "replace")).get("paths", [])
+    with request.double._lock:
+        repo, _auth = request.visible_repo(repo_id)
+        commit = request.commit(repo, revision)
+        entries = [file_entry(commit.files[path]) for path in wanted if path in commit.files]
+    return json_response(entries)
 
 
 def _tree(request: HubRequest, repo: Repo, revision: str, prefix: str) -> Response:

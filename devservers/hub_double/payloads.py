@@ -123,7 +123,7 @@ def tree_entries(commit: Commit, prefix: str, recursive: bool) -> list[dict[str,
         else:
             directories.add(base + parts[0])
     entries = [_directory_entry(commit, directory) for directory in directories]
-    entries.extend(_file_entry(stored) for stored in files)
+    entries.extend(file_entry(stored) for stored in files)
     return sorted(entries, key=lambda entry: entry["path"])
 
 
@@ -132,7 +132,8 @@ def _directory_entry(commit: Commit, directory: str) -> dict[str, Any]:
     return {"type": "directory", "oid": oid.hexdigest(), "size": 0, "path": directory}
 
 
-def _file_entry(stored: StoredFile) -> dict[str, Any]:
+def file_entry(stored: StoredFile) -> dict[str, Any]:
+    """A file as the tree listing and `paths-info` describe it."""
     entry: dict[str, Any] = {
         "type": "file",
         "oid": stored.blob_id,

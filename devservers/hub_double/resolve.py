@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from urllib.parse import quote, unquote
 
 from devservers.hub_double.messages import HubError, HubRequest, Response
@@ -47,14 +48,23 @@ def resolve_file(request: HubRequest, repo_id: str, revision: str, path: str) ->
         body = double._served_bytes(repo_id, stored)
     common = {"X-Repo-Commit": commit.sha, "Accept-Ranges": "bytes", "Vary": "Origin"}
     if stored.is_lfs:
-        return _redirect_to_cdn(request, repo_id, commit, stored, common)
-    headers = {
-        **common,
-        "ETag": f'"{stored.blob_id}"',
-        "Content-Type": TEXT_TYPE,
-        "Content-Disposition": f'inline; filename="{quote(path.rsplit("/", 1)[-1])}"',
-    }
-    return _file_body(request, repo_id, stored.path, body, headers)
+        response = _redirect_to_cdn(request, repo_id, commit, stored, common)
+    else:
+        headers = {
+            **common,
+            "ETag": f'"{stored.blob_id}"',
+            "Content-Type": TEXT_TYPE,
+            "Content-Disposition": f'inline; filename="{quote(path.rsplit("/", 1)[-1])}"',
+        }
+        response = _file_body(request, repo_id, stored.path, body, headers)
+    if double.mirror_mode == "blind":  # a mirror that tells no digest at all
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in ("ETag", "X-Linked-Etag")
+        }
+        response = replace(response, headers=headers)
+    return response
 
 
 def _redirect_to_cdn(

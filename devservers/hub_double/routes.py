@@ -6,7 +6,7 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from devservers.hub_double.messages import NOT_FOUND_PAGE, HubError, HubRequest, Response
-from devservers.hub_double.model_api import model_api
+from devservers.hub_double.model_api import model_api, paths_info
 from devservers.hub_double.resolve import cdn_file, resolve_file
 from devservers.hub_double.search import search
 
@@ -36,6 +36,13 @@ def route(request: HubRequest) -> Response:
 def _api(request: HubRequest, segments: list[str]) -> Response:
     if request.double.fail_api_with is not None:
         raise HubError(request.double.fail_api_with, None, "The Hub double is failing on purpose")
+    if (
+        request.method == "POST"
+        and segments[:2] == ["api", "models"]
+        and len(segments) >= 6
+        and segments[4] == "paths-info"
+    ):
+        return paths_info(request, segments[2:])
     if request.method not in READ_METHODS:
         raise HubError(405, None, "Method not allowed")
     if segments == ["api", "models"]:

@@ -46,6 +46,14 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._handle("POST")
 
+    def _body(self) -> bytes:
+        """The request body (a POST's form), at most 1 MiB."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        return self.rfile.read(min(max(length, 0), 1024 * 1024)) if length else b""
+
     def send_response(self, code: int, message: str | None = None) -> None:
         self._status = code
         super().send_response(code, message)
@@ -62,6 +70,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             path=split.path,
             query=parse_qs(split.query, keep_blank_values=True),
             headers=self.headers,
+            body=self._body(),
         )
         head = method == "HEAD"
         try:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from api.actions import create_token, hash_token, revoke_token
 from api.models import ApiToken
 from imports.models import ImportRequest
-from tests.api.conftest import ApiClient, token_for
+from tests.factories import ApiClient, token_for
 
 pytestmark = pytest.mark.django_db
 

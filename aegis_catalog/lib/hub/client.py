@@ -26,6 +26,7 @@ from huggingface_hub.utils import (
     http_backoff,
 )
 
+from aegis_catalog.lib.hub.digests import missing_facts
 from aegis_catalog.lib.hub.download import (
     DEFAULT_DOWNLOAD_WORKERS,
     ProgressCallback,
@@ -39,6 +40,7 @@ from aegis_catalog.lib.hub.errors import (
     HubUnavailable,
     InvalidRevision,
     InvalidSearchParameter,
+    MissingFileDigests,
     NoFilesMatched,
     validate_repo_id,
     validate_repo_path,
@@ -270,15 +272,15 @@ class HubClient:
             raise self._translate(error, what=what, repo_id=repo_id, revision=revision) from error
 
     def _files_of(self, info: ModelInfo, repo_id: str, what: str) -> tuple[HubFile, ...]:
-        """The repo's files sorted by path; each path must be safe, with a size and blob id."""
-        files = []
+        """The repo's files sorted by path; each path must be safe, with a size and a digest.
+        What the model info lacks (a mirror's bare siblings) is asked of ``paths-info``, then
+        of HEAD per file (``digests.py``); MissingFileDigests names the files none describes."""
+        files, bare = [], []
         for sibling in info.siblings or []:
             validate_repo_path(repo_id, sibling.rfilename)
             if sibling.size is None or sibling.blob_id is None:
-                raise HubUnavailable(
-                    f"The Hub at {self.endpoint} returned no size or blob id for"
-                    f" {sibling.rfilename!r} of {what}."
-                )
+                bare.append(sibling.rfilename)
+                continue
             files.append(
                 HubFile(
                     path=sibling.rfilename,
@@ -287,6 +289,21 @@ class HubClient:
                     lfs_sha256=sibling.lfs.sha256 if sibling.lfs is not None else None,
                 )
             )
+        if bare:
+            assert info.sha is not None
+            facts = missing_facts(self._api, repo_id, info.sha, bare, timeout=self.timeout)
+            unknown = [path for path in bare if path not in facts]
+            if unknown:
+                shown = ", ".join(repr(path) for path in unknown[:5])
+                more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+                raise MissingFileDigests(
+                    f"The Hub at {self.endpoint} gives no size or digest for {shown}{more} of "
+                    f"{what}: not in its model info, its paths-info or a HEAD of the file, so "
+                    "the download could not be checked. Use an endpoint (or mirror) that "
+                    "publishes file digests."
+                )
+            files += [HubFile(path, fact.size, fact.blob_id, fact.lfs_sha256)
+                      for path, fact in facts.items()]  # fmt: skip
         return tuple(sorted(files, key=lambda item: item.path))
 
     # -- card --

@@ -59,6 +59,10 @@ class HubUnavailable(HubError):
     """The Hub could not be reached, timed out, or answered with a server error."""
 
 
+class MissingFileDigests(HubError):
+    """No answer of the Hub (or mirror) gives a digest to check some files against."""
+
+
 class LocalDiskFull(HubError):
     """The download ran out of local disk space (not the Hub's fault)."""
 

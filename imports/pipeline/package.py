@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -192,41 +193,28 @@ def package_artifact(
 ) -> Packaged:
     """The byte-reproducible tar.gz (``model/`` and ``MANIFEST.sha256``: it depends only on the
     files, the name, the version and the commit time) and its aegis.json (``imported``: who and
-    when), which is stored beside it, as the signatures are.
-
-    With ``store`` (and ``import_id``), the tarball is streamed into the store as it is
-    written (an S3 multipart upload, parts in parallel) and nothing is written to the work
-    directory: the store stage has nothing left to upload, and no byte is written twice. The
-    stream is a shortcut, not a requirement: if the store fails during it, the partial upload
-    is discarded and the tarball is packaged again into ``out_dir`` (it is byte-reproducible),
-    for the store stage to upload with its retries and its error messages, as it would have
-    without streaming.
+    when), which is stored beside it, as the signatures are. With ``store`` (and
+    ``import_id``) the tarball is streamed into the store as it is written (``_package_tarball``).
     """
     base = artifact_basename(model_name, version)
     name = f"{base}.tar.gz"
-
-    def package(out_path: Path | None, upload: _StreamedUpload | None) -> PackageResult:
-        return package_snapshot(
-            out_path,
-            root_name=base,
-            model_files={item.path: download.paths[item.path] for item in checked.files},
-            mtime=resolution.mtime,
-            progress=progress,
-            expected_sha256=checked.sha256_by_path,
-            upload=upload,
-            compress_workers=compress_workers,
-        )
-
-    streamed = None
-    if store is not None and import_id is not None:
-        input_bytes = sum(item.size for item in checked.files)
-        key = f"{storage_prefix(model_name, version, import_id)}/{name}"
-        streamed = _package_streamed(package, store, key, expected_size=input_bytes)
-    if streamed is not None:
-        result, artifact = streamed
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        result, artifact = package(out_dir / name, None), None
+    package = partial(
+        _package_files,
+        root_name=base,
+        model_files={item.path: download.paths[item.path] for item in checked.files},
+        mtime=resolution.mtime,
+        progress=progress,
+        expected_sha256=checked.sha256_by_path,
+        compress_workers=compress_workers,
+    )
+    key = f"{storage_prefix(model_name, version, import_id)}/{name}" if import_id else ""
+    result, artifact = _package_tarball(
+        package,
+        out_dir / name,
+        store if key else None,
+        key,
+        input_bytes=sum(item.size for item in checked.files),
+    )
     record = import_record(
         resolution,
         checked,
@@ -245,6 +233,53 @@ def package_artifact(
         record=canonical_json(record),
         artifact=artifact,
         name=name,
+    )
+
+
+def _package_tarball(
+    package: Callable[[Path | None, _StreamedUpload | None], PackageResult],
+    out_path: Path,
+    store: ArtifactStore | None,
+    key: str,
+    *,
+    input_bytes: int,
+) -> tuple[PackageResult, StoredObject | None]:
+    """Streamed into ``store`` at ``key`` as it is written (an S3 multipart upload, parts in
+    parallel) when there is a store: nothing is written to the work directory, the store stage
+    has nothing left to upload, and no byte is written twice. The stream is a shortcut, not a
+    requirement: if the store fails during it, the partial upload is discarded and the tarball
+    is packaged again into ``out_path`` (it is byte-reproducible), for the store stage to
+    upload with its retries and its error messages, as it would have without streaming."""
+    streamed = None
+    if store is not None:
+        streamed = _package_streamed(package, store, key, expected_size=input_bytes)
+    if streamed is not None:
+        return streamed
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    return package(out_path, None), None
+
+
+def _package_files(
+    out_path: Path | None,
+    upload: _StreamedUpload | None,
+    *,
+    root_name: str,
+    model_files: dict[str, Path],
+    mtime: int,
+    progress: Progress,
+    expected_sha256: Mapping[str, str],
+    compress_workers: int | None,
+) -> PackageResult:
+    """The tarball into ``out_path``, or into ``upload`` as it is written."""
+    return package_snapshot(
+        out_path,
+        root_name=root_name,
+        model_files=model_files,
+        mtime=mtime,
+        progress=progress,
+        expected_sha256=expected_sha256,
+        upload=upload,
+        compress_workers=compress_workers,
     )
 
 

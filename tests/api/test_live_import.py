@@ -20,6 +20,27 @@ from tests.factories import make_user
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def poll_until_done(session: requests.Session, url: str, seconds: float = 120) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        status = session.get(url, timeout=30).json()
+        if status["is_terminal"] or time.monotonic() > deadline:
+            return status
+        time.sleep(0.3)
+
+
+def assert_the_version_record(record: dict, commit: str, endpoint: str) -> None:
+    assert (record["model"], record["version"], record["status"]) == ("tiny-bert", "1.0", "active")
+    assert record["source"] == {
+        "repo": "acme/tiny-bert",
+        "revision": "main",
+        "commit": commit,
+        "endpoint": endpoint,
+    }
+    assert record["imported_by"] == "alice"
+    assert record["signing_key"]["name"] == "aegis-model-sign"
+
+
 def test_it_imports_polls_reads_and_verifies_through_the_api(aegis, live_server, monkeypatch):
     alice = make_user("alice", "importer")
     token = create_token(alice, "ml-serving CI").secret
@@ -40,12 +61,7 @@ def test_it_imports_polls_reads_and_verifies_through_the_api(aegis, live_server,
     assert body["requested_by"] == "alice"
 
     worker = start_worker_thread()
-    deadline = time.monotonic() + 120
-    while True:
-        status = session.get(body["links"]["self"], timeout=30).json()
-        if status["is_terminal"] or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
+    status = poll_until_done(session, body["links"]["self"])
     worker.join(timeout=30)
     assert status["status"] == "succeeded", status["error"]
     assert status["commit"] == commit
@@ -54,15 +70,7 @@ def test_it_imports_polls_reads_and_verifies_through_the_api(aegis, live_server,
     assert {"stage_finished"} <= set(kinds)
 
     record = session.get(status["links"]["version"], timeout=30).json()
-    assert (record["model"], record["version"], record["status"]) == ("tiny-bert", "1.0", "active")
-    assert record["source"] == {
-        "repo": "acme/tiny-bert",
-        "revision": "main",
-        "commit": commit,
-        "endpoint": aegis.hub.url,
-    }
-    assert record["imported_by"] == "alice"
-    assert record["signing_key"]["name"] == "aegis-model-sign"
+    assert_the_version_record(record, commit, aegis.hub.url)
     artifact = session.get(record["links"]["artifact"], timeout=30)
     assert artifact.status_code == 200
     assert hashlib.sha256(artifact.content).hexdigest() == record["sha256"]

@@ -23,6 +23,48 @@ def hf_import(*args: str) -> None:
     call_command("hf_import", *args, "--no-progress")
 
 
+def assert_tar_lists_the_layout(tarball: Path) -> None:
+    listing = subprocess.run(
+        ["tar", "-tzf", str(tarball)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert listing[-1] == "tiny-bert-1.0/MANIFEST.sha256"
+    assert "tiny-bert-1.0/model.sig" not in listing and "tiny-bert-1.0/aegis.json" not in listing
+    for member in (
+        "tiny-bert-1.0/model/config.json",
+        "tiny-bert-1.0/model/model.safetensors",
+        "tiny-bert-1.0/model/README.md",
+        "tiny-bert-1.0/model/tokenizer/vocab.txt",
+    ):
+        assert member in listing
+
+
+def assert_openssl_verifies(bundle_bytes: bytes, key_pem: Path, tmp_path: Path, sha256: str):
+    bundle = attestation.load_bundle(bundle_bytes)
+    (tmp_path / "pae.bin").write_bytes(attestation.pae_bytes_of_bundle(bundle))
+    (tmp_path / "sig.der").write_bytes(attestation.signature_der_of_bundle(bundle))
+    openssl = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-verify", str(key_pem), "-signature",
+         str(tmp_path / "sig.der"), str(tmp_path / "pae.bin")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert openssl.returncode == 0, openssl.stderr
+    assert "Verified OK" in openssl.stdout
+    statement = attestation.verify_bundle(bundle, key_pem.read_text())
+    assert statement["subject"][0]["digest"]["sha256"] == sha256
+
+
+def assert_model_signing_verifies(tarball: Path, signature: Path, key_pem: Path, tmp_path: Path):
+    extracted = tmp_path / "extracted"
+    extracted.mkdir()
+    subprocess.run(["tar", "-xzf", str(tarball), "-C", str(extracted)], check=True)
+    signing = subprocess.run(
+        [model_signing(), "verify", "key", str(extracted / "tiny-bert-1.0" / "model"),
+         "--signature", str(signature), "--public_key", str(key_pem)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert signing.returncode == 0, signing.stdout + signing.stderr
+
+
 def test_it_imports_a_multi_file_repo_into_s3_that_standard_tools_verify(aegis_s3, tmp_path):
     hf_import(
         "--repo-id", "acme/tiny-bert",
@@ -42,49 +84,15 @@ def test_it_imports_a_multi_file_repo_into_s3_that_standard_tools_verify(aegis_s
     bucket, key = version.model_path.removeprefix("s3://").split("/", 1)
     tarball = tmp_path / "tiny-bert-1.0.tar.gz"
     s3.download_file(bucket, key, str(tarball))
-    bundle_bytes = s3.get_object(Bucket=bucket, Key=key + ".sigstore.json")["Body"].read()
     assert hashlib.sha256(tarball.read_bytes()).hexdigest() == version.sha256
-
-    listing = subprocess.run(
-        ["tar", "-tzf", str(tarball)], capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert listing[-1] == "tiny-bert-1.0/MANIFEST.sha256"
-    assert "tiny-bert-1.0/model.sig" not in listing and "tiny-bert-1.0/aegis.json" not in listing
-    for member in (
-        "tiny-bert-1.0/model/config.json",
-        "tiny-bert-1.0/model/model.safetensors",
-        "tiny-bert-1.0/model/README.md",
-        "tiny-bert-1.0/model/tokenizer/vocab.txt",
-    ):
-        assert member in listing
-
+    assert_tar_lists_the_layout(tarball)
     key_pem = tmp_path / "key.pem"
     key_pem.write_text(version.signing_key.public_key_pem)
-    bundle = attestation.load_bundle(bundle_bytes)
-    (tmp_path / "pae.bin").write_bytes(attestation.pae_bytes_of_bundle(bundle))
-    (tmp_path / "sig.der").write_bytes(attestation.signature_der_of_bundle(bundle))
-    openssl = subprocess.run(
-        ["openssl", "dgst", "-sha256", "-verify", str(key_pem), "-signature",
-         str(tmp_path / "sig.der"), str(tmp_path / "pae.bin")],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert openssl.returncode == 0, openssl.stderr
-    assert "Verified OK" in openssl.stdout
-    statement = attestation.verify_bundle(bundle, version.signing_key.public_key_pem)
-    assert statement["subject"][0]["digest"]["sha256"] == version.sha256
-
-    extracted = tmp_path / "extracted"
-    extracted.mkdir()
-    subprocess.run(["tar", "-xzf", str(tarball), "-C", str(extracted)], check=True)
-    root = extracted / "tiny-bert-1.0"
+    bundle_bytes = s3.get_object(Bucket=bucket, Key=key + ".sigstore.json")["Body"].read()
+    assert_openssl_verifies(bundle_bytes, key_pem, tmp_path, version.sha256)
     signature = tmp_path / "tiny-bert-1.0.tar.gz.model.sig"
     signature.write_bytes(s3.get_object(Bucket=bucket, Key=key + ".model.sig")["Body"].read())
-    signing = subprocess.run(
-        [model_signing(), "verify", "key", str(root / "model"),
-         "--signature", str(signature), "--public_key", str(key_pem)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert signing.returncode == 0, signing.stdout + signing.stderr
+    assert_model_signing_verifies(tarball, signature, key_pem, tmp_path)
 
     # The same checks from our side, and the registry's copy of the card.
     result = verify_model_artifact(version, load=True)

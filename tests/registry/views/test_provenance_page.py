@@ -186,21 +186,11 @@ def test_it_offers_verify_now_only_to_those_who_may_verify(charlie_client, bob_c
 # --- Must-show 3: downloads verified with tools that are not ours ------------------------------
 
 
-def test_an_auditor_verifies_the_downloads_with_openssl_and_model_signing(
-    tiny_bert, charlie_client, tmp_path
-):
-    page = charlie_client.get("/registry/tiny-bert/1.0/").content.decode()
-    for kind in ("artifact", "attestation", "model-sig", "record", "public-key"):
-        assert f'href="/registry/tiny-bert/1.0/download/{kind}/"' in page
-    out = tmp_path / "downloads"
-    out.mkdir()
-    bundle_path = download(charlie_client, tiny_bert, "attestation", out)
-    key_path = download(charlie_client, tiny_bert, "public-key", out)
-    assert bundle_path.name == "tiny-bert-1.0.tar.gz.sigstore.json"
-    assert key_path.name == "aegis-model-sign-v1.pub.pem"
-    assert key_path.read_text() == tiny_bert.signing_key.public_key_pem
-
-    # The DSSE pre-authentication encoding, rebuilt with the standard library only.
+def openssl_checks_the_attestation(
+    bundle_path: Path, key_path: Path, tmp_path: Path, sha256: str
+) -> bytes:
+    """The DSSE pre-authentication encoding, rebuilt with the standard library only, verified
+    by openssl; a forged one is refused. Returns the statement's payload."""
     envelope = json.loads(bundle_path.read_bytes())["dsseEnvelope"]
     payload = base64.b64decode(envelope["payload"])
     payload_type = envelope["payloadType"].encode()
@@ -218,8 +208,36 @@ def test_an_auditor_verifies_the_downloads_with_openssl_and_model_signing(
     verified = openssl_verify(tmp_path / "pae.bin")
     assert verified.returncode == 0 and "Verified OK" in verified.stdout, verified.stderr
     forged = tmp_path / "forged.bin"
-    forged.write_bytes(pae.replace(tiny_bert.sha256.encode(), b"0" * 64))
+    forged.write_bytes(pae.replace(sha256.encode(), b"0" * 64))
     assert openssl_verify(forged).returncode != 0
+    return payload
+
+
+def model_signing_verify(
+    model_dir: Path, signature: Path, key_path: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [model_signing(), "verify", "key", str(model_dir),
+         "--signature", str(signature), "--public_key", str(key_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def test_an_auditor_verifies_the_downloads_with_openssl_and_model_signing(
+    tiny_bert, charlie_client, tmp_path
+):
+    page = charlie_client.get("/registry/tiny-bert/1.0/").content.decode()
+    for kind in ("artifact", "attestation", "model-sig", "record", "public-key"):
+        assert f'href="/registry/tiny-bert/1.0/download/{kind}/"' in page
+    out = tmp_path / "downloads"
+    out.mkdir()
+    bundle_path = download(charlie_client, tiny_bert, "attestation", out)
+    key_path = download(charlie_client, tiny_bert, "public-key", out)
+    assert bundle_path.name == "tiny-bert-1.0.tar.gz.sigstore.json"
+    assert key_path.name == "aegis-model-sign-v1.pub.pem"
+    assert key_path.read_text() == tiny_bert.signing_key.public_key_pem
+
+    payload = openssl_checks_the_attestation(bundle_path, key_path, tmp_path, tiny_bert.sha256)
 
     artifact = download(charlie_client, tiny_bert, "artifact", out)
     signature = download(charlie_client, tiny_bert, "model-sig", out)
@@ -243,19 +261,10 @@ def test_an_auditor_verifies_the_downloads_with_openssl_and_model_signing(
     # The downloads are the files stored beside the tarball, byte for byte.
     assert Path(f"{stored}.model.sig").read_bytes() == signature.read_bytes()
     assert stored.with_name("aegis.json").read_bytes() == record.read_bytes()
-    check = subprocess.run(
-        [model_signing(), "verify", "key", str(inner / "model"),
-         "--signature", str(signature), "--public_key", str(key_path)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    check = model_signing_verify(inner / "model", signature, key_path)
     assert check.returncode == 0, check.stdout + check.stderr
     (inner / "model" / "config.json").write_text("{}")
-    tampered = subprocess.run(
-        [model_signing(), "verify", "key", str(inner / "model"),
-         "--signature", str(signature), "--public_key", str(key_path)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert tampered.returncode != 0
+    assert model_signing_verify(inner / "model", signature, key_path).returncode != 0
 
 
 def test_the_commands_the_page_prints_verify_the_downloads(tiny_bert, charlie_client, tmp_path):

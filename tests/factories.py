@@ -3,10 +3,12 @@ as the product writes them. The user fixtures built on them are in tests/conftes
 
 from __future__ import annotations
 
+import os
 import tarfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import Group, Permission, User
@@ -235,3 +237,26 @@ class ApiClient:
 
     def post(self, path: str, body: Any) -> Any:
         return self.client.post(path, body, content_type="application/json", headers=self.headers)
+
+
+def process_env(directory: Path, **settings: str) -> dict[str, str]:
+    """The environment of an Aegis process of its own (``manage.py`` in a subprocess): its own
+    SQLite database, var, artifact and work directories under ``directory``, none of this
+    process's Aegis, Vault, S3 or Hub settings; ``settings`` adds to it."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("VAULT_", "AWS_", "AEGIS_", "HF_", "DJANGO_", "DATABASE_"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="aegis_catalog.settings",
+        DATABASE_URL=f"sqlite:///{directory}/aegis.sqlite3",  # its own database, never CI's
+        AEGIS_VAR_DIR=str(directory / "var"),
+        AEGIS_ARTIFACT_ROOT=str(directory / "artifacts"),
+        AEGIS_WORK_DIR=str(directory / "work"),
+        AEGIS_MIN_FREE_BYTES="0",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_XET="1",
+        **settings,
+    )
+    return env

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import socket
 import subprocess
@@ -25,7 +24,7 @@ from imports.actions import ImportOptions
 from imports.jobs import run_import
 from imports.models import ImportEvent, ImportRequest
 from registry.models import AuditEvent, ModelVersion
-from tests.factories import make_user
+from tests.factories import make_user, process_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BASE_DIR = Path(__file__).resolve().parents[1]
@@ -128,24 +127,12 @@ def run_imports(settings, vault, hub, keys: Secrets) -> dict[str, ImportRequest]
 
 def run_cli(settings, hub, keys: Secrets, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """hf_import in its own process, logging at DEBUG, with Vault down and S3 refusing."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("VAULT_", "AWS_", "AEGIS_", "HF_", "DJANGO_", "DATABASE_"))
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="aegis_catalog.settings",
-        DATABASE_URL=f"sqlite:///{tmp_path}/cli.sqlite3",  # its own database, never CI's
-        AEGIS_VAR_DIR=str(tmp_path / "cli-var"),
+    env = process_env(
+        tmp_path / "cli",
         AEGIS_LOG_LEVEL="DEBUG",
-        AEGIS_ARTIFACT_ROOT=str(tmp_path / "cli-artifacts"),
-        AEGIS_WORK_DIR=str(tmp_path / "cli-work"),
-        AEGIS_MIN_FREE_BYTES="0",
         REDIS_URL=settings.RQ_QUEUES["imports"]["URL"],
         HF_ENDPOINT=hub.url,
         HF_TOKEN=keys.hf_token,
-        HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_DISABLE_XET="1",
         VAULT_ADDR=f"http://127.0.0.1:{closed_port()}",
         VAULT_TOKEN=keys.vault_token,
         AWS_ENDPOINT_URL_S3=settings.AWS_ENDPOINT_URL_S3,
@@ -154,6 +141,7 @@ def run_cli(settings, hub, keys: Secrets, tmp_path: Path) -> subprocess.Complete
         AEGIS_S3_BUCKET=settings.AEGIS_S3_BUCKET,
         AEGIS_S3_MAX_ATTEMPTS="1",
     )
+    (tmp_path / "cli").mkdir()
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True
     )

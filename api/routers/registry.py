@@ -41,6 +41,21 @@ def json_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def card_fields(model: RegisteredModel) -> dict[str, Any]:
+    """The card metadata a model and each of its versions answer with (license aside: a
+    version has its own, at its commit)."""
+    return {
+        "author": model.author,
+        "pipeline_tag": model.pipeline_tag,
+        "library_name": model.library_name,
+        "base_model": model.base_model,
+        "tags": json_list(model.tags),
+        "datasets": json_list(model.datasets),
+        "languages": json_list(model.languages),
+        "gated": model.gated,
+    }
+
+
 def version_status(item: ModelVersion) -> schemas.VersionStatus:
     return cast(schemas.VersionStatus, item.status)
 
@@ -142,15 +157,8 @@ def get_model(
     return schemas.ModelDetail(
         name=model.name,
         source_repo=model.source_repo,
-        author=model.author,
         license=model.license,
-        pipeline_tag=model.pipeline_tag,
-        library_name=model.library_name,
-        base_model=model.base_model,
-        tags=json_list(model.tags),
-        datasets=json_list(model.datasets),
-        languages=json_list(model.languages),
-        gated=model.gated,
+        **card_fields(model),
         card_data=model.card_data if isinstance(model.card_data, dict) else {},
         created_at=model.created_at,
         updated_at=model.updated_at,
@@ -240,17 +248,7 @@ def get_version(
         imported_by=item.imported_by,
         imported_at=item.imported_at,
         import_options=item.import_options if isinstance(item.import_options, dict) else {},
-        metadata=schemas.MetadataOut(
-            license=item.license or model.license,
-            author=model.author,
-            pipeline_tag=model.pipeline_tag,
-            library_name=model.library_name,
-            base_model=model.base_model,
-            tags=json_list(model.tags),
-            datasets=json_list(model.datasets),
-            languages=json_list(model.languages),
-            gated=model.gated,
-        ),
+        metadata=schemas.MetadataOut(license=item.license or model.license, **card_fields(model)),
         files=json_list(item.manifest),
         scan_results=json_list(item.scan_results),
         links=schemas.VersionLinks(

@@ -4,6 +4,7 @@ the provenance page offers the rebuild to auditors as a background job recorded 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import subprocess
@@ -19,7 +20,7 @@ from django.core.management import CommandError, call_command
 from imports.jobs import rebuild_job
 from registry.audit import Action
 from registry.models import AuditEvent, ModelVersion
-from tests.factories import make_version, member_bytes, signed_in
+from tests.factories import make_version, member_bytes, process_env, signed_in
 
 pytestmark = pytest.mark.django_db
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -148,8 +149,6 @@ def test_auditors_queue_a_rebuild_from_the_provenance_page(
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
-
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -157,28 +156,15 @@ def _sha256(path: Path) -> str:
 
 
 def installation(aegis, directory: Path) -> dict[str, str]:
-    """The environment of an Aegis of its own: its database, artifact and work directories;
-    the same Hub and the same Vault key as the other."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("VAULT_", "AWS_", "AEGIS_", "HF_", "DJANGO_", "DATABASE_"))
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="aegis_catalog.settings",
-        DATABASE_URL=f"sqlite:///{directory}/aegis.sqlite3",
-        AEGIS_VAR_DIR=str(directory / "var"),
-        AEGIS_ARTIFACT_ROOT=str(directory / "artifacts"),
-        AEGIS_WORK_DIR=str(directory / "work"),
-        AEGIS_MIN_FREE_BYTES="0",
+    """An Aegis of its own (database, artifact and work directories); the same Hub and the
+    same Vault key as the other."""
+    return process_env(
+        directory,
         REDIS_URL=aegis.settings.RQ_QUEUES["imports"]["URL"],
         HF_ENDPOINT=aegis.hub.url,
-        HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_DISABLE_XET="1",
         VAULT_ADDR=aegis.openbao.addr,
         VAULT_TOKEN=aegis.openbao.root_token,
     )
-    return env
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -57,11 +57,14 @@ def resolve_file(request: HubRequest, repo_id: str, revision: str, path: str) ->
             "Content-Disposition": f'inline; filename="{quote(path.rsplit("/", 1)[-1])}"',
         }
         response = _file_body(request, repo_id, stored.path, body, headers)
-    if double.mirror_mode == "blind":  # a mirror that tells no digest at all
+    # "blind": a mirror that tells no digest at all; "unlinked": one that drops X-Linked-Etag,
+    # so an LFS file's only ETag is its pointer's git blob id.
+    dropped = {"blind": ("ETag", "X-Linked-Etag"), "unlinked": ("X-Linked-Etag",)}
+    if double.mirror_mode in dropped:
         headers = {
             name: value
             for name, value in response.headers.items()
-            if name not in ("ETag", "X-Linked-Etag")
+            if name not in dropped[double.mirror_mode]
         }
         response = replace(response, headers=headers)
     return response

@@ -291,7 +291,14 @@ class HubClient:
             )
         if bare:
             assert info.sha is not None
-            facts = missing_facts(self._api, repo_id, info.sha, bare, timeout=self.timeout)
+            facts = missing_facts(
+                self._api,
+                repo_id,
+                info.sha,
+                bare,
+                timeout=self.timeout,
+                translate=self._translate,
+            )
             unknown = [path for path in bare if path not in facts]
             if unknown:
                 shown = ", ".join(repr(path) for path in unknown[:5])

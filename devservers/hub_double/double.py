@@ -29,10 +29,10 @@ class HubDouble(RepoStore):
     - `throttle_bytes_per_second`: stream file bodies slowly (None: full speed).
     - `fail_api_with`: answer every `/api/` request with this status (e.g. 503).
     - `mirror_mode`: "hub" (huggingface.co's answers); "olah" (as the olah mirror answers: model
-      info lists bare `siblings`, `rfilename` only, while `paths-info` and HEAD on `resolve`
-      give sizes and digests); "blind" (bare siblings, no `paths-info`, HEAD without ETags);
-      "unlinked" (as "olah", but HEAD without `X-Linked-Etag`: an LFS file's only ETag is the
-      git blob id of its pointer).
+      info lists bare `siblings`, `rfilename` only, no top-level `pipeline_tag` and 0
+      downloads, while `paths-info` and HEAD on `resolve` give sizes and digests); "blind"
+      (bare siblings, no `paths-info`, HEAD without ETags); "unlinked" (as "olah", but HEAD
+      without `X-Linked-Etag`: an LFS file's only ETag is the git blob id of its pointer).
     - `inject_fault(status, times=.., retry_after=.., path_contains=..)`: answer the next
       matching requests (any listener) with `status`, e.g. 429 with `Retry-After`, or 500.
     - `tree_page_size`, `max_search_page_size`: page sizes for the tree and search listings.

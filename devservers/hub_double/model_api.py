@@ -36,9 +36,13 @@ def model_api(request: HubRequest, segments: list[str]) -> Response:
 
 def _info(request: HubRequest, repo: Repo, revision: str) -> Response:
     commit = request.commit(repo, revision)
+    mirror = request.double.mirror_mode != "hub"
     # A mirror lists bare siblings (rfilename only) whatever it is asked.
-    blobs = request.param("blobs") == "true" and request.double.mirror_mode == "hub"
-    return json_response(model_info(repo, commit, blobs=blobs))
+    info = model_info(repo, commit, blobs=request.param("blobs") == "true" and not mirror)
+    if mirror:  # olah 0.x also drops the top-level task and counts no downloads
+        info.pop("pipeline_tag", None)
+        info["downloads"] = 0
+    return json_response(info)
 
 
 def paths_info(request: HubRequest, segments: list[str]) -> Response:

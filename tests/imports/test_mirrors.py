@@ -31,6 +31,7 @@ def test_the_command_line_imports_through_a_mirror(aegis, olah_mirror):
     blobs = [entry for entry in version.manifest if entry["hub_digest_kind"] == "git-blob-sha1"]
     assert blobs  # the small files were checked against their git blob ids
     assert any("/paths-info/" in entry.path for entry in olah_mirror.requests)
+    assert version.model.pipeline_tag == "fill-mask"  # from the card: olah gives no top-level one
 
 
 def test_a_gated_repo_imports_through_a_mirror_with_the_token(aegis, olah_mirror):
@@ -46,7 +47,10 @@ def test_the_model_page_works_through_a_mirror(aegis, olah_mirror, bob_client):
     response = bob_client.get("/hub/acme/tiny-bert/")
 
     assert response.status_code == 200
-    assert "<code>model.safetensors</code>" in response.content.decode()
+    html = response.content.decode()
+    assert "<code>model.safetensors</code>" in html
+    # olah gives no top-level pipeline_tag: the card's is shown, as the registry records it
+    assert '<span class="chip-kind">task</span> fill-mask' in html
 
 
 def test_the_api_imports_through_a_mirror(

@@ -29,6 +29,7 @@ def test_a_mirror_gives_the_same_files_sizes_and_digests_as_the_hub(hub_env: Hub
 
     for repo in (BERT, GATED):
         assert from_mirror[repo].files == from_hub[repo].files, repo
+        assert from_mirror[repo].pipeline_tag is None  # as olah answers
         assert from_mirror[repo].commit == from_hub[repo].commit
     lfs = [item for item in from_mirror[BERT].files if item.is_lfs]
     assert lfs and all(item.lfs_sha256 and item.size > 0 for item in lfs)

@@ -18,8 +18,9 @@ from pathlib import Path
 from django.conf import settings
 
 from aegis_catalog import services
+from aegis_catalog.lib.hub import HubClient, RevisionNotFound
 from aegis_catalog.lib.storage import StorageError
-from imports.packaging import PackagingError, package_snapshot
+from imports.packaging import PackageResult, PackagingError, package_snapshot
 from imports.pipeline import artifact_basename, download_files, resolve_revision
 from registry.models import ModelVersion
 from registry.provenance import artifact_layout, artifact_name
@@ -34,24 +35,25 @@ class RebuildError(Exception):
 
 @dataclass(frozen=True)
 class RebuildResult:
+    """A rebuild and what it was compared with: the registered sha256 (the row, which the
+    signed provenance names) and the stored artifact's bytes, hashed as they are now."""
+
     model: str
     version: str
     commit: str
     registered_sha256: str
     rebuilt_sha256: str
+    stored_sha256: str = ""  # empty when the stored artifact could not be read
     difference: str = ""  # the first member or header that differs, when not reproduced
 
     @property
     def reproduced(self) -> bool:
-        return self.rebuilt_sha256 == self.registered_sha256
+        return self.rebuilt_sha256 == self.registered_sha256 == self.stored_sha256
 
     def summary(self) -> str:
         if self.reproduced:
             return f"sha256 {self.rebuilt_sha256}: reproduced"
-        return (
-            f"sha256 {self.rebuilt_sha256} differs from the registered "
-            f"{self.registered_sha256}: {self.difference}"
-        )
+        return f"sha256 {self.rebuilt_sha256} differs: {self.difference}"
 
 
 def find_version(name: str, version: str) -> ModelVersion:
@@ -73,17 +75,46 @@ def _patterns(item: ModelVersion) -> tuple[list[str], list[str]]:
 
 def rebuild_version(item: ModelVersion) -> RebuildResult:
     """Download the version's pinned commit again, package it with the recorded options and
-    compare with the registered sha256 (and, when they differ, with the stored tarball)."""
+    compare with the registered sha256 and the stored artifact's bytes; when they differ, the
+    stored tarball is read member by member for the first difference."""
     if artifact_layout(item) < 2:
         raise RebuildError(
             f"{item.model.name} {item.version} was stored in artifact layout 1, whose tarball "
             "holds a randomised signature: it cannot be rebuilt byte for byte. Verify it instead."
         )
-    include, exclude = _patterns(item)
     hub = services.hub_client()
     settings.AEGIS_WORK_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aegis-rebuild-", dir=settings.AEGIS_WORK_DIR) as tmp:
         scratch = Path(tmp)
+        rebuilt = _rebuild(hub, item, scratch)
+        stored_sha256, unreadable = _stored_sha256(item)
+        if unreadable:
+            difference = f"the stored artifact could not be read ({unreadable})"
+        elif rebuilt.sha256 != stored_sha256:
+            assert rebuilt.path is not None
+            difference = first_difference(rebuilt.path, _fetch_stored(item, scratch))
+        elif rebuilt.sha256 != item.sha256:
+            difference = (
+                f"the registered sha256 {item.sha256} is not the stored artifact's "
+                f"{stored_sha256}, which the rebuild reproduced"
+            )
+        else:
+            difference = ""
+        return RebuildResult(
+            item.model.name,
+            item.version,
+            item.source_commit,
+            item.sha256,
+            rebuilt.sha256,
+            stored_sha256,
+            difference,
+        )
+
+
+def _rebuild(hub: HubClient, item: ModelVersion, scratch: Path) -> PackageResult:
+    """The pinned commit's selected files, downloaded into ``scratch`` and packaged there."""
+    include, exclude = _patterns(item)
+    try:
         resolution = resolve_revision(
             hub,
             item.source_repo,
@@ -92,36 +123,40 @@ def rebuild_version(item: ModelVersion) -> RebuildResult:
             exclude=exclude,
             commit=item.source_commit,
         )
-        if resolution.commit != item.source_commit:
-            raise RebuildError(
-                f"The Hub answered commit {resolution.commit} for the pinned {item.source_commit}."
-            )
-        download = download_files(hub, resolution, scratch / "files")
-        base = artifact_basename(item.model.name, item.version)
-        try:
-            rebuilt = package_snapshot(
-                scratch / f"{base}.tar.gz",
-                root_name=base,
-                model_files={entry.path: download.paths[entry.path] for entry in resolution.files},
-                mtime=resolution.mtime,
-            )
-        except PackagingError as error:
-            raise RebuildError(f"Packaging the downloaded files failed: {error}") from error
-        assert rebuilt.path is not None
-        result = RebuildResult(
-            item.model.name, item.version, item.source_commit, item.sha256, rebuilt.sha256
+    except RevisionNotFound as error:
+        raise RebuildError(
+            f"The pinned commit {item.source_commit} of {item.source_repo} is no longer on the "
+            f"Hub (its history was rewritten, or the repo replaced): it cannot be rebuilt. {error}"
+        ) from error
+    if resolution.commit != item.source_commit:
+        raise RebuildError(
+            f"The Hub answered commit {resolution.commit} for the pinned {item.source_commit}."
         )
-        if result.reproduced:
-            return result
-        stored = _fetch_stored(item, scratch)
-        return RebuildResult(
-            item.model.name,
-            item.version,
-            item.source_commit,
-            item.sha256,
-            rebuilt.sha256,
-            first_difference(rebuilt.path, stored),
+    download = download_files(hub, resolution, scratch / "files")
+    base = artifact_basename(item.model.name, item.version)
+    try:
+        return package_snapshot(
+            scratch / f"{base}.tar.gz",
+            root_name=base,
+            model_files={entry.path: download.paths[entry.path] for entry in resolution.files},
+            mtime=resolution.mtime,
         )
+    except PackagingError as error:
+        raise RebuildError(f"Packaging the downloaded files failed: {error}") from error
+
+
+def _stored_sha256(item: ModelVersion) -> tuple[str, str]:
+    """The sha256 of the stored artifact's bytes as they are now, read as a stream (nothing
+    is copied); or an empty digest and why it could not be read."""
+    digest = hashlib.sha256()
+    try:
+        stream, _size = services.store_for(item.model_path).open_read(item.model_path)
+        with stream:
+            while block := stream.read(READ_BLOCK):
+                digest.update(block)
+    except (StorageError, OSError) as error:
+        return "", str(error)
+    return digest.hexdigest(), ""
 
 
 def _fetch_stored(item: ModelVersion, scratch: Path) -> Path | None:

@@ -471,11 +471,14 @@ def record_rebuild(
     actor: str,
     reproduced: bool,
     rebuilt_sha256: str = "",
+    stored_sha256: str = "",
     difference: str = "",
     error: str = "",
     user: User | AnonymousUser | None = None,
 ) -> None:
-    """Record a rebuild of a version from the Hub, and whether it gave the registered bytes."""
+    """Record a rebuild of a version from the Hub: whether it gave the registered and the
+    stored bytes (``stored_sha256``: the stored artifact as it was read), the first difference,
+    or why it could not be made (``error``)."""
     details: dict[str, object] = {
         "commit": version.source_commit,
         "registered_sha256": version.sha256,
@@ -483,6 +486,8 @@ def record_rebuild(
     }
     if rebuilt_sha256:
         details["rebuilt_sha256"] = rebuilt_sha256
+    if stored_sha256:
+        details["stored_sha256"] = stored_sha256
     if difference:
         details["difference"] = difference
     if error:

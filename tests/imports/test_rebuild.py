@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 import subprocess
 import sys
 import tarfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import django_rq
@@ -55,6 +57,17 @@ def rebuild(name: str, version: str) -> str:
     return out.getvalue()
 
 
+def repack(stored: Path, change: Callable[[tarfile.TarInfo, bytes | None], bytes | None]) -> None:
+    """Rewrite a stored tarball member by member, passing each through ``change``."""
+    with tarfile.open(stored) as original:
+        members = [(member, member_bytes(original, member) if member.isfile() else None)
+                   for member in original.getmembers()]  # fmt: skip
+    with tarfile.open(stored, "w:gz") as repacked:
+        for member, content in members:
+            content = change(member, content)
+            repacked.addfile(member, io.BytesIO(content) if content is not None else None)
+
+
 def test_a_fresh_import_is_reproduced(aegis):
     version = imported(new_repo(aegis.hub))
 
@@ -80,15 +93,14 @@ def test_a_new_commit_at_the_same_revision_does_not_change_the_rebuild(aegis):
 def test_an_artifact_packaged_differently_is_named_by_its_first_difference(aegis):
     version = imported(new_repo(aegis.hub))
     stored = Path(version.model_path.removeprefix("file://"))
-    # The same files, one with another mtime: what a non-reproducible packager would do.
-    with tarfile.open(stored) as original:
-        members = [(member, member_bytes(original, member) if member.isfile() else None)
-                   for member in original.getmembers()]  # fmt: skip
-    with tarfile.open(stored, "w:gz") as repacked:
-        for member, content in members:
-            if member.name.endswith("/model/config.json"):
-                member.mtime += 60
-            repacked.addfile(member, io.BytesIO(content) if content is not None else None)
+
+    def later_mtime(member: tarfile.TarInfo, content: bytes | None) -> bytes | None:
+        # The same files, one with another mtime: what a non-reproducible packager would do.
+        if member.name.endswith("/model/config.json"):
+            member.mtime += 60
+        return content
+
+    repack(stored, later_mtime)
     ModelVersion.objects.filter(pk=version.pk).update(sha256=_sha256(stored))
 
     with pytest.raises(CommandError) as refused:
@@ -96,6 +108,86 @@ def test_an_artifact_packaged_differently_is_named_by_its_first_difference(aegis
 
     assert refused.value.returncode == 1
     assert "differs: the header of 'rebuilt-1.0/model/config.json': mtime" in str(refused.value)
+
+
+def test_a_tampered_stored_artifact_is_not_reproduced_though_its_row_is_intact(aegis):
+    version = imported(new_repo(aegis.hub))
+    stored = Path(version.model_path.removeprefix("file://"))
+
+    def tamper(member: tarfile.TarInfo, content: bytes | None) -> bytes | None:
+        if member.name.endswith("/model/config.json"):
+            return b'{"hidden_size": 9}\n'  # as long as the original: only the bytes differ
+        return content
+
+    repack(stored, tamper)
+
+    with pytest.raises(CommandError) as refused:
+        rebuild("rebuilt", "1.0")
+
+    assert refused.value.returncode == 1
+    assert "differs: the content of 'rebuilt-1.0/model/config.json'" in str(refused.value)
+
+
+def test_a_missing_stored_artifact_is_not_reproduced(aegis):
+    version = imported(new_repo(aegis.hub))
+    Path(version.model_path.removeprefix("file://")).unlink()
+    out = io.StringIO()
+
+    with pytest.raises(CommandError) as refused:
+        call_command("rebuild", "rebuilt", "1.0", stdout=out)
+
+    assert refused.value.returncode == 1
+    assert f"sha256 {version.sha256}" in out.getvalue()  # the rebuild itself matched the row
+    assert "the stored artifact could not be read" in str(refused.value)
+    assert "does not exist" in str(refused.value)
+
+
+def test_a_registered_digest_that_is_not_the_stored_artifacts_is_named(aegis):
+    version = imported(new_repo(aegis.hub))
+    ModelVersion.objects.filter(pk=version.pk).update(sha256="0" * 64)
+
+    with pytest.raises(CommandError) as refused:
+        rebuild("rebuilt", "1.0")
+
+    assert refused.value.returncode == 1
+    assert (
+        f"differs: the registered sha256 {'0' * 64} is not the stored artifact's "
+        f"{version.sha256}, which the rebuild reproduced"
+    ) in str(refused.value)
+
+
+def test_a_pinned_commit_gone_from_the_hub_is_refused_with_exit_code_2(aegis):
+    version = imported(new_repo(aegis.hub))
+    gone = "f" * 40  # as after a force-push that rewrote the history
+    ModelVersion.objects.filter(pk=version.pk).update(source_commit=gone)
+
+    with pytest.raises(CommandError) as refused:
+        rebuild("rebuilt", "1.0")
+
+    assert refused.value.returncode == 2
+    assert f"The pinned commit {gone} of {version.source_repo} is no longer on the Hub" in str(
+        refused.value
+    )
+    assert not list(Path(aegis.work_dir).glob("aegis-rebuild-*"))
+
+
+def test_an_unreachable_hub_is_refused_with_exit_code_2(aegis):
+    imported(new_repo(aegis.hub))
+    aegis.settings.HF_ENDPOINT = f"http://127.0.0.1:{closed_port()}"
+    aegis.settings.AEGIS_HUB_RETRIES = 0
+
+    with pytest.raises(CommandError) as refused:
+        rebuild("rebuilt", "1.0")
+
+    assert refused.value.returncode == 2
+    assert "Cannot reach the Hub at http://127.0.0.1:" in str(refused.value)
+    assert not list(Path(aegis.work_dir).glob("aegis-rebuild-*"))
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_it_refuses_what_it_cannot_rebuild_with_exit_code_2(aegis):
@@ -123,6 +215,50 @@ def test_the_rebuild_job_records_its_result_on_the_audit_trail(aegis):
     assert passed.details["rebuilt_sha256"] == version.sha256
     assert (failed.actor, failed.object_id) == ("charlie", str(version.pk))
     assert failed.details["reproduced"] is False and failed.details["difference"]
+
+
+def test_the_rebuild_job_records_a_rebuild_it_could_not_make(aegis):
+    version = imported(new_repo(aegis.hub))
+    aegis.settings.HF_ENDPOINT = f"http://127.0.0.1:{closed_port()}"
+    aegis.settings.AEGIS_HUB_RETRIES = 0
+
+    assert rebuild_job(version.pk, "charlie") == "failed"
+
+    event = AuditEvent.objects.get(action=Action.VERSION_REBUILT)
+    assert event.details["reproduced"] is False
+    assert "Cannot reach the Hub" in event.details["error"]
+    assert "rebuilt_sha256" not in event.details
+
+
+def test_the_rebuild_job_records_an_unexpected_failure_by_its_type_only(aegis, monkeypatch):
+    version = imported(new_repo(aegis.hub))
+
+    def broken_download(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("token=hf_secret in an unexpected message")
+
+    monkeypatch.setattr("imports.rebuild.download_files", broken_download)
+
+    with pytest.raises(RuntimeError):  # re-raised: the worker marks the job failed
+        rebuild_job(version.pk, "charlie")
+
+    event = AuditEvent.objects.get(action=Action.VERSION_REBUILT)
+    assert event.details["reproduced"] is False
+    assert event.details["error"] == (
+        "the rebuild failed unexpectedly (RuntimeError); see the worker log"
+    )
+
+
+def test_the_rebuild_job_records_a_tampered_stored_artifact(aegis):
+    version = imported(new_repo(aegis.hub))
+    stored = Path(version.model_path.removeprefix("file://"))
+    repack(stored, lambda member, content: content)  # the same members, other gzip bytes
+
+    assert rebuild_job(version.pk, "charlie") == "differs"
+
+    event = AuditEvent.objects.get(action=Action.VERSION_REBUILT)
+    assert event.details["rebuilt_sha256"] == version.sha256
+    assert event.details["stored_sha256"] == _sha256(stored) != version.sha256
+    assert event.details["difference"] == "the gzip stream (every member is the same)"
 
 
 def test_auditors_queue_a_rebuild_from_the_provenance_page(

@@ -2,8 +2,9 @@
 
 The tarball is a pure function of the files at the pinned commit, the include/exclude
 patterns, the model name and the version (artifact layout 2): downloading that commit again
-and packaging it the way the import did must give the same bytes. Nothing is stored or
-registered; the scratch directory is removed.
+and packaging it the way the import did (the files checked against the Hub's digests first)
+must give the same bytes as the registered sha256 and the stored artifact. Nothing is stored
+or registered; the scratch directory is removed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from aegis_catalog import services
 from aegis_catalog.lib.hub import HubClient, RevisionNotFound
 from aegis_catalog.lib.storage import StorageError
 from imports.packaging import PackageResult, PackagingError, package_snapshot
-from imports.pipeline import artifact_basename, download_files, resolve_revision
+from imports.pipeline import (
+    DigestMismatch,
+    artifact_basename,
+    check_digests,
+    download_files,
+    resolve_revision,
+)
 from registry.models import ModelVersion
 from registry.provenance import artifact_layout, artifact_name
 
@@ -133,13 +140,23 @@ def _rebuild(hub: HubClient, item: ModelVersion, scratch: Path) -> PackageResult
             f"The Hub answered commit {resolution.commit} for the pinned {item.source_commit}."
         )
     download = download_files(hub, resolution, scratch / "files")
+    try:
+        # As the import does: bytes the Hub's own digests refuse are the Hub's (or the
+        # network's) fault, and must not be reported as a difference in the stored artifact.
+        checked = check_digests(resolution, download)
+    except DigestMismatch as error:
+        raise RebuildError(
+            f"The Hub served a file that does not match its own digest ({error}); the stored "
+            "artifact was not compared. Try again later, or through another endpoint."
+        ) from error
     base = artifact_basename(item.model.name, item.version)
     try:
         return package_snapshot(
             scratch / f"{base}.tar.gz",
             root_name=base,
-            model_files={entry.path: download.paths[entry.path] for entry in resolution.files},
+            model_files={entry.path: download.paths[entry.path] for entry in checked.files},
             mtime=resolution.mtime,
+            expected_sha256=checked.sha256_by_path,
         )
     except PackagingError as error:
         raise RebuildError(f"Packaging the downloaded files failed: {error}") from error

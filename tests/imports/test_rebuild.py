@@ -171,6 +171,21 @@ def test_a_pinned_commit_gone_from_the_hub_is_refused_with_exit_code_2(aegis):
     assert not list(Path(aegis.work_dir).glob("aegis-rebuild-*"))
 
 
+def test_files_the_hub_serves_corrupted_are_refused_not_blamed_on_the_artifact(aegis):
+    repo_id = new_repo(aegis.hub)
+    imported(repo_id)
+    aegis.hub.corrupt(repo_id, "model.safetensors")  # same size, other bytes, true digests
+
+    with pytest.raises(CommandError) as refused:
+        rebuild("rebuilt", "1.0")
+
+    assert refused.value.returncode == 2
+    assert "model.safetensors: sha256" in str(refused.value)
+    assert "differs from the Hub's LFS sha256" in str(refused.value)
+    assert "the stored artifact was not compared" in str(refused.value)
+    assert not list(Path(aegis.work_dir).glob("aegis-rebuild-*"))
+
+
 def test_an_unreachable_hub_is_refused_with_exit_code_2(aegis):
     imported(new_repo(aegis.hub))
     aegis.settings.HF_ENDPOINT = f"http://127.0.0.1:{closed_port()}"

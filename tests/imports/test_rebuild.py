@@ -18,6 +18,7 @@ from pathlib import Path
 import django_rq
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from imports.jobs import rebuild_job
 from registry.audit import Action
@@ -297,6 +298,47 @@ def test_auditors_queue_a_rebuild_from_the_provenance_page(
         ("imports.jobs.rebuild_job", (version.pk, "charlie"))
     ]
     queue.empty()
+
+
+def test_only_auditors_and_registry_admins_may_queue_a_rebuild(
+    aegis, alice, bob, nobody, rosa, django_capture_on_commit_callbacks
+):
+    imported(new_repo(aegis.hub))
+    url = "/registry/rebuilt/1.0/rebuild/"
+    queue = django_rq.get_queue("imports")
+    queue.empty()
+
+    anonymous = Client().post(url)
+    assert anonymous.status_code == 302 and "/login" in anonymous["Location"]
+    for user in (alice, bob, nobody):  # an importer, a viewer, no group
+        client = signed_in(user)
+        refused = client.post(url)
+        assert refused.status_code == 403
+        assert "auditor or registry-admin group to rebuild a version" in refused.content.decode()
+        if user is not nobody:  # the page itself is for the browsing groups
+            page = client.get("/registry/rebuilt/1.0/").content.decode()
+            assert 'id="rebuild-button"' not in page
+    assert queue.count == 0
+    assert signed_in(rosa).get(url).status_code == 405  # a POST only
+    with django_capture_on_commit_callbacks(execute=True):
+        assert signed_in(rosa).post(url).status_code == 303
+
+    assert [job.args[:2] for job in queue.get_jobs()] == [(ModelVersion.objects.get().pk, "rosa")]
+    queue.empty()
+
+
+def test_a_rebuild_asked_for_with_the_queue_down_says_so(aegis, charlie, monkeypatch):
+    imported(new_repo(aegis.hub))
+    for queue in aegis.settings.RQ_QUEUES.values():
+        monkeypatch.setitem(queue, "URL", f"redis://127.0.0.1:{closed_port()}/0")
+
+    response = signed_in(charlie).post("/registry/rebuilt/1.0/rebuild/", follow=True)
+
+    assert response.redirect_chain[-1] == ("/registry/rebuilt/1.0/", 303)
+    page = response.content.decode()
+    assert "The import queue is unavailable (Redis does not answer): nothing was started" in page
+    assert "is queued" not in page
+    assert not AuditEvent.objects.filter(action=Action.VERSION_REBUILT).exists()
 
 
 def _sha256(path: Path) -> str:

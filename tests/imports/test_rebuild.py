@@ -264,7 +264,7 @@ def test_the_rebuild_job_records_an_unexpected_failure_by_its_type_only(aegis, m
     )
 
 
-def test_the_rebuild_job_records_a_tampered_stored_artifact(aegis):
+def test_the_rebuild_job_records_a_tampered_stored_artifact(aegis, charlie):
     version = imported(new_repo(aegis.hub))
     stored = Path(version.model_path.removeprefix("file://"))
     repack(stored, lambda member, content: content)  # the same members, other gzip bytes
@@ -275,6 +275,8 @@ def test_the_rebuild_job_records_a_tampered_stored_artifact(aegis):
     assert event.details["rebuilt_sha256"] == version.sha256
     assert event.details["stored_sha256"] == _sha256(stored) != version.sha256
     assert event.details["difference"] == "the gzip stream (every member is the same)"
+    timeline = signed_in(charlie).get("/registry/rebuilt/1.0/").content.decode()
+    assert "rebuilt from the Hub" in timeline and event.details["stored_sha256"] in timeline
 
 
 def test_auditors_queue_a_rebuild_from_the_provenance_page(
@@ -389,3 +391,7 @@ def test_two_independent_installations_build_the_same_tarball_and_each_reproduce
         assert f"sha256 {digests[-1]}" in check.stdout
 
     assert digests[0] == digests[1]
+    unknown = manage(env, "rebuild", "twin", "9.9")
+    assert unknown.returncode == 2
+    assert "There is no registered version twin 9.9." in unknown.stderr
+    assert "Traceback" not in unknown.stderr

@@ -94,19 +94,7 @@ def rebuild_version(item: ModelVersion) -> RebuildResult:
     with tempfile.TemporaryDirectory(prefix="aegis-rebuild-", dir=settings.AEGIS_WORK_DIR) as tmp:
         scratch = Path(tmp)
         rebuilt = _rebuild(hub, item, scratch)
-        stored_sha256, unreadable = _stored_sha256(item)
-        if unreadable:
-            difference = f"the stored artifact could not be read ({unreadable})"
-        elif rebuilt.sha256 != stored_sha256:
-            assert rebuilt.path is not None
-            difference = first_difference(rebuilt.path, _fetch_stored(item, scratch))
-        elif rebuilt.sha256 != item.sha256:
-            difference = (
-                f"the registered sha256 {item.sha256} is not the stored artifact's "
-                f"{stored_sha256}, which the rebuild reproduced"
-            )
-        else:
-            difference = ""
+        stored_sha256, difference = _compare(item, rebuilt, scratch)
         return RebuildResult(
             item.model.name,
             item.version,
@@ -116,6 +104,23 @@ def rebuild_version(item: ModelVersion) -> RebuildResult:
             stored_sha256,
             difference,
         )
+
+
+def _compare(item: ModelVersion, rebuilt: PackageResult, scratch: Path) -> tuple[str, str]:
+    """The stored artifact's sha256 (empty when unreadable) and the first difference between
+    the rebuilt tarball, the stored one and the registered sha256 (empty when none)."""
+    stored_sha256, unreadable = _stored_sha256(item)
+    if unreadable:
+        return "", f"the stored artifact could not be read ({unreadable})"
+    if rebuilt.sha256 != stored_sha256:
+        assert rebuilt.path is not None
+        return stored_sha256, first_difference(rebuilt.path, _fetch_stored(item, scratch))
+    if rebuilt.sha256 != item.sha256:
+        return stored_sha256, (
+            f"the registered sha256 {item.sha256} is not the stored artifact's "
+            f"{stored_sha256}, which the rebuild reproduced"
+        )
+    return stored_sha256, ""
 
 
 def _rebuild(hub: HubClient, item: ModelVersion, scratch: Path) -> PackageResult:

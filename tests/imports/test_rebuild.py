@@ -20,6 +20,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
+from aegis_catalog import services
 from imports.jobs import rebuild_job
 from registry.audit import Action
 from registry.models import AuditEvent, ModelVersion
@@ -155,6 +156,25 @@ def test_a_registered_digest_that_is_not_the_stored_artifacts_is_named(aegis):
         f"differs: the registered sha256 {'0' * 64} is not the stored artifact's "
         f"{version.sha256}, which the rebuild reproduced"
     ) in str(refused.value)
+
+
+def test_a_version_stored_in_s3_is_read_back_from_the_bucket(aegis_s3):
+    repo_id = new_repo(aegis_s3.hub)
+    call_command(
+        "hf_import", "--repo-id", repo_id, "--model-name", "rebuilt", "--version", "1.0",
+        "--upload-s3", "--register", "--no-progress",
+    )  # fmt: skip
+    version = ModelVersion.objects.get()
+    assert version.model_path.startswith("s3://")
+
+    assert rebuild("rebuilt", "1.0").rstrip().endswith("reproduced")
+
+    store = services.store_for(version.model_path)
+    store.delete(version.model_path)
+    with pytest.raises(CommandError) as refused:
+        rebuild("rebuilt", "1.0")
+    assert refused.value.returncode == 1
+    assert "the stored artifact could not be read" in str(refused.value)
 
 
 def test_a_pinned_commit_gone_from_the_hub_is_refused_with_exit_code_2(aegis):

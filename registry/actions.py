@@ -471,22 +471,22 @@ def record_rebuild(
     actor: str,
     reproduced: bool,
     rebuilt_sha256: str = "",
+    stored_sha256: str = "",
     difference: str = "",
     error: str = "",
     user: User | AnonymousUser | None = None,
 ) -> None:
-    """Record a rebuild of a version from the Hub, and whether it gave the registered bytes."""
+    """Record a rebuild of a version from the Hub: whether it gave the registered and the stored
+    bytes, the first difference, or why it could not be made (``error``)."""
     details: dict[str, object] = {
         "commit": version.source_commit,
         "registered_sha256": version.sha256,
         "reproduced": reproduced,
     }
-    if rebuilt_sha256:
-        details["rebuilt_sha256"] = rebuilt_sha256
+    optional = dict(rebuilt_sha256=rebuilt_sha256, stored_sha256=stored_sha256, error=error)
+    details.update({key: value for key, value in optional.items() if value})
     if difference:
         details["difference"] = difference
-    if error:
-        details["error"] = error
     audit.record(
         audit.Action.VERSION_REBUILT,
         actor=actor,

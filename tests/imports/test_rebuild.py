@@ -7,16 +7,20 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 import subprocess
 import sys
 import tarfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import django_rq
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 
+from aegis_catalog import services
 from imports.jobs import rebuild_job
 from registry.audit import Action
 from registry.models import AuditEvent, ModelVersion
@@ -55,6 +59,17 @@ def rebuild(name: str, version: str) -> str:
     return out.getvalue()
 
 
+def repack(stored: Path, change: Callable[[tarfile.TarInfo, bytes | None], bytes | None]) -> None:
+    """Rewrite a stored tarball member by member, passing each through ``change``."""
+    with tarfile.open(stored) as original:
+        members = [(member, member_bytes(original, member) if member.isfile() else None)
+                   for member in original.getmembers()]  # fmt: skip
+    with tarfile.open(stored, "w:gz") as repacked:
+        for member, content in members:
+            content = change(member, content)
+            repacked.addfile(member, io.BytesIO(content) if content is not None else None)
+
+
 def test_a_fresh_import_is_reproduced(aegis):
     version = imported(new_repo(aegis.hub))
 
@@ -80,15 +95,14 @@ def test_a_new_commit_at_the_same_revision_does_not_change_the_rebuild(aegis):
 def test_an_artifact_packaged_differently_is_named_by_its_first_difference(aegis):
     version = imported(new_repo(aegis.hub))
     stored = Path(version.model_path.removeprefix("file://"))
-    # The same files, one with another mtime: what a non-reproducible packager would do.
-    with tarfile.open(stored) as original:
-        members = [(member, member_bytes(original, member) if member.isfile() else None)
-                   for member in original.getmembers()]  # fmt: skip
-    with tarfile.open(stored, "w:gz") as repacked:
-        for member, content in members:
-            if member.name.endswith("/model/config.json"):
-                member.mtime += 60
-            repacked.addfile(member, io.BytesIO(content) if content is not None else None)
+
+    def later_mtime(member: tarfile.TarInfo, content: bytes | None) -> bytes | None:
+        # The same files, one with another mtime: what a non-reproducible packager would do.
+        if member.name.endswith("/model/config.json"):
+            member.mtime += 60
+        return content
+
+    repack(stored, later_mtime)
     ModelVersion.objects.filter(pk=version.pk).update(sha256=_sha256(stored))
 
     with pytest.raises(CommandError) as refused:
@@ -96,6 +110,120 @@ def test_an_artifact_packaged_differently_is_named_by_its_first_difference(aegis
 
     assert refused.value.returncode == 1
     assert "differs: the header of 'rebuilt-1.0/model/config.json': mtime" in str(refused.value)
+
+
+def test_a_tampered_stored_artifact_is_not_reproduced_though_its_row_is_intact(aegis):
+    version = imported(new_repo(aegis.hub))
+    stored = Path(version.model_path.removeprefix("file://"))
+
+    def tamper(member: tarfile.TarInfo, content: bytes | None) -> bytes | None:
+        if member.name.endswith("/model/config.json"):
+            return b'{"hidden_size": 9}\n'  # as long as the original: only the bytes differ
+        return content
+
+    repack(stored, tamper)
+
+    with pytest.raises(CommandError) as refused:
+        rebuild("rebuilt", "1.0")
+
+    assert refused.value.returncode == 1
+    assert "differs: the content of 'rebuilt-1.0/model/config.json'" in str(refused.value)
+
+
+def test_a_missing_stored_artifact_is_not_reproduced(aegis):
+    version = imported(new_repo(aegis.hub))
+    Path(version.model_path.removeprefix("file://")).unlink()
+    out = io.StringIO()
+
+    with pytest.raises(CommandError) as refused:
+        call_command("rebuild", "rebuilt", "1.0", stdout=out)
+
+    assert refused.value.returncode == 1
+    assert f"sha256 {version.sha256}" in out.getvalue()  # the rebuild itself matched the row
+    assert "the stored artifact could not be read" in str(refused.value)
+    assert "does not exist" in str(refused.value)
+
+
+def test_a_registered_digest_that_is_not_the_stored_artifacts_is_named(aegis):
+    version = imported(new_repo(aegis.hub))
+    ModelVersion.objects.filter(pk=version.pk).update(sha256="0" * 64)
+
+    with pytest.raises(CommandError) as refused:
+        rebuild("rebuilt", "1.0")
+
+    assert refused.value.returncode == 1
+    assert (
+        f"differs: the registered sha256 {'0' * 64} is not the stored artifact's "
+        f"{version.sha256}, which the rebuild reproduced"
+    ) in str(refused.value)
+
+
+def test_a_version_stored_in_s3_is_read_back_from_the_bucket(aegis_s3):
+    repo_id = new_repo(aegis_s3.hub)
+    call_command(
+        "hf_import", "--repo-id", repo_id, "--model-name", "rebuilt", "--version", "1.0",
+        "--upload-s3", "--register", "--no-progress",
+    )  # fmt: skip
+    version = ModelVersion.objects.get()
+    assert version.model_path.startswith("s3://")
+
+    assert rebuild("rebuilt", "1.0").rstrip().endswith("reproduced")
+
+    store = services.store_for(version.model_path)
+    store.delete(version.model_path)
+    with pytest.raises(CommandError) as refused:
+        rebuild("rebuilt", "1.0")
+    assert refused.value.returncode == 1
+    assert "the stored artifact could not be read" in str(refused.value)
+
+
+def test_a_pinned_commit_gone_from_the_hub_is_refused_with_exit_code_2(aegis):
+    version = imported(new_repo(aegis.hub))
+    gone = "f" * 40  # as after a force-push that rewrote the history
+    ModelVersion.objects.filter(pk=version.pk).update(source_commit=gone)
+
+    with pytest.raises(CommandError) as refused:
+        rebuild("rebuilt", "1.0")
+
+    assert refused.value.returncode == 2
+    assert f"The pinned commit {gone} of {version.source_repo} is no longer on the Hub" in str(
+        refused.value
+    )
+    assert not list(Path(aegis.work_dir).glob("aegis-rebuild-*"))
+
+
+def test_files_the_hub_serves_corrupted_are_refused_not_blamed_on_the_artifact(aegis):
+    repo_id = new_repo(aegis.hub)
+    imported(repo_id)
+    aegis.hub.corrupt(repo_id, "model.safetensors")  # same size, other bytes, true digests
+
+    with pytest.raises(CommandError) as refused:
+        rebuild("rebuilt", "1.0")
+
+    assert refused.value.returncode == 2
+    assert "model.safetensors: sha256" in str(refused.value)
+    assert "differs from the Hub's LFS sha256" in str(refused.value)
+    assert "the stored artifact was not compared" in str(refused.value)
+    assert not list(Path(aegis.work_dir).glob("aegis-rebuild-*"))
+
+
+def test_an_unreachable_hub_is_refused_with_exit_code_2(aegis):
+    imported(new_repo(aegis.hub))
+    aegis.settings.HF_ENDPOINT = f"http://127.0.0.1:{closed_port()}"
+    aegis.settings.AEGIS_HUB_RETRIES = 0
+
+    with pytest.raises(CommandError) as refused:
+        rebuild("rebuilt", "1.0")
+
+    assert refused.value.returncode == 2
+    assert "Cannot reach the Hub at http://127.0.0.1:" in str(refused.value)
+    assert not list(Path(aegis.work_dir).glob("aegis-rebuild-*"))
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_it_refuses_what_it_cannot_rebuild_with_exit_code_2(aegis):
@@ -125,6 +253,52 @@ def test_the_rebuild_job_records_its_result_on_the_audit_trail(aegis):
     assert failed.details["reproduced"] is False and failed.details["difference"]
 
 
+def test_the_rebuild_job_records_a_rebuild_it_could_not_make(aegis):
+    version = imported(new_repo(aegis.hub))
+    aegis.settings.HF_ENDPOINT = f"http://127.0.0.1:{closed_port()}"
+    aegis.settings.AEGIS_HUB_RETRIES = 0
+
+    assert rebuild_job(version.pk, "charlie") == "failed"
+
+    event = AuditEvent.objects.get(action=Action.VERSION_REBUILT)
+    assert event.details["reproduced"] is False
+    assert "Cannot reach the Hub" in event.details["error"]
+    assert "rebuilt_sha256" not in event.details
+
+
+def test_the_rebuild_job_records_an_unexpected_failure_by_its_type_only(aegis, monkeypatch):
+    version = imported(new_repo(aegis.hub))
+
+    def broken_download(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("token=hf_secret in an unexpected message")
+
+    monkeypatch.setattr("imports.rebuild.download_files", broken_download)
+
+    with pytest.raises(RuntimeError):  # re-raised: the worker marks the job failed
+        rebuild_job(version.pk, "charlie")
+
+    event = AuditEvent.objects.get(action=Action.VERSION_REBUILT)
+    assert event.details["reproduced"] is False
+    assert event.details["error"] == (
+        "the rebuild failed unexpectedly (RuntimeError); see the worker log"
+    )
+
+
+def test_the_rebuild_job_records_a_tampered_stored_artifact(aegis, charlie):
+    version = imported(new_repo(aegis.hub))
+    stored = Path(version.model_path.removeprefix("file://"))
+    repack(stored, lambda member, content: content)  # the same members, other gzip bytes
+
+    assert rebuild_job(version.pk, "charlie") == "differs"
+
+    event = AuditEvent.objects.get(action=Action.VERSION_REBUILT)
+    assert event.details["rebuilt_sha256"] == version.sha256
+    assert event.details["stored_sha256"] == _sha256(stored) != version.sha256
+    assert event.details["difference"] == "the gzip stream (every member is the same)"
+    timeline = signed_in(charlie).get("/registry/rebuilt/1.0/").content.decode()
+    assert "rebuilt from the Hub" in timeline and event.details["stored_sha256"] in timeline
+
+
 def test_auditors_queue_a_rebuild_from_the_provenance_page(
     aegis, charlie, bob_client, django_capture_on_commit_callbacks
 ):
@@ -146,6 +320,47 @@ def test_auditors_queue_a_rebuild_from_the_provenance_page(
         ("imports.jobs.rebuild_job", (version.pk, "charlie"))
     ]
     queue.empty()
+
+
+def test_only_auditors_and_registry_admins_may_queue_a_rebuild(
+    aegis, alice, bob, nobody, rosa, django_capture_on_commit_callbacks
+):
+    imported(new_repo(aegis.hub))
+    url = "/registry/rebuilt/1.0/rebuild/"
+    queue = django_rq.get_queue("imports")
+    queue.empty()
+
+    anonymous = Client().post(url)
+    assert anonymous.status_code == 302 and "/login" in anonymous["Location"]
+    for user in (alice, bob, nobody):  # an importer, a viewer, no group
+        client = signed_in(user)
+        refused = client.post(url)
+        assert refused.status_code == 403
+        assert "auditor or registry-admin group to rebuild a version" in refused.content.decode()
+        if user is not nobody:  # the page itself is for the browsing groups
+            page = client.get("/registry/rebuilt/1.0/").content.decode()
+            assert 'id="rebuild-button"' not in page
+    assert queue.count == 0
+    assert signed_in(rosa).get(url).status_code == 405  # a POST only
+    with django_capture_on_commit_callbacks(execute=True):
+        assert signed_in(rosa).post(url).status_code == 303
+
+    assert [job.args[:2] for job in queue.get_jobs()] == [(ModelVersion.objects.get().pk, "rosa")]
+    queue.empty()
+
+
+def test_a_rebuild_asked_for_with_the_queue_down_says_so(aegis, charlie, monkeypatch):
+    imported(new_repo(aegis.hub))
+    for queue in aegis.settings.RQ_QUEUES.values():
+        monkeypatch.setitem(queue, "URL", f"redis://127.0.0.1:{closed_port()}/0")
+
+    response = signed_in(charlie).post("/registry/rebuilt/1.0/rebuild/", follow=True)
+
+    assert response.redirect_chain[-1] == ("/registry/rebuilt/1.0/", 303)
+    page = response.content.decode()
+    assert "The import queue is unavailable (Redis does not answer): nothing was started" in page
+    assert "is queued" not in page
+    assert not AuditEvent.objects.filter(action=Action.VERSION_REBUILT).exists()
 
 
 def _sha256(path: Path) -> str:
@@ -196,3 +411,7 @@ def test_two_independent_installations_build_the_same_tarball_and_each_reproduce
         assert f"sha256 {digests[-1]}" in check.stdout
 
     assert digests[0] == digests[1]
+    unknown = manage(env, "rebuild", "twin", "9.9")
+    assert unknown.returncode == 2
+    assert "There is no registered version twin 9.9." in unknown.stderr
+    assert "Traceback" not in unknown.stderr

@@ -33,4 +33,5 @@ class Command(BaseCommand):
             self.stdout.write("reproduced")
             return
         self.stdout.write(f"registered sha256 {result.registered_sha256}")
+        self.stdout.write(f"stored sha256 {result.stored_sha256 or '(could not be read)'}")
         raise CommandError(f"differs: {result.difference}", returncode=1)

@@ -67,7 +67,11 @@ def create_token(
         raise TokenRefused("A token expires after 30, 90 or 365 days, or never.")
     # One creation at a time per user, so the limit holds under concurrent requests.
     User.objects.select_for_update().filter(pk=user.pk).first()
-    if ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_ACTIVE_TOKENS:
+    # An expired token cannot be used any more, so it does not count against the limit.
+    active = ApiToken.objects.filter(user=user, revoked_at__isnull=True).exclude(
+        expires_at__lte=timezone.now()
+    )
+    if active.count() >= MAX_ACTIVE_TOKENS:
         raise TokenRefused(
             f"You already have {MAX_ACTIVE_TOKENS} active tokens; revoke one you no longer use."
         )

@@ -106,6 +106,17 @@ def test_it_limits_the_number_of_active_tokens(bob, bob_client):
     assert ApiToken.objects.count() == MAX_ACTIVE_TOKENS
 
 
+def test_expired_tokens_do_not_count_against_the_limit(bob, bob_client):
+    for number in range(MAX_ACTIVE_TOKENS):
+        create_token(bob, f"token {number}", expires_in_days=30)
+    ApiToken.objects.update(expires_at=timezone.now() - timedelta(days=1))
+
+    response = bob_client.post(URL, token_form("after the old ones expired"))
+
+    assert response.status_code == 201, response.content.decode()
+    assert ApiToken.objects.filter(name="after the old ones expired").exists()
+
+
 def test_it_lists_only_the_users_own_tokens(alice, bob):
     create_token(alice, "alice's ci")
     create_token(bob, "bob's laptop")
@@ -165,3 +176,31 @@ def test_it_refuses_a_scope_or_expiry_it_does_not_offer(bob_client, field, value
 
     assert response.status_code == 400
     assert not ApiToken.objects.exists()
+
+
+@pytest.mark.parametrize("scope", ["read-only", "read-write"])
+@pytest.mark.parametrize(
+    ("expires", "days"), [("30", 30), ("90", 90), ("365", 365), ("never", None)]
+)
+def test_it_creates_each_kind_of_token_it_offers(bob, bob_client, scope, expires, days):
+    form = bob_client.get(URL).content.decode().split('id="token-form"', 1)[1]
+    assert f'value="{scope}"' in form and f'value="{expires}"' in form
+
+    response = bob_client.post(URL, token_form("kind", scope=scope, expires=expires))
+
+    assert response.status_code == 201
+    token = ApiToken.objects.get()
+    assert token.scope == scope
+    if days is None:
+        assert token.expires_at is None
+    else:
+        assert token.expires_at is not None
+        assert abs((token.expires_at - token.created_at) - timedelta(days=days)) < timedelta(
+            minutes=1
+        )
+    event = AuditEvent.objects.get(action=Action.API_TOKEN_CREATED)
+    assert event.details["scope"] == scope
+    row = bob_client.get(URL).content.decode().split(f'data-prefix="{token.prefix}"', 1)[1]
+    row = row.split("</tr>", 1)[0]
+    assert f'<td class="scope">{scope}</td>' in row and ">active</span>" in row
+    assert ('<td class="expires">never</td>' in row) == (days is None)

@@ -48,6 +48,16 @@ def _token_repr(token: ApiToken) -> str:
     return f"API token {token.prefix}… ({token.name})"
 
 
+def _token_details(token: ApiToken) -> dict[str, str | None]:
+    """What the audit trail keeps about a token when it is created or revoked."""
+    return {
+        "name": token.name,
+        "prefix": token.prefix,
+        "scope": token.scope,
+        "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+    }
+
+
 @transaction.atomic
 def create_token(
     user: User,
@@ -94,12 +104,7 @@ def create_token(
         object_type="api_token",
         object_id=token.pk,
         object_repr=_token_repr(token),
-        details={
-            "name": token.name,
-            "prefix": token.prefix,
-            "scope": token.scope,
-            "expires_at": expires_at.isoformat() if expires_at else None,
-        },
+        details=_token_details(token),
     )
     return CreatedToken(token, secret)
 
@@ -119,7 +124,7 @@ def revoke_token(token: ApiToken, *, actor: User) -> ApiToken:
         object_type="api_token",
         object_id=token.pk,
         object_repr=_token_repr(token),
-        details={"name": token.name, "prefix": token.prefix, "owner": token.user.get_username()},
+        details={**_token_details(token), "owner": token.user.get_username()},
     )
     return token
 

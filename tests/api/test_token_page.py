@@ -67,6 +67,19 @@ def test_it_revokes_a_token_and_records_it(bob, bob_client):
     assert (event.actor, event.object_id) == ("bob", str(token.pk))
 
 
+def test_it_records_a_revoked_tokens_scope_and_expiry(bob, bob_client):
+    token = create_token(bob, "loader", scope="read-only", expires_in_days=365).token
+
+    bob_client.post(f"{URL}{token.pk}/revoke/")
+
+    details = AuditEvent.objects.get(action=Action.API_TOKEN_REVOKED).details
+    expires_at = ApiToken.objects.get().expires_at
+    assert expires_at is not None
+    assert details["scope"] == "read-only"
+    assert details["expires_at"] == expires_at.isoformat()
+    assert details["owner"] == "bob"
+
+
 def test_it_does_not_revoke_another_users_token(alice, bob_client):
     token = create_token(alice, "ci").token
 

@@ -153,6 +153,7 @@ def test_it_sorts_by_last_modified(client: HubClient) -> None:
         {"cursor": ""},
         {"cursor": "limit=100000"},
         {"cursor": "abc&full=true"},
+        {"cursor": "bm90LWEtaHViLWN1cnNvcg=="},  # cursor-shaped, but the Hub did not make it
     ],
 )
 def test_it_rejects_bad_search_arguments(client: HubClient, arguments: dict) -> None:

@@ -171,7 +171,13 @@ class HubClient:
             hf_raise_for_status(response)
             payload = response.json()
         except Exception as error:
-            raise self._translate(error, what=what) from error
+            translated = self._translate(error, what=what)
+            # Our own parameters are checked above, so a 400 for a next page is its cursor: one
+            # the Hub did not make for this search, or a stale one. Bad input, not a Hub failure.
+            response_of_error = getattr(error, "response", None)
+            if cursor is not None and getattr(response_of_error, "status_code", None) == 400:
+                raise InvalidSearchParameter(f"{INVALID_CURSOR} ({translated})") from error
+            raise translated from error
         items = self._search_items(payload)
         next_url = response.links.get("next", {}).get("url")
         return SearchResult(items=items, next_cursor=_next_cursor(next_url), next_url=next_url)

@@ -120,6 +120,15 @@ def test_a_crafted_cursor_never_reaches_the_hub(bob_client, hub, cursor):
     assert search_requests(hub, "") == 0
 
 
+def test_a_cursor_the_hub_did_not_make_is_bad_input_not_a_hub_failure(bob_client, hub):
+    response = bob_client.get("/", {"q": "demo", "cursor": "bm90LWEtaHViLWN1cnNvcg=="})
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "cursor is not valid; start the search again" in html
+    assert "The Hub is not answering" not in html
+
+
 def test_every_search_request_carries_only_the_searchs_own_parameters(bob_client, hub):
     hub.clear_requests()
     first = bob_client.get("/", {"q": "demo-org"}).content.decode()

@@ -1,8 +1,10 @@
 """Who calls the API: a bearer token (scripts, CI, model loaders) or the browser's session.
 
-A request with an ``Authorization`` header is judged by its token alone: a wrong, revoked or
-malformed token is a 401 even when a session cookie came along. Without the header the session
-counts, and then unsafe methods need the CSRF token, as every form of the site does.
+A request with an ``Authorization`` header is judged by its token alone: a wrong, revoked,
+expired or malformed token is a 401 even when a session cookie came along, and a read-only token
+gets 403 for any method but a safe one, on every route, whatever its user's groups. Without the
+header the session counts, and then unsafe methods need the CSRF token, as every form of the site
+does.
 """
 
 from __future__ import annotations

@@ -168,3 +168,22 @@ def test_the_lfs_pointer_blob_id_is_the_one_git_stores():
     blob_id = lfs_pointer_blob_id(hashlib.sha256(content).hexdigest(), len(content))
 
     assert blob_id == git_blob_id(lfs_pointer(content))
+
+
+def test_paths_info_is_asked_with_the_clients_timeout(olah_mirror, hub_env, monkeypatch):
+    """huggingface_hub's own get_paths_info has no timeout: a mirror that never answered would
+    hold the page or the import. The POST carries the client's timeout."""
+    from aegis_catalog.lib.hub import digests
+
+    seen = []
+    real_session = digests.get_session
+
+    class Spy:
+        def post(self, *args, **kwargs):
+            seen.append(kwargs.get("timeout"))
+            return real_session().post(*args, **kwargs)
+
+    monkeypatch.setattr(digests, "get_session", Spy)
+    HubClient(hub_env.url, timeout=7).model_info(BERT)
+
+    assert seen == [7]

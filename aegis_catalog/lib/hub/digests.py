@@ -21,7 +21,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
 from huggingface_hub.errors import (
@@ -31,8 +31,9 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.hf_api import RepoFile
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-from aegis_catalog.lib.hub.errors import HubError
+from aegis_catalog.lib.hub.errors import LIBRARY_NAME, HubError
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def missing_facts(
     neither describes with a digest is left out. Raises the translated HubError when the Hub
     refuses or fails (not when it merely has no such call)."""
     wanted = sorted(set(paths))
-    found = _from_paths_info(api, repo_id, commit, wanted, translate)
+    found = _from_paths_info(api, repo_id, commit, wanted, translate, timeout)
     for path in wanted:
         if path not in found:
             facts = _from_head(api, repo_id, commit, path, timeout=timeout, translate=translate)
@@ -99,12 +100,17 @@ def _not_supported(error: BaseException) -> bool:
 
 
 def _from_paths_info(
-    api: HfApi, repo_id: str, commit: str, paths: list[str], translate: Translate
+    api: HfApi,
+    repo_id: str,
+    commit: str,
+    paths: list[str],
+    translate: Translate,
+    timeout: float,
 ) -> dict[str, FileFacts]:
     if not paths:
         return {}
     try:
-        entries = api.get_paths_info(repo_id, paths, revision=commit)
+        entries = _paths_info(api, repo_id, commit, paths, timeout)
     except (KeyError, TypeError, ValueError):
         # Entries without `oid`, `size` or a whole `lfs`: not usable.
         logger.info("paths-info of %s at %s was not usable; asking HEAD", repo_id, commit)
@@ -126,6 +132,22 @@ def _from_paths_info(
             continue
         found[entry.path] = FileFacts(int(entry.size), entry.blob_id or "", lfs_sha256)
     return found
+
+
+def _paths_info(
+    api: HfApi, repo_id: str, commit: str, paths: list[str], timeout: float
+) -> list[RepoFile]:
+    """The files ``POST .../paths-info/{commit}`` describes, as ``HfApi.get_paths_info`` reads
+    them, but with the client's timeout (the library's call has none, so a mirror that never
+    answers would hold the page or the import)."""
+    response = get_session().post(
+        f"{api.endpoint}/api/models/{repo_id}/paths-info/{quote(commit, safe='')}",
+        data={"paths": paths, "expand": False},
+        headers=build_hf_headers(token=api.token, library_name=LIBRARY_NAME),
+        timeout=timeout,
+    )
+    hf_raise_for_status(response)
+    return [RepoFile(**entry) for entry in response.json() if entry.get("type") == "file"]
 
 
 def _from_head(

@@ -25,17 +25,6 @@ from tests.registry.artifacts import artifact_path, resign, trusted_signer
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def imported(aegis, transit_key) -> ModelVersion:
-    """tiny-bert imported into the local store, signed with a key of this test's own."""
-    call_command(
-        "hf_import",
-        "--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert", "--version", "1.0",
-        "--sign-key", transit_key, "--register", "--no-progress",
-    )  # fmt: skip
-    return ModelVersion.objects.select_related("signing_key", "model").get()
-
-
 def test_it_accepts_the_imported_artifact_by_version_path_and_url(imported, tmp_path):
     by_version = verify_model_artifact(imported)
     by_url = verify_model_artifact(imported.model_path)

@@ -30,16 +30,6 @@ from tests.registry.artifacts import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def imported(aegis, transit_key) -> ModelVersion:
-    call_command(
-        "hf_import",
-        "--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert", "--version", "1.0",
-        "--sign-key", transit_key, "--register", "--no-progress",
-    )  # fmt: skip
-    return ModelVersion.objects.select_related("signing_key", "model").get()
-
-
 def verify_now(client) -> str:
     response = client.post("/registry/tiny-bert/1.0/verify/")
     assert response.status_code == 200

@@ -5,23 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
 from registry import verify
-from registry.models import ModelVersion
 from registry.verify import verify_model_artifact
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def imported(aegis, transit_key) -> ModelVersion:
-    call_command(
-        "hf_import",
-        "--repo-id", "acme/tiny-bert", "--model-name", "tiny-bert", "--version", "1.0",
-        "--sign-key", transit_key, "--register", "--no-progress",
-    )  # fmt: skip
-    return ModelVersion.objects.select_related("model").get()
 
 
 def test_it_checks_signature_key_digest_and_yank_without_extracting(imported, tmp_path):

@@ -15,7 +15,7 @@ from aegis_catalog.lib.hub import (
     check_search_cursor,
     validate_revision,
 )
-from aegis_catalog.web.forms import MAX_PAGE, MAX_QUERY_LENGTH, PAGE_SIZES
+from aegis_catalog.web.forms import MAX_PAGE, MAX_QUERY_LENGTH, per_page_field
 from imports.actions import ImportOptions
 from imports.models import ImportRequest
 from registry.models import name_validator, version_validator
@@ -251,12 +251,6 @@ class ImportListForm(forms.Form):
         choices=[("", "any status"), *ImportRequest.Status.choices],
     )
     page = forms.IntegerField(label="Page", required=False, min_value=1, max_value=MAX_PAGE)
-    per_page = forms.TypedChoiceField(
-        label="Per page",
-        required=False,
-        coerce=int,
-        empty_value=None,
-        choices=[(str(size), str(size)) for size in PAGE_SIZES],
-    )
+    per_page = per_page_field()
 
     FIELDS = {"mine", "status", "page", "per_page"}

@@ -10,7 +10,7 @@ from django import forms
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from aegis_catalog.web.forms import MAX_PAGE, MAX_QUERY_LENGTH, PAGE_SIZES
+from aegis_catalog.web.forms import MAX_PAGE, MAX_QUERY_LENGTH, per_page_field
 from registry.audit import Action
 from registry.models import AuditEvent, RegisteredModel
 
@@ -40,13 +40,7 @@ class AuditFilterForm(forms.Form):
     )
     model = forms.CharField(label="Model", required=False, max_length=100)
     page = forms.IntegerField(label="Page", required=False, min_value=1, max_value=MAX_PAGE)
-    per_page = forms.TypedChoiceField(
-        label="Per page",
-        required=False,
-        coerce=int,
-        empty_value=None,
-        choices=[(str(size), str(size)) for size in AUDIT_PAGE_SIZES],
-    )
+    per_page = per_page_field(AUDIT_PAGE_SIZES)
     format = forms.ChoiceField(
         label="Format",
         required=False,
@@ -159,13 +153,7 @@ class RegistryFilterForm(forms.Form):
     author = forms.ChoiceField(label="Author", required=False)
     tag = forms.CharField(label="Tag", required=False, max_length=100)
     page = forms.IntegerField(label="Page", required=False, min_value=1, max_value=MAX_PAGE)
-    per_page = forms.TypedChoiceField(
-        label="Per page",
-        required=False,
-        coerce=int,
-        empty_value=None,
-        choices=[(str(size), str(size)) for size in PAGE_SIZES],
-    )
+    per_page = per_page_field()
 
     FIELDS = {"q", "license", "task", "author", "tag", "page", "per_page"}
 

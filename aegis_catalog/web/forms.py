@@ -43,6 +43,17 @@ def form_errors_text(form: forms.Form) -> str:
     return "; ".join(parts)
 
 
+def per_page_field(sizes: tuple[int, ...] = PAGE_SIZES) -> forms.TypedChoiceField:
+    """The optional ``per_page`` of a list page: one of ``sizes``, as an int (None: default)."""
+    return forms.TypedChoiceField(
+        label="Per page",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        choices=[(str(size), str(size)) for size in sizes],
+    )
+
+
 class PageForm(forms.Form):
     page = forms.IntegerField(label="Page", required=False, min_value=1, max_value=MAX_PAGE)
 

@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "registry",
     "imports",
     "api",
+    "serving",
 ]
 
 MIDDLEWARE = [
@@ -273,6 +274,13 @@ AEGIS_MAINTENANCE_SECONDS = env_int("AEGIS_MAINTENANCE_SECONDS", 300, minimum=10
 AEGIS_AUDIT_ANCHOR_SECONDS = env_int("AEGIS_AUDIT_ANCHOR_SECONDS", 3600, minimum=10)
 # How long /healthz reuses its storage probe (a file written to and removed from the store).
 AEGIS_HEALTH_PROBE_SECONDS = env_int("AEGIS_HEALTH_PROBE_SECONDS", 60, minimum=0)
+
+# The Hugging Face-compatible endpoint at /hf/ (HF_ENDPOINT=<aegis>/hf): registered models
+# answer as <namespace>/<name>; pulls need an API token unless anonymous pulls are allowed; a
+# version whose artifact failed verification is checked again after this many seconds.
+AEGIS_HF_NAMESPACE = env_str("AEGIS_HF_NAMESPACE", "aegis")
+AEGIS_HF_ALLOW_ANONYMOUS = env_bool("AEGIS_HF_ALLOW_ANONYMOUS", False)
+AEGIS_HF_RECHECK_SECONDS = env_int("AEGIS_HF_RECHECK_SECONDS", 300, minimum=0)
 AEGIS_BUILDER_ID = env_str("AEGIS_BUILDER_ID", "https://aegis-catalog.local/builder")
 
 LOGGING = {

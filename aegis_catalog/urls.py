@@ -16,5 +16,6 @@ urlpatterns = [
     path("audit/", include((audit_urlpatterns, "audit"))),
     path("api/v1/", include(api_urlpatterns)),
     path("account/tokens/", include((token_urlpatterns, "api_tokens"))),
+    path("hf/", include("serving.urls")),
     path("", include("imports.urls")),
 ]

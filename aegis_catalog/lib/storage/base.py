@@ -233,9 +233,12 @@ class ArtifactStore(Protocol):
         expected_sha256: str | None = None,
     ) -> Path: ...
 
-    def open_read(self, url: str) -> tuple[IO[bytes], int]:
-        """The object at `url` as a stream read from its start, and its size in bytes; the
-        caller closes the stream. Nothing is copied first, so the first bytes come at once."""
+    def open_read(
+        self, url: str, *, start: int = 0, end: int | None = None
+    ) -> tuple[IO[bytes], int]:
+        """The object at `url` as a stream, and its whole size in bytes; the caller closes the
+        stream. Nothing is copied first, so the first bytes come at once. With `start` (and
+        `end`, exclusive) the stream holds only those bytes (a ranged GET on S3)."""
         ...
 
     def open_upload(

@@ -239,7 +239,11 @@ class LocalStore(StoreBase):
                 )
         return dest
 
-    def open_read(self, url: str) -> tuple[IO[bytes], int]:
+    def open_read(
+        self, url: str, *, start: int = 0, end: int | None = None
+    ) -> tuple[IO[bytes], int]:
+        """The file, positioned at `start`; reading past `end` is the caller's to avoid (a file
+        object cannot be cut short without a copy, and sendfile wants the file itself)."""
         path = self._path_of_url(url)
         try:
             handle = path.open("rb")
@@ -249,6 +253,8 @@ class LocalStore(StoreBase):
             raise ObjectNotFound(f"{url} is not a file") from error
         except OSError as error:
             raise oserror_to_storage_error(error, f"reading {url}") from error
+        if start:
+            handle.seek(start)
         return handle, os.fstat(handle.fileno()).st_size
 
     def delete(self, url: str) -> None:

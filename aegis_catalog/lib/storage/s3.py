@@ -477,16 +477,24 @@ class S3Store(StoreBase):
         fsync_directory(dest.parent)
         return dest
 
-    def open_read(self, url: str) -> tuple[IO[bytes], int]:
-        """One GET, read as it arrives. A connection lost midway raises from `read` (botocore
-        does not resume a body): for a download served to a client, the client sees fewer
-        bytes than the size announced."""
+    def open_read(
+        self, url: str, *, start: int = 0, end: int | None = None
+    ) -> tuple[IO[bytes], int]:
+        """One GET (ranged from `start` to `end`, exclusive, when given), read as it arrives.
+        A connection lost midway raises from `read` (botocore does not resume a body): for a
+        download served to a client, the client sees fewer bytes than the size announced."""
         bucket, key = self._location(url)
+        extra = {}
+        if start or end is not None:
+            extra["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         try:
-            answer = self.client.get_object(Bucket=bucket, Key=key)
+            answer = self.client.get_object(Bucket=bucket, Key=key, **extra)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
             raise self._translate(error, bucket=bucket, url=url, action="reading") from error
-        return answer["Body"], int(answer["ContentLength"])
+        if not extra:
+            return answer["Body"], int(answer["ContentLength"])
+        total = str(answer.get("ContentRange", "")).rpartition("/")[2]
+        return answer["Body"], int(total) if total.isdigit() else int(answer["ContentLength"])
 
     def delete(self, url: str) -> None:
         """Remove the object; deleting a missing object is not an error."""

@@ -1,0 +1,86 @@
+"""A served file's bytes, read from its verified copy in the store: whole (hashed as it is sent,
+and cut short if the copy no longer has the signed sha256) or one ``Range`` (206)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterator
+from typing import IO
+
+from aegis_catalog import services
+from serving.names import NotServed
+
+logger = logging.getLogger(__name__)
+CHUNK = 1024 * 1024
+RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+class CopyChanged(Exception):
+    """A verified copy's bytes no longer have the sha256 they were verified with."""
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """Start and end (exclusive) of a single ``bytes=first-last`` or ``bytes=-suffix`` range;
+    None for no header. NotServed (416) for one that cannot be satisfied."""
+    if not header:
+        return None
+    match = RANGE_RE.match(header)
+    if match is None or match.group(1) == match.group(2) == "":
+        raise NotServed("Send one byte range, bytes=first-last.", status=416)
+    first, last = match.groups()
+    if first == "":
+        start, end = max(0, size - int(last)), size
+    else:
+        start = int(first)
+        end = min(size, int(last) + 1) if last else size
+    if start >= size or start >= end:
+        raise NotServed(
+            f"The range {header.strip()} is outside the file ({size} bytes).", status=416
+        )
+    return start, end
+
+
+def _chunks(stream: IO[bytes], length: int) -> Iterator[bytes]:
+    left = length
+    while left > 0:
+        chunk = stream.read(min(CHUNK, left))
+        if not chunk:
+            raise CopyChanged(f"the stored copy ended {left} bytes early")
+        left -= len(chunk)
+        yield chunk
+
+
+def stream_file(
+    url: str,
+    *,
+    sha256: str,
+    size: int,
+    span: tuple[int, int] | None,
+    on_changed: Callable[[str], None],
+) -> Iterator[bytes]:
+    """The bytes of the copy at ``url`` (``span``: only those). A whole file is hashed as it is
+    sent; if it is not ``sha256`` the last chunk is withheld and the response is broken off (the
+    server drops the connection), so the client gets fewer bytes than announced and keeps
+    nothing; ``on_changed`` is told why first."""
+    start, end = span or (0, size)
+    stream, _total = services.served_store_for(url).open_read(url, start=start, end=end)
+    digest = hashlib.sha256() if span is None else None
+    try:
+        pending = b""
+        for chunk in _chunks(stream, end - start):
+            if pending:
+                yield pending
+            if digest is not None:
+                digest.update(chunk)
+            pending = chunk
+        if digest is not None and digest.hexdigest() != sha256:
+            raise CopyChanged(f"the stored copy has sha256 {digest.hexdigest()}, not {sha256}")
+        yield pending
+    except CopyChanged as changed:
+        logger.error("refused to finish serving %s: %s", url, changed)
+        on_changed(str(changed))
+        raise
+    finally:
+        stream.close()

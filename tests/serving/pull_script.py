@@ -1,0 +1,34 @@
+"""Run in a client process with HF_ENDPOINT and HF_TOKEN set: pull each (repo_id, revision)
+given as JSON on argv with the real huggingface_hub, and print path -> sha256 of each snapshot,
+the served sha, and whether its safetensors load. No Django here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from huggingface_hub import HfApi, snapshot_download
+from safetensors.numpy import load_file
+
+
+def pulled(repo_id: str, revision: str) -> dict[str, object]:
+    folder = Path(snapshot_download(repo_id, revision=revision))
+    files = {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+    loaded = {
+        name: sorted(load_file(folder / name)) for name in files if name.endswith(".safetensors")
+    }
+    info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+    listed = sorted(HfApi().list_repo_files(repo_id, revision=revision))
+    return {"sha": info.sha, "files": files, "tensors": loaded, "listed": listed}
+
+
+if __name__ == "__main__":
+    print(
+        json.dumps({f"{repo} @ {rev}": pulled(repo, rev) for repo, rev in json.loads(sys.argv[1])})
+    )

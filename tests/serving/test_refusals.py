@@ -127,6 +127,7 @@ def test_a_tampered_stored_artifact_is_refused_and_audited(version, pull, tmp_pa
 def test_a_copy_changed_after_its_check_is_cut_short_and_refused(version, pull, tmp_path):
     assert (pull() / "model.safetensors").is_file()
     copy = ServedVersion.objects.get(version=version).file("model.safetensors")
+    assert copy is not None
     flip_one_byte(Path(copy["url"].removeprefix("file://")))
     fresh = tmp_path / "fresh"
     with pytest.raises(Exception):  # noqa: B017 - the client reports a cut connection its own way

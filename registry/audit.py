@@ -47,6 +47,7 @@ class Action(models.TextChoices):
     POLICY_OVERRIDE_GRANTED = "policy.override_granted", "policy override granted"
     API_TOKEN_CREATED = "auth.api_token_created", "API token created"
     API_TOKEN_REVOKED = "auth.api_token_revoked", "API token revoked"
+    HUB_REPO_CHOSEN = "serving.hub_repo_chosen", "model chosen for a Hub repo id"
 
 
 def _json_safe(value: Any) -> Any:

@@ -153,6 +153,32 @@ class ModelVersion(models.Model):
         return self.model_path + ".sigstore.json"
 
 
+class Pull(models.Model):
+    """Who pulled a version's files through the Hugging Face-compatible endpoint (``/hf/``) on
+    one day: one row per version, puller and day, counted up as files are served (not one
+    audit row per HTTP request)."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="pulls")
+    actor = models.CharField(max_length=300, help_text="user name, or 'anonymous'")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    day = models.DateField()
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    files = models.PositiveIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "-last_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "actor", "day"], name="pull_unique_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor} pulled {self.version} on {self.day}"
+
+
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     """Audit events are appended, never changed: bulk update and delete are refused."""
 

@@ -1,11 +1,11 @@
 """What the ``/hf/`` endpoint keeps: which versions passed verification for serving (and the
-verified copies of their files), which model answers for a Hub repo id, and who pulled what."""
+verified copies of their files), and which model answers for a Hub repo id. (Who pulled what is
+the registry's: ``registry.models.Pull``.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.db import models
 
 from registry.models import ModelVersion, RegisteredModel
@@ -55,28 +55,3 @@ class HubRepoChoice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repo_id} -> {self.model.name}"
-
-
-class Pull(models.Model):
-    """Who pulled a version's files through ``/hf/`` on one day: one row per version, puller
-    and day, counted up as files are served (not one audit row per HTTP request)."""
-
-    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="pulls")
-    actor = models.CharField(max_length=300, help_text="user name, or 'anonymous'")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    day = models.DateField()
-    first_at = models.DateTimeField()
-    last_at = models.DateTimeField()
-    files = models.PositiveIntegerField(default=0)
-    bytes = models.PositiveBigIntegerField(default=0)
-
-    class Meta:
-        ordering = ["-day", "-last_at"]
-        constraints = [
-            models.UniqueConstraint(fields=["version", "actor", "day"], name="pull_unique_day")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.actor} pulled {self.version} on {self.day}"

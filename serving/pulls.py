@@ -8,8 +8,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from registry.models import ModelVersion
-from serving.models import Pull
+from registry.models import ModelVersion, Pull
 
 
 def count_pull(version: ModelVersion, user: Any, *, size: int) -> None:

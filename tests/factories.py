@@ -48,6 +48,11 @@ REGISTRY_ADMIN_PERMISSIONS = (
     "view_importpolicy",
     "change_importpolicy",
     "view_policyoverride",
+    "view_hubrepochoice",
+    "add_hubrepochoice",
+    "change_hubrepochoice",
+    "delete_hubrepochoice",
+    "view_servedversion",
 )
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.models import AuditEvent
-from serving.models import Pull
+from registry.models import AuditEvent, Pull
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,6 +21,7 @@ from aegis_catalog.web.permissions import (
 )
 from registry.forms import RegistryFilterForm
 from registry.models import ModelVersion, RegisteredModel
+from registry.pulling import pull_lines
 
 
 @require_GET
@@ -66,4 +67,9 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, name=name)
     versions = model.versions.select_related("signing_key").order_by("-imported_at", "-pk")
     page = page_or_404(Paginator(versions, 50), form.cleaned_data["page"] or 1)
-    return render(request, "registry/model_detail.html", {"model": model, "page": page})
+    # main, as /hf/ serves it: the newest active version.
+    serves_main = versions.filter(status=ModelVersion.Status.ACTIVE).exists()
+    context = {"model": model, "page": page, "serves_main": serves_main}
+    return render(
+        request, "registry/model_detail.html", {**context, **pull_lines(request, name, "main")}
+    )

@@ -42,6 +42,7 @@ from registry.downloads import (
 )
 from registry.models import AuditEvent, ModelVersion
 from registry.provenance import artifact_layout, artifact_root
+from registry.pulling import pull_lines, recent_pulls
 from registry.verify import VerificationError, verify_and_record
 
 # Who may do what on the provenance and audit pages (superusers pass every check):
@@ -188,6 +189,7 @@ def _provenance_context(request: HttpRequest, item: ModelVersion) -> dict[str, A
     import_request_id = _import_request_id(item)
     statement, statement_error = decoded_statement(item.attestation)
     events = _timeline(item, import_request_id)
+    can_audit = user_in_group(request.user, *AUDIT_GROUPS)
     return {
         "version": item,
         "model": item.model,
@@ -216,7 +218,9 @@ def _provenance_context(request: HttpRequest, item: ModelVersion) -> dict[str, A
         "artifact_root": artifact_root(item),
         "artifact_layout": artifact_layout(item),
         "can_verify": user_in_group(request.user, *VERIFY_GROUPS),
-        "can_audit": user_in_group(request.user, *AUDIT_GROUPS),
+        "can_audit": can_audit,
+        "pulls": recent_pulls(item) if can_audit else [],
+        **pull_lines(request, item.model.name, item.version),
     }
 
 

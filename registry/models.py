@@ -179,6 +179,42 @@ class Pull(models.Model):
         return f"{self.actor} pulled {self.version} on {self.day}"
 
 
+class VerificationRun(models.Model):
+    """One "Verify now" of a version, run by a background job; its result shows on the
+    provenance page (and each run is on the audit trail, as every verification is)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        PASSED = "passed", "passed"
+        FAILED = "failed", "failed"
+
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="verification_runs"
+    )
+    requested_by = models.CharField(max_length=300)
+    requested_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    checks = models.JSONField(default=list, blank=True, help_text="[{name, detail}] that passed")
+    failed_check = models.CharField(max_length=40, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"verification #{self.pk} of {self.version_id} ({self.state})"
+
+    @property
+    def done(self) -> bool:
+        return self.state in (self.State.PASSED, self.State.FAILED)
+
+
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     """Audit events are appended, never changed: bulk update and delete are refused."""
 

@@ -12,6 +12,11 @@ urlpatterns = [
     path("<str:name>/<str:version>/", provenance.version_detail, name="version"),
     path("<str:name>/<str:version>/verify/", provenance.version_verify, name="verify"),
     path(
+        "<str:name>/<str:version>/verify/<int:run>/",
+        provenance.version_verification,
+        name="verification",
+    ),
+    path(
         "<str:name>/<str:version>/download/<slug:kind>/",
         provenance.version_download,
         name="download",

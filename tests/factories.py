@@ -265,3 +265,33 @@ def process_env(directory: Path, **settings: str) -> dict[str, str]:
         **settings,
     )
     return env
+
+
+HTMX = {"HX-Request": "true"}
+
+
+def verify_now(client: Client, name: str = "tiny-bert", version: str = "1.0") -> str:
+    """Press "Verify now" (htmx): the run is queued as one job, which runs here; returns the
+    panel the page's poll then gets (with the refreshed timeline)."""
+    import django_rq
+    from django.test import TestCase
+
+    from registry.models import VerificationRun
+
+    queue = django_rq.get_queue("default")
+    queue.empty()
+    url = f"/registry/{name}/{version}/verify/"
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post(url, headers=HTMX)
+    assert response.status_code == 200, response.content[:2000]
+    run = VerificationRun.objects.latest("pk")
+    assert f'hx-get="{url}{run.pk}/"' in response.content.decode()
+    jobs = queue.get_jobs()
+    assert [(job.func_name, job.args) for job in jobs] == [
+        ("registry.jobs.verification_job", (run.pk,))
+    ]
+    jobs[0].perform()
+    queue.empty()
+    polled = client.get(f"{url}{run.pk}/", headers=HTMX)
+    assert polled.status_code == 200
+    return polled.content.decode()

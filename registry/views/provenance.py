@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Q
@@ -15,7 +16,7 @@ from django.http import (
     HttpResponse,
 )
 from django.http.response import HttpResponseBase
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
@@ -40,10 +41,10 @@ from registry.downloads import (
     download_names,
     download_response,
 )
-from registry.models import AuditEvent, ModelVersion
+from registry.models import AuditEvent, ModelVersion, VerificationRun
 from registry.provenance import artifact_layout, artifact_root
 from registry.pulling import pull_lines, recent_pulls
-from registry.verify import VerificationError, verify_and_record
+from registry.verification.runs import VerificationQueueUnavailable, request_verification
 
 # Who may do what on the provenance and audit pages (superusers pass every check):
 # every role may read a version's provenance and download its files; auditors, registry
@@ -92,13 +93,52 @@ class CheckLine:
 
 @dataclass(frozen=True)
 class VerificationOutcome:
-    """What "Verify now" found: every check passed, or the one that failed and why."""
+    """A "Verify now" run as the page shows it: queued or running, every check passed, or the
+    one that failed and why."""
 
-    passed: bool
+    run_id: int
+    state: str
+    requested_by: str
+    requested_at: datetime
+    finished_at: datetime | None
     checks: tuple[CheckLine, ...] = ()
     failed_check: str = ""
     failed_label: str = ""
     error: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.state in (VerificationRun.State.PASSED, VerificationRun.State.FAILED)
+
+    @property
+    def passed(self) -> bool:
+        return self.state == VerificationRun.State.PASSED
+
+
+def outcome_of(run: VerificationRun) -> VerificationOutcome:
+    checks = run.checks if isinstance(run.checks, list) else []
+    return VerificationOutcome(
+        run_id=run.pk,
+        state=run.state,
+        requested_by=run.requested_by,
+        requested_at=run.requested_at,
+        finished_at=run.finished_at,
+        checks=tuple(
+            CheckLine(
+                str(item.get("name")), check_label(str(item.get("name"))), str(item.get("detail"))
+            )
+            for item in checks
+            if isinstance(item, dict)
+        ),
+        failed_check=run.failed_check,
+        failed_label=check_label(run.failed_check) if run.failed_check else "",
+        error=run.error,
+    )
+
+
+def _latest_outcome(item: ModelVersion) -> VerificationOutcome | None:
+    run = item.verification_runs.order_by("-requested_at", "-pk").first()
+    return outcome_of(run) if run is not None else None
 
 
 def check_label(name: str) -> str:
@@ -220,6 +260,7 @@ def _provenance_context(request: HttpRequest, item: ModelVersion) -> dict[str, A
         "can_verify": user_in_group(request.user, *VERIFY_GROUPS),
         "can_audit": can_audit,
         "pulls": recent_pulls(item) if can_audit else [],
+        "verification": _latest_outcome(item),
         **pull_lines(request, item.model.name, item.version),
     }
 
@@ -243,48 +284,54 @@ def version_detail(request: HttpRequest, name: str, version: str) -> HttpRespons
     return render(request, "registry/version_detail.html", _provenance_context(request, item))
 
 
-def _run_verification(request: HttpRequest, item: ModelVersion) -> VerificationOutcome:
-    actor = request.user.get_username()
-    try:
-        result = verify_and_record(item, actor=actor, user=request.user)
-    except VerificationError as failure:  # verify_and_record has recorded it, whatever failed
-        return VerificationOutcome(
-            passed=False,
-            failed_check=failure.check,
-            failed_label=check_label(failure.check),
-            error=str(failure),
-        )
-    return VerificationOutcome(
-        passed=True,
-        checks=tuple(
-            CheckLine(check.name, check_label(check.name), check.detail) for check in result.checks
-        ),
-    )
+def _verification_panel(
+    request: HttpRequest, context: dict[str, Any], status: int = 200
+) -> HttpResponse:
+    """The verification panel for htmx (with the refreshed timeline once the run is done), or
+    the whole page."""
+    outcome = context.get("verification")
+    if is_htmx(request):
+        panel = render_to_string("registry/version_detail.html#verification", context, request)
+        if outcome is not None and outcome.done:
+            panel += render_to_string(
+                "registry/version_detail.html#timeline", {**context, "oob": True}, request
+            )
+        response = HttpResponse(panel, status=status)
+    else:
+        response = render(request, "registry/version_detail.html", context, status=status)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
 
 
 @require_POST
 @verify_required
 def version_verify(request: HttpRequest, name: str, version: str) -> HttpResponse:
-    """Re-run ``verify_model_artifact`` on the stored artifact, record the run, show each check.
-
-    A failed verification is a result, not an error: the page answers 200 and names the check
-    that failed. htmx gets the result panel and the refreshed timeline.
-    """
+    """Queue ``verify_model_artifact`` on the stored artifact as a background job; the panel
+    then follows the run (``version_verification``) until it shows every check, or the one
+    that failed. Without htmx, back to the page, which shows the latest run."""
     item = _version_or_404(name, version)
-    outcome = _run_verification(request, item)
-    item = _version_or_404(name, version)  # as it is now, with its key (maybe just revoked)
-    context = {**_provenance_context(request, item), "verification": outcome}
-    if is_htmx(request):
-        response = HttpResponse(
-            render_to_string("registry/version_detail.html#verification", context, request)
-            + render_to_string(
-                "registry/version_detail.html#timeline", {**context, "oob": True}, request
-            )
+    try:
+        request_verification(item, actor=request.user.get_username(), user=request.user)
+    except VerificationQueueUnavailable as refused:
+        context = {**_provenance_context(request, item), "verification": None}
+        return _verification_panel(
+            request, {**context, "verification_refused": f"Not queued: {refused}."}, status=503
         )
-    else:
-        response = render(request, "registry/version_detail.html", context)
-    patch_vary_headers(response, ("HX-Request",))
-    return response
+    if not is_htmx(request):
+        return redirect(item.get_absolute_url() + "#verification", permanent=False)
+    return _verification_panel(request, _provenance_context(request, item))
+
+
+@require_GET
+@verify_required
+def version_verification(request: HttpRequest, name: str, version: str, run: int) -> HttpResponse:
+    """One "Verify now" run's panel, polled by the page while the run is queued or running."""
+    item = _version_or_404(name, version)
+    found = get_object_or_404(VerificationRun, pk=run, version=item)
+    if not is_htmx(request):
+        return redirect(item.get_absolute_url() + "#verification", permanent=False)
+    context = {**_provenance_context(request, item), "verification": outcome_of(found)}
+    return _verification_panel(request, context)
 
 
 @require_GET

@@ -10,7 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from registry.models import AuditEvent
-from tests.browser.chromium import Screenshots, chromium_page, require_chromium, sign_in
+from tests.browser.chromium import (
+    Screenshots,
+    chromium_page,
+    require_chromium,
+    sign_in,
+    start_worker_thread,
+)
 from tests.factories import PASSWORD, append_audit_events, make_user
 
 pytestmark = [
@@ -146,7 +152,10 @@ def test_an_auditor_verifies_a_version_in_the_browser_and_finds_the_run_on_the_a
         )
         shots(page, "provenance-page")
 
-        page.click("#verify-button")  # htmx: the result panel and the timeline are swapped in
+        page.click("#verify-button")  # htmx: the run is queued; the panel polls it
+        expect(page.locator("#verification")).to_have_attribute("data-state", "queued")
+        start_worker_thread("default").join(timeout=120)  # a worker runs the job
+        # the poll swaps in the result panel and the timeline
         expect(page.locator("#verification")).to_have_attribute("data-result", "passed")
         expect(page.locator("#verification-checks li")).to_have_count(8)
         expect(page.locator("#timeline li.event").last).to_have_attribute(

@@ -19,6 +19,7 @@ from devservers.tools import VENV_BIN
 from registry import attestation, verify
 from registry.models import AuditEvent, ModelVersion
 from registry.verify import verify_and_record, verify_model_artifact
+from tests.factories import verify_now
 from tests.registry.artifacts import (
     artifact_path,
     convert_to_layout_1,
@@ -28,12 +29,6 @@ from tests.registry.artifacts import (
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def verify_now(client) -> str:
-    response = client.post("/registry/tiny-bert/1.0/verify/")
-    assert response.status_code == 200
-    return response.content.decode()
 
 
 # --- the layout ------------------------------------------------------------------------------

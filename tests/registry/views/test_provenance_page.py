@@ -12,7 +12,9 @@ import subprocess
 from pathlib import Path
 from unittest import mock
 
+import django_rq
 import pytest
+from redis.exceptions import ConnectionError as RedisDown
 
 from aegis_catalog.lib.storage import S3Store, parse_url
 from devservers.tools import VENV_BIN, model_signing
@@ -20,8 +22,9 @@ from imports.actions import ImportOptions, start_import
 from imports.jobs import run_import
 from imports.models import ImportRequest
 from registry.actions import revoke_signing_key, set_version_status
-from registry.models import AuditEvent, ModelVersion
-from tests.factories import make_version
+from registry.jobs import verification_job
+from registry.models import AuditEvent, ModelVersion, VerificationRun
+from tests.factories import HTMX, make_version, verify_now
 
 pytestmark = pytest.mark.django_db
 
@@ -375,10 +378,8 @@ def test_downloads_take_no_parameters_and_only_get(bob_client, charlie_client):
 
 
 def test_verify_now_records_a_pass_and_shows_each_check(tiny_bert, charlie_client, charlie):
-    response = charlie_client.post("/registry/tiny-bert/1.0/verify/")
+    html = verify_now(charlie_client)
 
-    html = response.content.decode()
-    assert response.status_code == 200
     assert 'data-result="passed"' in html
     checks = re.findall(r'<li class="check-passed" data-check="([^"]+)">', html)
     assert checks == [
@@ -398,10 +399,8 @@ def test_verify_now_records_a_failure_for_a_yanked_version_and_names_the_check(
 ):
     set_version_status(tiny_bert, "yanked", actor="rosa", reason="license problem")
 
-    response = charlie_client.post("/registry/tiny-bert/1.0/verify/")
+    html = verify_now(charlie_client)
 
-    html = response.content.decode()
-    assert response.status_code == 200
     assert 'data-result="failed"' in html
     assert 'id="verification-result" data-check="not_yanked">' in html
     assert (
@@ -423,7 +422,7 @@ def test_verify_now_names_the_digest_check_when_the_stored_artifact_changed(
     data[-10] ^= 0xFF
     stored.write_bytes(bytes(data))
 
-    html = alice_client.post("/registry/tiny-bert/1.0/verify/").content.decode()
+    html = verify_now(alice_client)
 
     assert 'data-check="digest"' in html
     assert "The tarball&#x27;s sha256 is the one signed and registered" in html
@@ -435,10 +434,8 @@ def test_verify_now_records_an_unreadable_storage_url_instead_of_failing(charlie
     version = make_version("tiny-bert", "1.0")
     ModelVersion.objects.filter(pk=version.pk).update(model_path="file://storage.example/x.tar.gz")
 
-    response = charlie_client.post("/registry/tiny-bert/1.0/verify/")
+    html = verify_now(charlie_client)
 
-    assert response.status_code == 200
-    html = response.content.decode()
     assert 'data-check="fetch"' in html
     assert "names a remote host; only local file:// URLs work" in html
     event = AuditEvent.objects.get(action="verification.failed")
@@ -446,19 +443,57 @@ def test_verify_now_records_an_unreadable_storage_url_instead_of_failing(charlie
 
 
 def test_verify_now_answers_htmx_with_the_result_and_the_new_timeline(tiny_bert, charlie_client):
-    response = charlie_client.post(
-        "/registry/tiny-bert/1.0/verify/", headers={"HX-Request": "true"}
-    )
+    html = verify_now(charlie_client)
 
-    html = response.content.decode()
     assert html.lstrip().startswith('<section class="panel" aria-labelledby="verify-heading"')
+    assert 'data-result="passed"' in html and "hx-trigger" not in html  # done: no more polling
     assert (
         '<section id="timeline-section" aria-labelledby="timeline-heading" hx-swap-oob="true">'
         in html
     )
     assert "<html" not in html
-    assert "HX-Request" in response["Vary"]
     assert 'data-action="verification.passed"' in html
+
+
+def test_verify_now_runs_in_the_background_and_the_page_shows_the_latest_run(
+    tiny_bert, charlie_client, django_capture_on_commit_callbacks
+):
+    queue = django_rq.get_queue("default")
+    queue.empty()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = charlie_client.post("/registry/tiny-bert/1.0/verify/")
+    assert response.status_code == 302 and response["Location"].endswith("/1.0/#verification")
+    page = charlie_client.get("/registry/tiny-bert/1.0/").content.decode()
+    assert 'data-state="queued"' in page and "Verification queued" in page
+    assert 'id="verify-button"' not in page  # one run at a time from the page
+    assert not AuditEvent.objects.filter(action__startswith="verification.").exists()
+    run = VerificationRun.objects.get()
+    assert verification_job(run.pk) == "passed"
+    assert verification_job(run.pk) == "skipped"  # a job run twice verifies once
+    queue.empty()
+    page = charlie_client.get("/registry/tiny-bert/1.0/").content.decode()
+    assert 'data-result="passed"' in page and 'id="verify-button"' in page
+    assert AuditEvent.objects.filter(action="verification.passed").count() == 1
+    # The poll of a run belongs to its version; a plain GET goes back to the page.
+    assert (
+        charlie_client.get(
+            f"/registry/tiny-bert/1.0/verify/{run.pk + 1}/", headers=HTMX
+        ).status_code
+        == 404
+    )
+    assert charlie_client.get(f"/registry/tiny-bert/1.0/verify/{run.pk}/").status_code == 302
+
+
+def test_verify_now_says_so_when_the_queue_is_down(tiny_bert, charlie_client, settings):
+    with mock.patch("django_rq.get_connection") as connection:
+        connection.return_value.ping.side_effect = RedisDown("down")
+        response = charlie_client.post("/registry/tiny-bert/1.0/verify/", headers=HTMX)
+    assert response.status_code == 503
+    assert (
+        "Not queued: the job queue is unavailable (Redis does not answer)"
+        in response.content.decode()
+    )
+    assert not VerificationRun.objects.exists()
 
 
 def test_verify_now_is_refused_to_a_viewer_and_records_nothing(bob_client):
@@ -486,8 +521,8 @@ def test_the_page_reads_the_timeline_with_a_fixed_number_of_queries(
         while AuditEvent.objects.count() < events:
             set_version_status(version, "deprecated", actor="rosa", reason="again")
         # session, user, groups, the version with its model, key and importer, the timeline,
-        # and (for an auditor) the version's pulls
-        with django_assert_num_queries(6) as captured:
+        # the latest "Verify now" run, and (for an auditor) the version's pulls
+        with django_assert_num_queries(7) as captured:
             html = charlie_client.get("/registry/tiny-bert/1.0/").content.decode()
         assert html.count('data-action="registry.version_deprecated"') == events
     timeline_sql = next(q["sql"] for q in captured if "registry_auditevent" in q["sql"])

@@ -283,6 +283,9 @@ AEGIS_VERIFY_TIMEOUT = env_int("AEGIS_VERIFY_TIMEOUT", 3 * 3600, minimum=60)
 AEGIS_HF_NAMESPACE = env_str("AEGIS_HF_NAMESPACE", "aegis")
 AEGIS_HF_ALLOW_ANONYMOUS = env_bool("AEGIS_HF_ALLOW_ANONYMOUS", False)
 AEGIS_HF_RECHECK_SECONDS = env_int("AEGIS_HF_RECHECK_SECONDS", 300, minimum=0)
+# A version up to this size is verified inside its first pull's request; a larger one by a job,
+# the pull answering 503 until it is done (or run `manage.py check_for_serving` beforehand).
+AEGIS_HF_INLINE_CHECK_BYTES = env_int("AEGIS_HF_INLINE_CHECK_BYTES", 512 * 1024 * 1024, minimum=0)
 AEGIS_BUILDER_ID = env_str("AEGIS_BUILDER_ID", "https://aegis-catalog.local/builder")
 
 LOGGING = {

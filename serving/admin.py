@@ -22,12 +22,11 @@ class HubRepoChoiceForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         repo_id, model = cleaned.get("repo_id"), cleaned.get("model")
-        refused = (
+        if (
             repo_id
             and model is not None
             and not ModelVersion.objects.filter(model=model, source_repo=repo_id).exists()
-        )
-        if refused:
+        ):
             raise forms.ValidationError(f"No version of {model.name} was imported from {repo_id}.")
         return cleaned
 

@@ -15,9 +15,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import django_rq
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from aegis_catalog import services
 from aegis_catalog.lib.storage import StorageError
@@ -30,6 +32,8 @@ from serving.models import ServedVersion
 from serving.names import NotServed, revision_refused
 
 BLOB_PREFIX = "blobs/sha256"
+QUEUE_NAME = "default"
+CHECK_JOB = "serving.jobs.first_pull_check"
 VERIFIER = "aegis-serving"
 
 
@@ -46,16 +50,57 @@ def refuse_unservable(version: ModelVersion) -> None:
         )
 
 
-def servable(version: ModelVersion, *, actor: str, user: Any = None) -> ServedVersion:
+def servable(
+    version: ModelVersion, *, actor: str, user: Any = None, inline: bool | None = None
+) -> ServedVersion:
     """The version's verified files, checking it first if that was not done (or failed more
-    than ``AEGIS_HF_RECHECK_SECONDS`` ago); NotServed with the reason when it fails."""
+    than ``AEGIS_HF_RECHECK_SECONDS`` ago); NotServed with the reason when it fails.
+
+    A version larger than ``AEGIS_HF_INLINE_CHECK_BYTES`` is not checked inside the request
+    (fetching and hashing many GB would outlast any client's timeout): a job is queued and the
+    client is asked to come back (503), unless ``inline`` says otherwise (the job itself)."""
     refuse_unservable(version)
     state = ServedVersion.objects.filter(version=version).first()
     if state is None or _due(state):
+        if inline is None:
+            inline = version.size <= settings.AEGIS_HF_INLINE_CHECK_BYTES
+        if not inline:
+            raise _checking_in_background(version, actor=actor)
         state = _check_once(version, actor=actor, user=user)
     if state.state != ServedVersion.State.READY:
         raise _refusal(version, state)
     return state
+
+
+def _checking_in_background(version: ModelVersion, *, actor: str) -> NotServed:
+    """Queue the first-pull check of a large version (once: the job id is the version's)."""
+    queue = django_rq.get_queue(QUEUE_NAME, commit_mode="auto")  # the version is committed
+    job_id = f"serve-check-{version.pk}"
+    try:
+        job = queue.fetch_job(job_id)
+        if job is None or job.get_status(refresh=True) in (
+            "finished",
+            "failed",
+            "stopped",
+            "canceled",
+        ):
+            if job is not None:
+                job.delete()
+            queue.enqueue(
+                CHECK_JOB, version.pk, actor, job_id=job_id,
+                job_timeout=settings.AEGIS_VERIFY_TIMEOUT,
+            )  # fmt: skip
+    except (RedisError, OSError):
+        return NotServed(
+            f"{version.model.name} {version.version} has not been verified for serving yet, "
+            "and the job queue does not answer: try again later.",
+            status=503,
+        )
+    return NotServed(
+        f"{version.model.name} {version.version} ({version.size} bytes) is being verified "
+        "before it is first served; try again in a few minutes.",
+        status=503,
+    )
 
 
 def _due(state: ServedVersion) -> bool:

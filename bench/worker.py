@@ -8,6 +8,8 @@
     python bench/worker.py download REPO_ID COMMIT DEST     (snapshot_download alone)
     python bench/worker.py upload TARBALL KEY               (boto3 upload_file alone)
     python bench/worker.py verify TARBALL [--extract]       (verify_model_artifact)
+    python bench/worker.py fetch S3_URL DEST                (boto3 download_file of an artifact)
+    python bench/worker.py pull ENDPOINT REPO_ID REV CACHE  (snapshot_download through /hf/)
 
 Timing covers the step only (not the interpreter's or Django's start-up); `peak_rss_mib` is
 the process's high-water mark of resident memory (VmHWM), start-up included.
@@ -142,6 +144,31 @@ def run_verify(tarball: str, extract: bool) -> dict[str, object]:
     return {"seconds": time.perf_counter() - started, "checks": result.check_names}
 
 
+def run_fetch(url: str, dest: str) -> dict[str, object]:
+    """boto3's download_file of a stored object, with the store's client and transfer settings."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aegis_catalog.settings")
+    django.setup()
+    from aegis_catalog import services
+    from aegis_catalog.lib.storage import S3Store
+
+    store = S3Store(services.s3_config())
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    started = time.perf_counter()
+    store.client.download_file(bucket, key, dest, Config=store.transfer_config())
+    return {"seconds": time.perf_counter() - started}
+
+
+def run_pull(endpoint: str, repo_id: str, revision: str, cache: str) -> dict[str, object]:
+    """Unchanged client code: snapshot_download through Aegis's /hf/ (HF_TOKEN from the env)."""
+    from huggingface_hub import snapshot_download
+
+    started = time.perf_counter()
+    snapshot_download(repo_id, revision=revision, endpoint=endpoint, cache_dir=cache)
+    return {"seconds": time.perf_counter() - started}
+
+
 def main() -> None:
     step, *arguments = sys.argv[1:]
     if step == "import":
@@ -150,6 +177,10 @@ def main() -> None:
         figures = run_download(*arguments)
     elif step == "upload":
         figures = run_upload(*arguments)
+    elif step == "fetch":
+        figures = run_fetch(*arguments)
+    elif step == "pull":
+        figures = run_pull(*arguments)
     elif step == "verify":
         figures = run_verify(arguments[0], "--extract" in arguments)
     else:

@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.serve import bench_serving  # noqa: E402
 from bench.services import Services  # noqa: E402
 from bench.synthetic import make_repo  # noqa: E402
 from devservers.processes import free_port  # noqa: E402
@@ -397,6 +398,7 @@ def measure(
             services, env, work, repo_ids, size, packaging["package_s"], packaging["tarball"], runs
         )
         verify = bench_verify(imports["artifact"], env, runs)
+        verify.update(bench_serving(services, env, work, repo_ids[size], runs))
     finally:
         services.stop()
     web = bench_registry(work, wrk_seconds)
@@ -441,6 +443,14 @@ def summarise(
         "peak_rss_mib": imports["peak_rss_mib"],
         "verify_vs_sha256sum": round(verify["verify_s"] / verify["sha256sum_s"], 3),
         "verify_extract_vs_sha256sum": round(verify["verify_extract_s"] / verify["sha256sum_s"], 3),
+        "serve_vs_manual": verify["serve_vs_manual"],
+        "serve_last_file_ttfb_s": verify["serve_last_file_ttfb_s"],
+        "serve_peak_rss_mib": verify["serve_peak_rss_mib"],
+        "serve": {
+            "seconds": verify["serve_seconds"],
+            "worker_peak_rss_mib": verify["serve_worker_peak_rss_mib"],
+            "last_file": verify["serve_last_file"],
+        },
         "registry_p95_ms": web.get("p95_ms"),
         "registry_rps": web.get("rps"),
         "seconds": {
@@ -487,6 +497,14 @@ def table_rows(
          "<= 1.2x", verdict(results["verify_vs_sha256sum"] <= 1.2)),
         ("verify + extraction + manifest + model.sig vs sha256sum",
          f"{results['verify_extract_vs_sha256sum']:.2f}x", "(printed)", ""),
+        ("/hf/ snapshot_download vs store download + tar -xzf",
+         f"{results['serve_vs_manual']:.2f}x",
+         "<= 1.0x", verdict(results["serve_vs_manual"] <= 1.0)),
+        ("/hf/ first byte of the artifact's last file",
+         f"{results['serve_last_file_ttfb_s']:.3f} s",
+         "< 0.2 s", verdict(results["serve_last_file_ttfb_s"] < 0.2)),
+        ("/hf/ web worker peak RSS, 4 clients at once", f"{results['serve_peak_rss_mib']:.0f} MiB",
+         "< 300 MiB", verdict(results["serve_peak_rss_mib"] < 300)),
     ]  # fmt: skip
     if web:
         rows += [
@@ -515,6 +533,7 @@ def print_table(results: dict[str, Any], rows: list[tuple[str, str, str, str]]) 
         "verify {verify}, verify+extract {verify_extract}".format(**seconds)
     )
     print(f"import stages (s): {seconds['import_stages']}")
+    print(f"/hf/ (s): {results['serve']['seconds']}")
     print(f"results: {RESULTS.relative_to(ROOT)}; bench took {results['bench_seconds']} s")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import cast
 
 from django.conf import settings
@@ -85,8 +86,17 @@ def artifact_store(*, upload_s3: bool = False, bucket: str | None = None) -> Art
 
 def served_store_for(url: str) -> ArtifactStore:
     """The store a download reads ``url`` from: a ``file://`` URL only inside the artifact
-    directory (a registry row edited to point at another file is refused, not served)."""
-    return store_for_url(url, local_root=settings.AEGIS_ARTIFACT_ROOT, s3=s3_config())
+    directory (a registry row edited to point at another file is refused, not served). An S3
+    store is shared by the requests of a process: making its boto3 client costs more than
+    serving a small file."""
+    store = store_for_url(url, local_root=settings.AEGIS_ARTIFACT_ROOT, s3=s3_config())
+    return _shared_s3_store(store.config) if isinstance(store, S3Store) else store
+
+
+@lru_cache(maxsize=8)
+def _shared_s3_store(config: S3Config) -> S3Store:
+    """One store (one thread-safe boto3 client) per configuration and process."""
+    return S3Store(config)
 
 
 def store_for(url: str) -> ArtifactStore:

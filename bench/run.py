@@ -450,6 +450,8 @@ def summarise(
             "seconds": verify["serve_seconds"],
             "worker_peak_rss_mib": verify["serve_worker_peak_rss_mib"],
             "last_file": verify["serve_last_file"],
+            "last_shard": verify["serve_last_shard"],
+            "last_shard_ttfb_s": verify["serve_last_shard_ttfb_s"],
         },
         "registry_p95_ms": web.get("p95_ms"),
         "registry_rps": web.get("rps"),

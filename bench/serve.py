@@ -8,7 +8,8 @@ own), then gunicorn (2 workers, 4 threads each) serving /hf/, and per run, in th
 
 - ``snapshot_download`` of the model through the endpoint, into an empty cache, against the
   manual way: boto3's download of the artifact from the store, then ``tar -xzf``;
-- the time to the first byte of the last file of the artifact (a GET of it with curl);
+- the time to the first byte of the last file of the artifact, and of its last safetensors
+  shard (a GET of each with curl);
 - then four clients pulling at once, and the web processes' peak RSS (VmHWM of each gunicorn
   worker) after everything.
 """
@@ -166,13 +167,17 @@ def bench_serving(
     gunicorn, url = start_gunicorn(env)
     endpoint = f"{url}/hf"
     last_file = sorted(version["files"])[-1]
-    serve, by_hand, first_byte = [], [], []
+    last_shard = sorted(path for path in version["files"] if path.endswith(".safetensors"))[-1]
+    serve, by_hand, first_byte, shard_first_byte = [], [], [], []
     try:
         for index in range(runs):
             log(f"run {index + 1}/{runs}: snapshot_download through /hf/, manual, TTFB")
             serve.append(pull(env, endpoint, token, work / "cache"))
             by_hand.append(manual(env, version["url"], work))
             first_byte.append(ttfb(f"{endpoint}/aegis/{MODEL}/resolve/1.0/{last_file}", token))
+            shard_first_byte.append(
+                ttfb(f"{endpoint}/aegis/{MODEL}/resolve/1.0/{last_shard}", token)
+            )
         log("four clients pulling at once")
         four_s = four_at_once(env, endpoint, token, work)
         peaks = workers_peak_rss_mib(gunicorn.pid)
@@ -191,6 +196,8 @@ def bench_serving(
         },
         "serve_worker_peak_rss_mib": peaks,
         "serve_last_file": last_file,
+        "serve_last_shard": last_shard,
+        "serve_last_shard_ttfb_s": round(median(shard_first_byte), 4),
     }
 
 

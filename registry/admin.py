@@ -215,36 +215,31 @@ class ImportPolicyAdmin(AuditedModelAdmin):
         actions.edit_import_policy(obj, changes, actor=actor_of(request), user=request.user)
 
 
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """Shown, never added, changed or deleted in the admin."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(PolicyOverride)
-class PolicyOverrideAdmin(admin.ModelAdmin):
+class PolicyOverrideAdmin(ReadOnlyModelAdmin):
     """Overrides are granted on the import page (audited); here they are read-only."""
 
     list_display = ("import_request", "rule", "granted_by", "granted_at", "used_at", "reason")
     list_filter = ("rule",)
     search_fields = ("granted_by", "reason")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyModelAdmin):
     list_display = ("sequence", "created_at", "actor", "action", "object_repr")
     list_filter = ("action", "object_type")
     search_fields = ("actor", "object_repr", "model_name")
     ordering = ("-sequence",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from registry.admin import ReadOnlyModelAdmin
 from registry.models import ModelVersion
 from serving import actions
 from serving.models import HubRepoChoice, ServedVersion
@@ -58,18 +59,8 @@ class HubRepoChoiceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ServedVersion)
-class ServedVersionAdmin(admin.ModelAdmin):
-    """Read-only: what the first pull of each version found."""
+class ServedVersionAdmin(ReadOnlyModelAdmin):
+    """What the first pull of each version found."""
 
     list_display = ("version", "state", "checked_at", "failed_check")
     list_filter = ("state",)
-    readonly_fields = ("version", "state", "checked_at", "error", "failed_check", "files")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -5,41 +5,30 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Callable, Iterator
 from typing import IO
 
 from aegis_catalog import services
+from aegis_catalog.lib.ranges import UnsatisfiableRange, byte_range
 from serving.names import NotServed
 
 logger = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
-RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
 
 
 class CopyChanged(Exception):
     """A verified copy's bytes no longer have the sha256 they were verified with."""
 
 
-def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """Start and end (exclusive) of a single ``bytes=first-last`` or ``bytes=-suffix`` range;
-    None for no header. NotServed (416) for one that cannot be satisfied."""
+def requested_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The range a ``Range`` header asks for; None without one; NotServed (416) when it
+    cannot be satisfied."""
     if not header:
         return None
-    match = RANGE_RE.match(header)
-    if match is None or match.group(1) == match.group(2) == "":
-        raise NotServed("Send one byte range, bytes=first-last.", status=416)
-    first, last = match.groups()
-    if first == "":
-        start, end = max(0, size - int(last)), size
-    else:
-        start = int(first)
-        end = min(size, int(last) + 1) if last else size
-    if start >= size or start >= end:
-        raise NotServed(
-            f"The range {header.strip()} is outside the file ({size} bytes).", status=416
-        )
-    return start, end
+    try:
+        return byte_range(header, size)
+    except UnsatisfiableRange as refused:
+        raise NotServed(str(refused), status=416) from None
 
 
 def _chunks(stream: IO[bytes], length: int) -> Iterator[bytes]:

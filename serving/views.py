@@ -27,7 +27,7 @@ from registry.models import ModelVersion
 from registry.provenance import model_signature_bytes, public_key_bytes
 from serving import payloads
 from serving.checks import refuse_changed_copy, servable
-from serving.files import byte_range, stream_file
+from serving.files import requested_range, stream_file
 from serving.models import ServedVersion
 from serving.names import NotServed, Repo, find_repo, find_version, repo_commit, served_sha
 from serving.pulls import count_pull
@@ -151,7 +151,7 @@ def resolve(
             f"{path} is not a file of {org}/{name} at {revision}.", code="EntryNotFound"
         )
     size, sha256 = int(entry["size"]), str(entry["sha256"])
-    span = byte_range(request.headers.get("Range"), size)
+    span = requested_range(request.headers.get("Range"), size)
     response: HttpResponseBase
     if request.method == "HEAD":
         response = HttpResponse(content_type="application/octet-stream")

@@ -8,16 +8,15 @@ signed CDN URL refuses a request that still carries one.
 from __future__ import annotations
 
 import hmac
-import re
 from collections.abc import Mapping
 from dataclasses import replace
 from urllib.parse import quote, unquote
 
+from aegis_catalog.lib.ranges import UnsatisfiableRange, byte_range
 from devservers.hub_double.messages import HubError, HubRequest, Response
 from devservers.hub_double.model import Commit, StoredFile
 
 TEXT_TYPE = "text/plain; charset=utf-8"
-RANGE_RE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
 # A gated repo's model card and .gitattributes are public, like on the Hub.
 PUBLIC_IN_GATED_REPOS = {"README.md", ".gitattributes"}
 
@@ -131,15 +130,7 @@ def _file_body(
 
 def _byte_range(header: str, size: int) -> tuple[int, int]:
     """Start and end (exclusive) of a single `bytes=first-last` or `bytes=-suffix` range."""
-    match = RANGE_RE.fullmatch(header)
-    if match is None or match.group(1) == match.group(2) == "":
-        raise HubError(416, None, "Invalid range", {"Content-Range": f"bytes */{size}"})
-    first, last = match.groups()
-    if first == "":
-        start, end = max(0, size - int(last)), size
-    else:
-        start = int(first)
-        end = min(size, int(last) + 1) if last else size
-    if start >= size or start >= end:
-        raise HubError(416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{size}"})
-    return start, end
+    try:
+        return byte_range(header, size)
+    except UnsatisfiableRange as refused:
+        raise HubError(416, None, str(refused), {"Content-Range": f"bytes */{size}"}) from None

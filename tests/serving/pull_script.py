@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from safetensors.numpy import load_file
 
 
@@ -25,7 +25,17 @@ def pulled(repo_id: str, revision: str) -> dict[str, object]:
     }
     info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
     listed = sorted(HfApi().list_repo_files(repo_id, revision=revision))
-    return {"sha": info.sha, "files": files, "tensors": loaded, "listed": listed}
+    paths = HfApi().get_paths_info(repo_id, ["config.json", "no-such-file"], revision=revision)
+    one = Path(hf_hub_download(repo_id, "config.json", revision=revision))
+    return {
+        "sha": info.sha,
+        "files": files,
+        "tensors": loaded,
+        "listed": listed,
+        "paths_info": {item.path: item.lfs.sha256 for item in paths if item.lfs is not None},
+        "config_json": hashlib.sha256(one.read_bytes()).hexdigest(),
+        "sibling_sha256": {s.rfilename: s.lfs.sha256 for s in info.siblings or [] if s.lfs},
+    }
 
 
 if __name__ == "__main__":

@@ -67,6 +67,9 @@ def test_the_real_client_pulls_by_every_name_and_revision(
         assert pulled[label]["listed"] == sorted(digests), label
         assert pulled[label]["sha"] == version.sha256[:40], label
         assert pulled[label]["tensors"]["model.safetensors"], label
+        assert pulled[label]["sibling_sha256"] == digests, label  # model_info with blobs=true
+        assert pulled[label]["paths_info"] == {"config.json": digests["config.json"]}, label
+        assert pulled[label]["config_json"] == digests["config.json"], label  # hf_hub_download
     assert first.sha256[:40] != second.sha256[:40]
     # Who pulled what: one counted row per version, puller and day, and no audit row per
     # request: the only events are the two first-pull verifications.

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from huggingface_hub import HfApi, RepoFile, hf_hub_download, snapshot_download
 from safetensors.numpy import load_file
 
 
@@ -32,7 +32,11 @@ def pulled(repo_id: str, revision: str) -> dict[str, object]:
         "files": files,
         "tensors": loaded,
         "listed": listed,
-        "paths_info": {item.path: item.lfs.sha256 for item in paths if item.lfs is not None},
+        "paths_info": {
+            item.path: item.lfs.sha256
+            for item in paths
+            if isinstance(item, RepoFile) and item.lfs is not None
+        },
         "config_json": hashlib.sha256(one.read_bytes()).hexdigest(),
         "sibling_sha256": {s.rfilename: s.lfs.sha256 for s in info.siblings or [] if s.lfs},
     }

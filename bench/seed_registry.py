@@ -1,7 +1,8 @@
-"""Fill the bench database with registered models and versions; print a session cookie.
+"""Fill the bench database with registered models and versions, and as many finished
+imports (one per version); print a session cookie.
 
 Usage: python bench/seed_registry.py VERSIONS   (env: DATABASE_URL of the bench database)
-Prints one JSON line {"sessionid": ..., "versions": N}.
+Prints one JSON line {"sessionid": ..., "versions": N, "imports": N}.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ def main() -> None:
     total = int(sys.argv[1])
     key = bench_signing_key()
     models = bench_models(-(-total // VERSIONS_PER_MODEL))
-    ModelVersion.objects.bulk_create(bench_versions(models, total, key), batch_size=500)
-    print(
-        json.dumps({"sessionid": superuser_session(), "versions": ModelVersion.objects.count()}),
-        flush=True,
-    )
+    versions = ModelVersion.objects.bulk_create(bench_versions(models, total, key), batch_size=500)
+    session = superuser_session()
+    imports = bench_imports(versions)
+    figures = {"sessionid": session, "versions": ModelVersion.objects.count(), "imports": imports}
+    print(json.dumps(figures), flush=True)
 
 
 def bench_signing_key() -> SigningKey:
@@ -116,6 +117,36 @@ def bench_versions(
             )
         )
     return versions
+
+
+def bench_imports(versions: list[ModelVersion]) -> int:
+    """One succeeded import per version, requested by `bench`, a minute apart."""
+    from django.contrib.auth import get_user_model
+
+    from imports.models import ImportRequest
+
+    user = get_user_model().objects.get(username="bench")
+    ImportRequest.objects.bulk_create(
+        (
+            ImportRequest(
+                repo_id=version.source_repo,
+                revision="main",
+                commit=version.source_commit,
+                model_name=version.model.name,
+                version=version.version,
+                sign_key="bench-key",
+                requested_by=user,
+                actor="bench",
+                status=ImportRequest.Status.SUCCEEDED,
+                model_version=version,
+                started_at=version.imported_at - timedelta(seconds=90),
+                finished_at=version.imported_at,
+            )
+            for version in versions
+        ),
+        batch_size=500,
+    )
+    return ImportRequest.objects.count()
 
 
 def superuser_session() -> str:

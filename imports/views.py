@@ -39,6 +39,7 @@ from aegis_catalog.web.forms import (
     page_or_404,
     query_form,
     reject_unknown_parameters,
+    select_of,
 )
 from aegis_catalog.web.permissions import (
     AUDITOR,
@@ -69,6 +70,7 @@ from imports.forms import (
 )
 from imports.hub_cache import cached_card, cached_model_info, hub_cache_key
 from imports.import_progress import import_progress_of
+from imports.list_rows import import_rows
 from imports.models import ImportRequest
 from registry.actions import RegistryError, grant_policy_override
 from registry.card import as_list, card_metadata
@@ -374,13 +376,6 @@ def start(request: HttpRequest, org: str, name: str) -> HttpResponse:
 # --- import pages ---------------------------------------------------------------------------
 
 
-def duration_of(request: ImportRequest) -> float | None:
-    if request.started_at is None:
-        return None
-    end = request.finished_at or timezone.now()
-    return max(0.0, (end - request.started_at).total_seconds())
-
-
 @require_GET
 @browse_required
 def import_list(request: HttpRequest) -> HttpResponse:
@@ -401,15 +396,17 @@ def import_list(request: HttpRequest) -> HttpResponse:
     page = page_or_404(
         Paginator(queryset, data["per_page"] or DEFAULT_PAGE_SIZE), data["page"] or 1
     )
-    rows = [(item, duration_of(item)) for item in page.object_list]
     query = request.GET.copy()
     query.pop("page", None)
-    return render(
-        request,
-        "imports/import_list.html",
-        {"form": form, "page": page, "rows": rows, "mine": bool(data["mine"]),
-         "base_query": query.urlencode()},
-    )  # fmt: skip
+    context = {
+        "form": form,
+        "page": page,
+        "rows": import_rows(page.object_list),
+        "selects": [select_of(form, "status"), select_of(form, "per_page")],
+        "mine": bool(data["mine"]),
+        "base_query": query.urlencode(),
+    }
+    return render(request, "imports/import_list.html", context)
 
 
 def _import_context(request: HttpRequest, import_request: ImportRequest) -> dict[str, Any]:

@@ -159,19 +159,22 @@ class RegistryFilterForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        models = RegisteredModel.objects.order_by()
-        for field, column, empty in (
-            ("license", "license", "any license"),
-            ("task", "pipeline_tag", "any task"),
-            ("author", "author", "any author"),
-        ):
-            values = list(
-                models.exclude(**{column: ""})
-                .values_list(column, flat=True)
-                .distinct()
-                .order_by(column)
-            )
-            self.fields[field].choices = _registry_choices(values, empty)  # type: ignore[attr-defined]
+        # One query for the three lists: the distinct combinations are at most one per model.
+        combinations = (
+            RegisteredModel.objects.order_by()
+            .values_list("license", "pipeline_tag", "author")
+            .distinct()
+        )
+        columns: tuple[set[str], set[str], set[str]] = (set(), set(), set())
+        for row in combinations:
+            for values, value in zip(columns, row, strict=True):
+                values.add(value)
+        for field, values, empty in zip(
+            ("license", "task", "author"), columns, ("any license", "any task", "any author"),
+            strict=True,
+        ):  # fmt: skip
+            choices = _registry_choices(sorted(values - {""}), empty)
+            self.fields[field].choices = choices  # type: ignore[attr-defined]
 
     def clean_q(self) -> str:
         value: str = self.cleaned_data["q"]

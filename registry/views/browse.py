@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote
+
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Subquery
 from django.http import (
@@ -9,12 +13,15 @@ from django.http import (
     HttpResponse,
 )
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from aegis_catalog.web.forms import (
     PageForm,
     page_or_404,
     query_form,
+    select_of,
 )
 from aegis_catalog.web.permissions import (
     browse_required,
@@ -50,11 +57,55 @@ def model_list(request: HttpRequest) -> HttpResponse:
     )
     query = request.GET.copy()
     query.pop("page", None)
-    return render(
-        request,
-        "registry/model_list.html",
-        {"form": form, "page": page, "base_query": query.urlencode()},
-    )
+    context = {
+        "form": form,
+        "page": page,
+        "rows": _rows(page.object_list),
+        "selects": [select_of(form, name) for name in ("license", "task", "author")],
+        "per_page": select_of(form, "per_page"),
+        "base_query": query.urlencode(),
+    }
+    return render(request, "registry/model_list.html", context)
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One row of the registry list, worked out once in Python: the template only prints."""
+
+    url: str
+    name: str
+    latest_version: str
+    version_count: int
+    source_repo: str
+    pipeline_tag: str
+    license: str
+    author: str
+    last_imported_iso: str
+    last_imported_day: str
+
+
+def _rows(models: Iterable[RegisteredModel]) -> list[ModelRow]:
+    base = reverse("registry:list")
+    zone = timezone.get_current_timezone()
+    rows = []
+    for model in models:
+        imported = getattr(model, "last_imported_at", None)
+        local = timezone.localtime(imported, zone) if imported else None
+        rows.append(
+            ModelRow(
+                url=f"{base}{quote(model.name)}/",
+                name=model.name,
+                latest_version=getattr(model, "latest_version", None) or "—",
+                version_count=getattr(model, "version_count", None) or 0,
+                source_repo=model.source_repo,
+                pipeline_tag=model.pipeline_tag or "—",
+                license=model.license or "—",
+                author=model.author or "—",
+                last_imported_iso=local.isoformat() if local else "",
+                last_imported_day=local.strftime("%Y-%m-%d") if local else "",
+            )
+        )
+    return rows
 
 
 @require_GET

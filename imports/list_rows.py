@@ -1,0 +1,76 @@
+"""The rows of the imports list, worked out once in Python: the template only prints them (the
+list is the page people keep open, so each request should cost little)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+
+from django.urls import reverse
+from django.utils import timezone
+
+from imports.models import ImportRequest
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    pk: int
+    url: str
+    repo_id: str
+    at: str  # the commit's first 7 characters, else the revision asked for
+    into: str  # "<model> <version>"
+    into_url: str  # the version's provenance page, once registered
+    status: str
+    status_label: str
+    stage_label: str
+    actor: str
+    created_iso: str
+    created_label: str
+    duration: str
+
+
+def duration_of(request: ImportRequest, now: datetime) -> float | None:
+    if request.started_at is None:
+        return None
+    end = request.finished_at or now
+    return max(0.0, (end - request.started_at).total_seconds())
+
+
+def import_rows(requests: Iterable[ImportRequest]) -> list[ImportRow]:
+    """One row per import: links, labels and times as they are shown (the site's time zone)."""
+    detail = reverse("imports:detail", args=[0]).removesuffix("0/")
+    registry = reverse("registry:list")
+    zone = timezone.get_current_timezone()
+    now = timezone.now()
+    rows = []
+    for item in requests:
+        version = item.model_version
+        into_url = (
+            f"{registry}{quote(version.model.name)}/{quote(version.version, safe='+')}/"
+            if version is not None
+            else ""
+        )
+        created = timezone.localtime(item.created_at, zone)
+        seconds = duration_of(item, now)
+        rows.append(
+            ImportRow(
+                pk=item.pk,
+                url=f"{detail}{item.pk}/",
+                repo_id=item.repo_id,
+                at=item.commit[:7] if item.commit else item.revision,
+                into=f"{version.model.name} {version.version}"
+                if version is not None
+                else f"{item.model_name} {item.version}",
+                into_url=into_url,
+                status=item.status,
+                status_label=item.get_status_display(),
+                stage_label=item.get_stage_display() or "—",
+                actor=item.actor,
+                created_iso=created.isoformat(),
+                created_label=created.strftime("%Y-%m-%d %H:%M"),
+                duration=f"{seconds:.1f} s" if seconds is not None else "—",
+            )
+        )
+    return rows

@@ -73,6 +73,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             body=self._body(),
         )
         head = method == "HEAD"
+        self._method, self._logged = method, False
         try:
             self._send(route(request), head=head)
         except HubError as error:
@@ -80,16 +81,24 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            self.double._log(
-                LoggedRequest(
-                    method=method,
-                    path=self.path,
-                    headers={name.lower(): value for name, value in self.headers.items()},
-                    status=self._status,
-                    listener=self.listener,
-                    served_file=self._served,
-                )
+            self._log_request()
+
+    def _log_request(self) -> None:
+        """Log the request once: before the answer's headers go out (a client that has its
+        answer finds the request in the log, whichever thread served it), or at the end."""
+        if self._logged:
+            return
+        self._logged = True
+        self.double._log(
+            LoggedRequest(
+                method=self._method,
+                path=self.path,
+                headers={name.lower(): value for name, value in self.headers.items()},
+                status=self._status,
+                listener=self.listener,
+                served_file=self._served,
             )
+        )
 
     def _send(self, response: Response, *, head: bool) -> None:
         """Send `response` (headers only for HEAD); a file body at the throttle rate if set."""
@@ -100,6 +109,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
         self.send_header("X-Request-Id", f"Root={secrets.token_hex(8)}")
+        self._log_request()
         self.end_headers()
         if head or not response.body:
             return

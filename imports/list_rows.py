@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from imports.models import ImportRequest
 
@@ -29,6 +31,31 @@ class ImportRow:
     created_iso: str
     created_label: str
     duration: str
+
+
+ROW_HTML = (
+    '<tr><td><a href="{}">#{}</a></td><td>{}<span class="muted">@{}</span></td><td>{}</td>'
+    '<td><span class="status status-{}">{}</span></td><td>{}</td><td>{}</td>'
+    '<td><time datetime="{}">{}</time></td><td class="num">{}</td></tr>'
+)
+
+
+def rows_html(rows: Iterable[ImportRow]) -> SafeString:
+    """The table's rows (escaped): string formatting, not a template loop."""
+    return format_html_join(
+        "\n",
+        ROW_HTML,
+        (
+            (
+                row.url, row.pk, row.repo_id, row.at,
+                format_html('<a href="{}">{}</a>', row.into_url, row.into)
+                if row.into_url else row.into,
+                row.status, row.status_label, row.stage_label, row.actor, row.created_iso,
+                row.created_label, row.duration,
+            )
+            for row in rows
+        ),
+    )  # fmt: skip
 
 
 def duration_of(request: ImportRequest, now: datetime) -> float | None:

@@ -7,12 +7,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import django_rq
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from redis.exceptions import RedisError
@@ -132,11 +134,29 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body, status=200 if healthy else 503)
 
 
-def navigation(request: HttpRequest) -> dict[str, bool]:
-    """Template context: which sections the signed-in user may open."""
+NAV_URLS = {
+    "catalog": "imports:catalog",
+    "imports": "imports:list",
+    "registry": "registry:list",
+    "audit": "audit:list",
+    "admin": "admin:index",
+    "tokens": "api_tokens:list",
+    "logout": "logout",
+}
+
+
+@lru_cache(maxsize=1)
+def nav_urls() -> dict[str, str]:
+    """The header's links, reversed once per process (every page shows them)."""
+    return {key: reverse(name) for key, name in NAV_URLS.items()}
+
+
+def navigation(request: HttpRequest) -> dict[str, Any]:
+    """Template context: which sections the signed-in user may open, and their links."""
     user = request.user
     return {
         "nav_audit": user_in_group(user, AUDITOR, REGISTRY_ADMIN),
         "nav_admin": user_in_group(user, REGISTRY_ADMIN),
         "nav_jobs": bool(getattr(user, "is_staff", False)),
+        "nav_urls": nav_urls(),
     }

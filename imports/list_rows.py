@@ -10,9 +10,10 @@ from urllib.parse import quote
 
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from aegis_catalog.web.html import html_rows
 from imports.models import ImportRequest
 
 
@@ -42,8 +43,7 @@ ROW_HTML = (
 
 def rows_html(rows: Iterable[ImportRow]) -> SafeString:
     """The table's rows (escaped): string formatting, not a template loop."""
-    return format_html_join(
-        "\n",
+    return html_rows(
         ROW_HTML,
         (
             (

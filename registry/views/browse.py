@@ -15,7 +15,7 @@ from django.http import (
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET
 
@@ -25,6 +25,7 @@ from aegis_catalog.web.forms import (
     query_form,
     select_of,
 )
+from aegis_catalog.web.html import html_rows
 from aegis_catalog.web.permissions import (
     browse_required,
 )
@@ -97,8 +98,7 @@ ROW_HTML = (
 def rows_html(rows: Iterable[ModelRow]) -> SafeString:
     """The table's rows (escaped): string formatting, not a template loop, for the page the
     registry's readers open most."""
-    return format_html_join(
-        "\n",
+    return html_rows(
         ROW_HTML,
         (
             (

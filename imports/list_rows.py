@@ -3,9 +3,10 @@ list is the page people keep open, so each request should cost little)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 from django.urls import reverse
@@ -14,7 +15,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from aegis_catalog.web.html import html_rows
-from imports.models import ImportRequest
+from imports.models import ImportRequest, Stage
 
 
 @dataclass(frozen=True)
@@ -58,43 +59,52 @@ def rows_html(rows: Iterable[ImportRow]) -> SafeString:
     )  # fmt: skip
 
 
-def duration_of(request: ImportRequest, now: datetime) -> float | None:
-    if request.started_at is None:
+# The columns the list reads (ImportRequest.objects.values(*LIST_COLUMNS)).
+LIST_COLUMNS = (
+    "id", "repo_id", "revision", "commit", "model_name", "version", "status", "stage", "actor",
+    "created_at", "started_at", "finished_at", "model_version__version",
+    "model_version__model__name",
+)  # fmt: skip
+STATUS_LABELS = dict(ImportRequest.Status.choices)
+STAGE_LABELS = dict(Stage.choices)
+
+
+def duration_of(item: Mapping[str, Any], now: datetime) -> float | None:
+    if item["started_at"] is None:
         return None
-    end = request.finished_at or now
-    return max(0.0, (end - request.started_at).total_seconds())
+    end = item["finished_at"] or now
+    return max(0.0, (end - item["started_at"]).total_seconds())
 
 
-def import_rows(requests: Iterable[ImportRequest]) -> list[ImportRow]:
-    """One row per import: links, labels and times as they are shown (the site's time zone)."""
+def import_rows(items: Iterable[Mapping[str, Any]]) -> list[ImportRow]:
+    """One row per import (``LIST_COLUMNS`` values): links, labels and times as they are shown
+    (the site's time zone)."""
     detail = reverse("imports:detail", args=[0]).removesuffix("0/")
     registry = reverse("registry:list")
     zone = timezone.get_current_timezone()
     now = timezone.now()
     rows = []
-    for item in requests:
-        version = item.model_version
-        into_url = (
-            f"{registry}{quote(version.model.name)}/{quote(version.version, safe='+')}/"
-            if version is not None
-            else ""
-        )
-        created = timezone.localtime(item.created_at, zone)
+    for item in items:
+        name, version = item["model_version__model__name"], item["model_version__version"]
+        registered = name is not None and version is not None
+        created = timezone.localtime(item["created_at"], zone)
         seconds = duration_of(item, now)
         rows.append(
             ImportRow(
-                pk=item.pk,
-                url=f"{detail}{item.pk}/",
-                repo_id=item.repo_id,
-                at=item.commit[:7] if item.commit else item.revision,
-                into=f"{version.model.name} {version.version}"
-                if version is not None
-                else f"{item.model_name} {item.version}",
-                into_url=into_url,
-                status=item.status,
-                status_label=item.get_status_display(),
-                stage_label=item.get_stage_display() or "—",
-                actor=item.actor,
+                pk=item["id"],
+                url=f"{detail}{item['id']}/",
+                repo_id=item["repo_id"],
+                at=item["commit"][:7] if item["commit"] else item["revision"],
+                into=f"{name} {version}"
+                if registered
+                else f"{item['model_name']} {item['version']}",
+                into_url=f"{registry}{quote(name)}/{quote(version, safe='+')}/"
+                if registered
+                else "",
+                status=item["status"],
+                status_label=STATUS_LABELS.get(item["status"], item["status"]),
+                stage_label=STAGE_LABELS.get(item["stage"], item["stage"]) or "—",
+                actor=item["actor"],
                 created_iso=created.isoformat(),
                 created_label=created.strftime("%Y-%m-%d %H:%M"),
                 duration=f"{seconds:.1f} s" if seconds is not None else "—",

@@ -70,7 +70,7 @@ from imports.forms import (
 )
 from imports.hub_cache import cached_card, cached_model_info, hub_cache_key
 from imports.import_progress import import_progress_of
-from imports.list_rows import import_rows, rows_html
+from imports.list_rows import LIST_COLUMNS, import_rows, rows_html
 from imports.models import ImportRequest
 from registry.actions import RegistryError, grant_policy_override
 from registry.card import as_list, card_metadata
@@ -384,11 +384,8 @@ def import_list(request: HttpRequest) -> HttpResponse:
     if isinstance(form, HttpResponse):
         return form
     data = form.cleaned_data
-    queryset = ImportRequest.objects.select_related("model_version__model").only(
-        "id", "repo_id", "revision", "commit", "model_name", "version", "status", "stage",
-        "actor", "source", "created_at", "started_at", "finished_at", "error",
-        "model_version__id", "model_version__version", "model_version__model__name",
-    ).order_by("-created_at", "-pk")  # fmt: skip
+    # Plain values, not model instances: the page shows columns, and builds no object graph.
+    queryset = ImportRequest.objects.values(*LIST_COLUMNS).order_by("-created_at", "-pk")
     if data["mine"]:
         queryset = queryset.filter(requested_by_id=request.user.pk)
     if data["status"]:

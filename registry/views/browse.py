@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from django.core.paginator import Paginator
@@ -46,17 +47,17 @@ def model_list(request: HttpRequest) -> HttpResponse:
     # (model, imported_at); the paginator's count drops them.
     versions = ModelVersion.objects.filter(model=OuterRef("pk"))
     latest = versions.order_by("-imported_at", "-pk")
-    # Only the columns the rows show: not the card's JSON, decoded for nothing otherwise.
-    shown = RegisteredModel.objects.only("name", "source_repo", "pipeline_tag", "license", "author")
+    # Plain values of the columns the rows show: no model instances, and not the card's JSON,
+    # decoded for nothing otherwise.
     queryset = form.filter(
-        shown.annotate(
+        RegisteredModel.objects.annotate(
             version_count=Subquery(
                 versions.order_by().values("model").annotate(count=Count("pk")).values("count")
             ),
             last_imported_at=Subquery(latest.values("imported_at")[:1]),
             latest_version=Subquery(latest.values("version")[:1]),
         ).order_by("name")
-    )
+    ).values(*LIST_COLUMNS)
     page = page_or_404(
         Paginator(queryset, form.cleaned_data["per_page"] or 25), form.cleaned_data["page"] or 1
     )
@@ -112,23 +113,29 @@ def rows_html(rows: Iterable[ModelRow]) -> SafeString:
     )  # fmt: skip
 
 
-def _rows(models: Iterable[RegisteredModel]) -> list[ModelRow]:
+LIST_COLUMNS = (
+    "name", "source_repo", "pipeline_tag", "license", "author", "version_count",
+    "last_imported_at", "latest_version",
+)  # fmt: skip
+
+
+def _rows(models: Iterable[Mapping[str, Any]]) -> list[ModelRow]:
     base = reverse("registry:list")
     zone = timezone.get_current_timezone()
     rows = []
     for model in models:
-        imported = getattr(model, "last_imported_at", None)
+        imported = model["last_imported_at"]
         local = timezone.localtime(imported, zone) if imported else None
         rows.append(
             ModelRow(
-                url=f"{base}{quote(model.name)}/",
-                name=model.name,
-                latest_version=getattr(model, "latest_version", None) or "—",
-                version_count=getattr(model, "version_count", None) or 0,
-                source_repo=model.source_repo,
-                pipeline_tag=model.pipeline_tag or "—",
-                license=model.license or "—",
-                author=model.author or "—",
+                url=f"{base}{quote(model['name'])}/",
+                name=model["name"],
+                latest_version=model["latest_version"] or "—",
+                version_count=model["version_count"] or 0,
+                source_repo=model["source_repo"],
+                pipeline_tag=model["pipeline_tag"] or "—",
+                license=model["license"] or "—",
+                author=model["author"] or "—",
                 last_imported_iso=local.isoformat() if local else "",
                 last_imported_day=local.strftime("%Y-%m-%d") if local else "",
             )

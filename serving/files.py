@@ -10,6 +10,7 @@ from typing import IO
 
 from aegis_catalog import services
 from aegis_catalog.lib.ranges import UnsatisfiableRange, byte_range
+from aegis_catalog.lib.storage import ObjectNotFound, StorageError
 from serving.names import NotServed
 
 logger = logging.getLogger(__name__)
@@ -41,20 +42,41 @@ def _chunks(stream: IO[bytes], length: int) -> Iterator[bytes]:
         yield chunk
 
 
+def open_copy(
+    url: str, *, size: int, span: tuple[int, int] | None, on_missing: Callable[[str], None]
+) -> IO[bytes]:
+    """The verified copy at ``url`` opened for ``span`` (or whole), before any answer is sent,
+    so a store that fails is a clear error (503), not a connection cut after the headers. A
+    copy gone from the store is reported to ``on_missing`` (the version is checked again)."""
+    start, end = span or (0, size)
+    try:
+        stream, _total = services.served_store_for(url).open_read(url, start=start, end=end)
+    except ObjectNotFound as missing:
+        on_missing(str(missing))
+        raise NotServed(
+            f"A verified copy is missing from the store ({missing}); the version will be "
+            "verified again before it is served.",
+            status=503,
+        ) from None
+    except StorageError as failure:
+        raise NotServed(f"The artifact store does not answer: {failure}", status=503) from None
+    return stream
+
+
 def stream_file(
-    url: str,
+    stream: IO[bytes],
     *,
+    url: str,
     sha256: str,
     size: int,
     span: tuple[int, int] | None,
     on_changed: Callable[[str], None],
 ) -> Iterator[bytes]:
-    """The bytes of the copy at ``url`` (``span``: only those). A whole file is hashed as it is
+    """The bytes of the opened copy (``span``: only those). A whole file is hashed as it is
     sent; if it is not ``sha256`` the last chunk is withheld and the response is broken off (the
     server drops the connection), so the client gets fewer bytes than announced and keeps
     nothing; ``on_changed`` is told why first."""
     start, end = span or (0, size)
-    stream, _total = services.served_store_for(url).open_read(url, start=start, end=end)
     digest = hashlib.sha256() if span is None else None
     try:
         pending = b""

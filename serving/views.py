@@ -27,7 +27,7 @@ from registry.models import ModelVersion
 from registry.provenance import model_signature_bytes, public_key_bytes
 from serving import payloads
 from serving.checks import refuse_changed_copy, servable
-from serving.files import requested_range, stream_file
+from serving.files import open_copy, requested_range, stream_file
 from serving.models import ServedVersion
 from serving.names import NotServed, Repo, find_repo, find_version, repo_commit, served_sha
 from serving.pulls import count_pull
@@ -98,8 +98,7 @@ def _served(
 ) -> tuple[Repo, ModelVersion, ServedVersion]:
     repo = find_repo(f"{org}/{name}")
     version = find_version(repo, revision)
-    actor = request.user.get_username() if request.user is not None else "anonymous"
-    return repo, version, servable(version, actor=actor, user=request.user)
+    return repo, version, servable(version, actor=_actor(request), user=request.user)
 
 
 def _status_headers(response: _R, version: ModelVersion) -> _R:
@@ -157,15 +156,17 @@ def resolve(
         response = HttpResponse(content_type="application/octet-stream")
         length = size
     else:
+
+        def refuse(reason: str) -> None:
+            refuse_changed_copy(version, path, reason, actor=_actor(request))
+
+        stream = open_copy(entry["url"], size=size, span=span, on_missing=refuse)
         response = StreamingHttpResponse(
             stream_file(
-                entry["url"], sha256=sha256, size=size, span=span,
-                on_changed=lambda reason: refuse_changed_copy(
-                    version, path, reason, actor=_actor(request)
-                ),
+                stream, url=entry["url"], sha256=sha256, size=size, span=span, on_changed=refuse
             ),
             content_type="application/octet-stream",
-        )  # fmt: skip
+        )
         length = (span[1] - span[0]) if span else size
         count_pull(version, request.user, size=length)
     if span is not None and request.method == "GET":

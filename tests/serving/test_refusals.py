@@ -138,3 +138,23 @@ def test_a_copy_changed_after_its_check_is_cut_short_and_refused(version, pull, 
     state = ServedVersion.objects.get(version=version)
     assert state.state == "refused" and "model.safetensors changed" in state.error
     assert AuditEvent.objects.filter(action="verification.failed").count() == 1
+
+
+def test_a_copy_gone_from_the_store_is_a_clear_503_and_the_version_is_checked_again(
+    version, pull, viewer_token
+):
+    from django.test import Client
+
+    assert (pull() / "config.json").is_file()
+    copy = ServedVersion.objects.get(version=version).file("config.json")
+    assert copy is not None
+    Path(copy["url"].removeprefix("file://")).unlink()
+    answer = Client().get(
+        "/hf/aegis/tiny-bert/resolve/1.0/config.json",
+        headers={"Authorization": f"Bearer {viewer_token}"},
+    )
+    assert answer.status_code == 503
+    assert "A verified copy is missing from the store" in answer.json()["error"]
+    state = ServedVersion.objects.get(version=version)
+    assert state.state == "refused" and "config.json" in state.error
+    assert AuditEvent.objects.filter(action="verification.failed").count() == 1

@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from aegis_catalog.web.forms import MAX_PAGE, MAX_QUERY_LENGTH, per_page_field
@@ -159,14 +159,17 @@ class RegistryFilterForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # One query for the three lists: the distinct combinations are at most one per model.
+        # One query for the three lists (the combinations are at most one per model), which
+        # counts the models too: an unfiltered page needs no count query of its own.
         combinations = (
             RegisteredModel.objects.order_by()
             .values_list("license", "pipeline_tag", "author")
-            .distinct()
+            .annotate(models=Count("pk"))
         )
         columns: tuple[set[str], set[str], set[str]] = (set(), set(), set())
-        for row in combinations:
+        self.model_count = 0
+        for *row, count in combinations:
+            self.model_count += count
             for values, value in zip(columns, row, strict=True):
                 values.add(value)
         for field, values, empty in zip(
@@ -189,6 +192,10 @@ class RegistryFilterForm(forms.Form):
                 "A tag uses letters, digits and . _ : + / - only, starting with a letter or digit."
             )
         return value
+
+    @property
+    def filtered(self) -> bool:
+        return any(self.cleaned_data[name] for name in ("q", "license", "task", "author", "tag"))
 
     def filter(self, queryset: QuerySet[RegisteredModel]) -> QuerySet[RegisteredModel]:
         data = self.cleaned_data

@@ -58,9 +58,10 @@ def model_list(request: HttpRequest) -> HttpResponse:
             latest_version=Subquery(latest.values("version")[:1]),
         ).order_by("name")
     ).values(*LIST_COLUMNS)
-    page = page_or_404(
-        Paginator(queryset, form.cleaned_data["per_page"] or 25), form.cleaned_data["page"] or 1
-    )
+    paginator = Paginator(queryset, form.cleaned_data["per_page"] or 25)
+    if not form.filtered:
+        paginator.count = form.model_count  # counted by the form's choice query already
+    page = page_or_404(paginator, form.cleaned_data["page"] or 1)
     query = request.GET.copy()
     query.pop("page", None)
     context = {

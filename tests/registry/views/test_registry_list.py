@@ -93,3 +93,17 @@ def test_it_rejects_malformed_parameters(bob_client, params, status, message):
 
 def test_it_requires_sign_in(client):
     assert client.get("/registry/").status_code == 302
+
+
+def test_an_unfiltered_page_takes_its_count_from_the_filter_choices_query(
+    bob_client, django_assert_max_num_queries
+):
+    make_version("alpha", "1", license="mit")
+    make_version("beta", "1", license="mit")
+    make_version("gamma", "1", license="apache-2.0")
+    with django_assert_max_num_queries(8) as unfiltered:
+        page = bob_client.get("/registry/").content.decode()
+    assert "3 models · page 1 of 1" in page
+    assert not any('"__count"' in query["sql"] for query in unfiltered.captured_queries)
+    filtered = bob_client.get("/registry/?license=mit").content.decode()
+    assert "2 models · page 1 of 1" in filtered

@@ -6,9 +6,10 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q
 from django.http import (
     Http404,
@@ -18,6 +19,7 @@ from django.http import (
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
@@ -113,6 +115,13 @@ class VerificationOutcome:
     @property
     def passed(self) -> bool:
         return self.state == VerificationRun.State.PASSED
+
+    @property
+    def may_ask_again(self) -> bool:
+        """Done, or not done long after any job would have been stopped (its job was lost:
+        Redis flushed, a worker killed before it claimed the run), so the page is not stuck."""
+        limit = timedelta(seconds=settings.AEGIS_VERIFY_TIMEOUT + 60)
+        return self.done or timezone.now() - self.requested_at > limit
 
 
 def outcome_of(run: VerificationRun) -> VerificationOutcome:

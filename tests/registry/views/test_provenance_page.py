@@ -9,11 +9,13 @@ import json
 import os
 import re
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
 import django_rq
 import pytest
+from django.conf import settings
 from redis.exceptions import ConnectionError as RedisDown
 
 from aegis_catalog.lib.storage import S3Store, parse_url
@@ -466,6 +468,13 @@ def test_verify_now_runs_in_the_background_and_the_page_shows_the_latest_run(
     page = charlie_client.get("/registry/tiny-bert/1.0/").content.decode()
     assert 'data-state="queued"' in page and "Verification queued" in page
     assert 'id="verify-button"' not in page  # one run at a time from the page
+    # ... unless its job was lost: long after any job would have been stopped, ask again.
+    stale = VerificationRun.objects.get()
+    VerificationRun.objects.filter(pk=stale.pk).update(
+        requested_at=stale.requested_at - timedelta(seconds=settings.AEGIS_VERIFY_TIMEOUT + 61)
+    )
+    assert 'id="verify-button"' in charlie_client.get("/registry/tiny-bert/1.0/").content.decode()
+    VerificationRun.objects.filter(pk=stale.pk).update(requested_at=stale.requested_at)
     assert not AuditEvent.objects.filter(action__startswith="verification.").exists()
     run = VerificationRun.objects.get()
     assert verification_job(run.pk) == "passed"

@@ -275,11 +275,11 @@ AEGIS_AUDIT_ANCHOR_SECONDS = env_int("AEGIS_AUDIT_ANCHOR_SECONDS", 3600, minimum
 # How long /healthz reuses its storage probe (a file written to and removed from the store).
 AEGIS_HEALTH_PROBE_SECONDS = env_int("AEGIS_HEALTH_PROBE_SECONDS", 60, minimum=0)
 
+# How long a "Verify now" job may run (a multi-GB artifact is fetched, hashed and extracted).
+AEGIS_VERIFY_TIMEOUT = env_int("AEGIS_VERIFY_TIMEOUT", 3 * 3600, minimum=60)
 # The Hugging Face-compatible endpoint at /hf/ (HF_ENDPOINT=<aegis>/hf): registered models
 # answer as <namespace>/<name>; pulls need an API token unless anonymous pulls are allowed; a
 # version whose artifact failed verification is checked again after this many seconds.
-# How long a "Verify now" job may run (a multi-GB artifact is fetched, hashed and extracted).
-AEGIS_VERIFY_TIMEOUT = env_int("AEGIS_VERIFY_TIMEOUT", 3 * 3600, minimum=60)
 AEGIS_HF_NAMESPACE = env_str("AEGIS_HF_NAMESPACE", "aegis")
 AEGIS_HF_ALLOW_ANONYMOUS = env_bool("AEGIS_HF_ALLOW_ANONYMOUS", False)
 AEGIS_HF_RECHECK_SECONDS = env_int("AEGIS_HF_RECHECK_SECONDS", 300, minimum=0)

@@ -70,7 +70,7 @@ from imports.forms import (
 )
 from imports.hub_cache import cached_card, cached_model_info, hub_cache_key
 from imports.import_progress import import_progress_of
-from imports.list_rows import LIST_COLUMNS, import_rows, rows_html
+from imports.list_rows import LIST_COLUMNS, rows_html
 from imports.models import ImportRequest
 from registry.actions import RegistryError, grant_policy_override
 from registry.card import as_list, card_metadata
@@ -398,7 +398,7 @@ def import_list(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "page": page,
-        "rows": rows_html(import_rows(page.object_list)),
+        "rows": rows_html(page.object_list),
         "selects": [select_of(form, "status"), select_of(form, "per_page")],
         "mine": bool(data["mine"]),
         "base_query": query.urlencode(),

@@ -210,10 +210,6 @@ class VerificationRun(models.Model):
     def __str__(self) -> str:
         return f"verification #{self.pk} of {self.version_id} ({self.state})"
 
-    @property
-    def done(self) -> bool:
-        return self.state in (self.State.PASSED, self.State.FAILED)
-
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     """Audit events are appended, never changed: bulk update and delete are refused."""

@@ -34,7 +34,6 @@ from serving.names import NotServed, revision_refused
 BLOB_PREFIX = "blobs/sha256"
 QUEUE_NAME = "default"
 CHECK_JOB = "serving.jobs.first_pull_check"
-VERIFIER = "aegis-serving"
 
 
 def refuse_unservable(version: ModelVersion) -> None:

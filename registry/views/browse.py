@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from datetime import tzinfo
 from typing import Any
 from urllib.parse import quote
 
@@ -67,7 +67,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "page": page,
-        "rows": rows_html(_rows(page.object_list)),
+        "rows": rows_html(page.object_list),
         "selects": [select_of(form, name) for name in ("license", "task", "author")],
         "per_page": select_of(form, "per_page"),
         "base_query": query.urlencode(),
@@ -75,73 +75,38 @@ def model_list(request: HttpRequest) -> HttpResponse:
     return render(request, "registry/model_list.html", context)
 
 
-@dataclass(frozen=True)
-class ModelRow:
-    """One row of the registry list, worked out once in Python: the template only prints."""
-
-    url: str
-    name: str
-    latest_version: str
-    version_count: int
-    source_repo: str
-    pipeline_tag: str
-    license: str
-    author: str
-    last_imported_iso: str
-    last_imported_day: str
-
-
 ROW_HTML = (
     '<tr><td><a href="{}">{}</a></td><td>{}</td><td class="num">{}</td><td>{}</td><td>{}</td>'
     "<td>{}</td><td>{}</td><td>{}</td></tr>"
 )
-
-
-def rows_html(rows: Iterable[ModelRow]) -> SafeString:
-    """The table's rows (escaped): string formatting, not a template loop, for the page the
-    registry's readers open most."""
-    return html_rows(
-        ROW_HTML,
-        (
-            (
-                row.url, row.name, row.latest_version, row.version_count, row.source_repo,
-                row.pipeline_tag, row.license, row.author,
-                format_html('<time datetime="{}">{}</time>', row.last_imported_iso,
-                            row.last_imported_day) if row.last_imported_iso else "—",
-            )
-            for row in rows
-        ),
-    )  # fmt: skip
-
-
 LIST_COLUMNS = (
     "name", "source_repo", "pipeline_tag", "license", "author", "version_count",
     "last_imported_at", "latest_version",
 )  # fmt: skip
 
 
-def _rows(models: Iterable[Mapping[str, Any]]) -> list[ModelRow]:
+def rows_html(models: Iterable[Mapping[str, Any]]) -> SafeString:
+    """One table row per model (``LIST_COLUMNS`` values), escaped: string formatting, not a
+    template loop, for the page the registry's readers open most."""
     base = reverse("registry:list")
     zone = timezone.get_current_timezone()
-    rows = []
-    for model in models:
-        imported = model["last_imported_at"]
-        local = timezone.localtime(imported, zone) if imported else None
-        rows.append(
-            ModelRow(
-                url=f"{base}{quote(model['name'])}/",
-                name=model["name"],
-                latest_version=model["latest_version"] or "—",
-                version_count=model["version_count"] or 0,
-                source_repo=model["source_repo"],
-                pipeline_tag=model["pipeline_tag"] or "—",
-                license=model["license"] or "—",
-                author=model["author"] or "—",
-                last_imported_iso=local.isoformat() if local else "",
-                last_imported_day=local.strftime("%Y-%m-%d") if local else "",
-            )
+    return html_rows(ROW_HTML, (_cells(model, base, zone) for model in models))
+
+
+def _cells(model: Mapping[str, Any], base: str, zone: tzinfo) -> tuple[Any, ...]:
+    imported = model["last_imported_at"]
+    if imported:
+        local = timezone.localtime(imported, zone)
+        when: Any = format_html(
+            '<time datetime="{}">{}</time>', local.isoformat(), local.strftime("%Y-%m-%d")
         )
-    return rows
+    else:
+        when = "—"
+    return (
+        f"{base}{quote(model['name'])}/", model["name"], model["latest_version"] or "—",
+        model["version_count"] or 0, model["source_repo"], model["pipeline_tag"] or "—",
+        model["license"] or "—", model["author"] or "—", when,
+    )  # fmt: skip
 
 
 @require_GET

@@ -294,11 +294,25 @@ def version_detail(request: HttpRequest, name: str, version: str) -> HttpRespons
 
 
 def _verification_panel(
-    request: HttpRequest, context: dict[str, Any], status: int = 200
+    request: HttpRequest,
+    item: ModelVersion,
+    outcome: VerificationOutcome | None,
+    *,
+    refused: str = "",
+    status: int = 200,
 ) -> HttpResponse:
     """The verification panel for htmx (with the refreshed timeline once the run is done), or
-    the whole page."""
-    outcome = context.get("verification")
+    the whole page. While a run is queued or running the page polls this every second: the
+    panel alone then needs no timeline, statement or pulls."""
+    if is_htmx(request) and not (outcome is not None and outcome.done):
+        context: dict[str, Any] = {
+            "version": item,
+            "model": item.model,
+            "can_verify": user_in_group(request.user, *VERIFY_GROUPS),
+        }
+    else:
+        context = _provenance_context(request, item)
+    context.update(verification=outcome, verification_refused=refused)
     if is_htmx(request):
         panel = render_to_string("registry/version_detail.html#verification", context, request)
         if outcome is not None and outcome.done:
@@ -320,15 +334,14 @@ def version_verify(request: HttpRequest, name: str, version: str) -> HttpRespons
     that failed. Without htmx, back to the page, which shows the latest run."""
     item = _version_or_404(name, version)
     try:
-        request_verification(item, actor=request.user.get_username(), user=request.user)
+        run = request_verification(item, actor=request.user.get_username(), user=request.user)
     except VerificationQueueUnavailable as refused:
-        context = {**_provenance_context(request, item), "verification": None}
         return _verification_panel(
-            request, {**context, "verification_refused": f"Not queued: {refused}."}, status=503
+            request, item, None, refused=f"Not queued: {refused}.", status=503
         )
     if not is_htmx(request):
         return redirect(item.get_absolute_url() + "#verification", permanent=False)
-    return _verification_panel(request, _provenance_context(request, item))
+    return _verification_panel(request, item, outcome_of(run))
 
 
 @require_GET
@@ -339,8 +352,7 @@ def version_verification(request: HttpRequest, name: str, version: str, run: int
     found = get_object_or_404(VerificationRun, pk=run, version=item)
     if not is_htmx(request):
         return redirect(item.get_absolute_url() + "#verification", permanent=False)
-    context = {**_provenance_context(request, item), "verification": outcome_of(found)}
-    return _verification_panel(request, context)
+    return _verification_panel(request, item, outcome_of(found))
 
 
 @require_GET

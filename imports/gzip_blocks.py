@@ -7,13 +7,13 @@ version), never on how many threads ran or how reads happened to return.
 
 from __future__ import annotations
 
-import io
 import queue
 import struct
 import tarfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
 
 from isal import isal_zlib
 
@@ -24,6 +24,10 @@ GZIP_WINDOW = 32 * 1024
 # id1 id2 deflate, no flags (no name, no comment), mtime 0, no extra flags, OS "unknown".
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 BLOCK_SIZE = 4 * 1024 * 1024
+
+
+class Readable(Protocol):
+    def readinto(self, buffer: memoryview) -> int: ...
 
 
 class CompressionAborted(Exception):
@@ -163,9 +167,7 @@ class TarStream:
             if self._used == self._block_size:
                 self._block_full()
 
-    def copy_from(
-        self, handle: io.RawIOBase, size: int, on_data: Callable[[memoryview], None]
-    ) -> int:
+    def copy_from(self, handle: Readable, size: int, on_data: Callable[[memoryview], None]) -> int:
         """Copy up to ``size`` bytes of ``handle`` into the stream; return how many there were."""
         copied = 0
         while copied < size:

@@ -33,10 +33,10 @@ import hashlib
 import os
 import posixpath
 import tarfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from huggingface_hub.utils import filter_repo_objects
 
@@ -124,7 +124,9 @@ def _tar_info(name: str, *, is_dir: bool, size: int, mtime: int) -> tarfile.TarI
     return info
 
 
-def _plan_entries(root_name: str, model_files: Mapping[str, Path]) -> list[tuple[str, str, Any]]:
+def _plan_entries(
+    root_name: str, model_files: Mapping[str, ModelFile]
+) -> list[tuple[str, str, Any]]:
     """Sorted ``(tar name, kind, source)`` of the directories and model files; kind is "dir"
     or "model". The manifest is not planned: it is written last, from what was written."""
     _check_member_path(root_name, "root name")
@@ -133,7 +135,7 @@ def _plan_entries(root_name: str, model_files: Mapping[str, Path]) -> list[tuple
     files: dict[str, tuple[str, Any]] = {}
     for path, source in model_files.items():
         _check_member_path(path, "model file path")
-        files[f"{root_name}/model/{path}"] = ("model", (path, Path(source)))
+        files[f"{root_name}/model/{path}"] = ("model", (path, _as_model_file(source)))
     directories = {root_name, f"{root_name}/model"}
     for member in files:
         parent = posixpath.dirname(member)
@@ -151,11 +153,40 @@ def _plan_entries(root_name: str, model_files: Mapping[str, Path]) -> list[tuple
     return entries
 
 
+def _as_model_file(source: ModelFile | str) -> ModelFile:
+    return Path(source) if isinstance(source, str | os.PathLike) else source
+
+
 def manifest_bytes(files: Sequence[PackagedFile]) -> bytes:
     """``MANIFEST.sha256``: one ``<sha256>  model/<path>`` line per file, in tar order, so
     ``sha256sum -c MANIFEST.sha256`` checks the extracted files from inside ``<root>/``."""
     ordered = sorted(files, key=lambda item: item.path.encode("utf-8"))
     return format_sha256sums((f"model/{item.path}", item.sha256) for item in ordered)
+
+
+class SourceReader(Protocol):
+    """An open model file: read front to back (``readinto``), ``read(1)`` b"" at its end."""
+
+    def readinto(self, buffer: memoryview) -> int: ...
+
+    def read(self, size: int = -1) -> bytes: ...
+
+    def __enter__(self) -> SourceReader: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+class ModelSource(Protocol):
+    """A model file that is not (yet) a file on disk, such as one still downloading: its size
+    is known beforehand and its bytes are read once, in order."""
+
+    @property
+    def size(self) -> int: ...
+
+    def open(self) -> SourceReader: ...
+
+
+ModelFile = Path | ModelSource
 
 
 class ArtifactUpload(Protocol):
@@ -168,27 +199,30 @@ def package_snapshot(
     out_path: Path | None,
     *,
     root_name: str,
-    model_files: Mapping[str, Path],
+    model_files: Mapping[str, ModelFile],
     mtime: int,
     progress: Callable[[int, int], None] | None = None,
     expected_sha256: Mapping[str, str] | None = None,
     upload: ArtifactUpload | None = None,
     compress_workers: int | None = None,
+    on_file: Callable[[PackagedFile], None] | None = None,
 ) -> PackageResult:
     """Write a byte-reproducible tar.gz of a model snapshot in one streaming pass.
 
-    ``model_files`` maps paths relative to ``model/`` (``/`` separators) to files on disk.
-    Each model file is read once: its sha256 is computed as it is copied, and when
-    ``expected_sha256`` has an entry for it and the bytes differ, ``PackagingError``
-    names the file. ``MANIFEST.sha256`` follows the model files, made from the digests
-    computed while they were copied. The tar stream is compressed block by block on
-    ``compress_workers`` threads (default: one per CPU) with ISA-L, and the tarball's
-    sha256 is computed as it is written (never re-read); ``upload.write`` gets the
-    same bytes as they are written, so a store upload runs alongside. Output goes to
-    ``<out_path>.partial`` and is renamed into place only when complete; on any
-    failure the partial file is removed. With ``out_path`` None nothing is written
-    locally: ``upload`` gets the only copy. ``progress(done, total)``: bytes of model
-    files consumed. Memory use is bounded by a few blocks, whatever the size of the files.
+    ``model_files`` maps paths relative to ``model/`` (``/`` separators) to files on disk
+    or to ``ModelSource``s (files still arriving). Each model file is read once: its sha256
+    is computed as it is copied, and when ``expected_sha256`` has an entry for it and the
+    bytes differ, ``PackagingError`` names the file; ``on_file`` is then called with it
+    (and may raise, to stop the packaging then and there). ``MANIFEST.sha256`` follows the
+    model files, made from the digests computed while they were copied. The tar stream is
+    compressed block by block on ``compress_workers`` threads (default: one per CPU) with
+    ISA-L, and the tarball's sha256 is computed as it is written (never re-read);
+    ``upload.write`` gets the same bytes as they are written, so a store upload runs
+    alongside. Output goes to ``<out_path>.partial`` and is renamed into place only when
+    complete; on any failure the partial file is removed. With ``out_path`` None nothing is
+    written locally: ``upload`` gets the only copy. ``progress(done, total)``: bytes of
+    model files consumed. Memory use is bounded by a few blocks, whatever the size of the
+    files.
     """
     if mtime < 0:
         raise PackagingError(f"mtime must be a non-negative Unix time, got {mtime}")
@@ -202,6 +236,7 @@ def package_snapshot(
     writer = _EntryWriter(
         entries, root_name=root_name, mtime=mtime, expected=expected, tracker=tracker
     )
+    writer.on_file = on_file
     try:
         with contextlib.ExitStack() as files:
             fd = None if partial is None else files.enter_context(partial.open("wb")).fileno()
@@ -285,7 +320,7 @@ def package_directory(
 
 
 def _expected_digests(
-    expected_sha256: Mapping[str, str] | None, model_files: Mapping[str, Path]
+    expected_sha256: Mapping[str, str] | None, model_files: Mapping[str, ModelFile]
 ) -> dict[str, str]:
     expected = dict(expected_sha256 or {})
     unknown = set(expected) - set(model_files)
@@ -296,10 +331,13 @@ def _expected_digests(
     return expected
 
 
-def _input_size(model_files: Mapping[str, Path]) -> int:
+def _input_size(model_files: Mapping[str, ModelFile]) -> int:
     """Bytes to package: the model files."""
     try:
-        return sum(Path(source).stat().st_size for source in model_files.values())
+        return sum(
+            source.stat().st_size if isinstance(source, Path) else source.size
+            for source in map(_as_model_file, model_files.values())
+        )
     except OSError as error:
         raise PackagingError(
             f"cannot read model file {error.filename}: {error.strerror}"
@@ -344,6 +382,7 @@ class _EntryWriter:
         self.tracker = tracker
         self.packaged: list[PackagedFile] = []
         self.current = ""  # the entry being written, for error messages
+        self.on_file: Callable[[PackagedFile], None] | None = None
 
     def write_all(self, output: Callable[[bytes], None], workers: int | None) -> None:
         gzip_pipeline = GzipPipeline(
@@ -372,11 +411,12 @@ class _EntryWriter:
             stream.write(_header(_tar_info(name, is_dir=True, size=0, mtime=self.mtime)))
         else:
             relative, path = source
-            self.packaged.append(
-                _add_model_file(
-                    stream, name, relative, path, self.mtime, self.expected, self.tracker
-                )
+            packaged = _add_model_file(
+                stream, name, relative, path, self.mtime, self.expected, self.tracker
             )
+            self.packaged.append(packaged)
+            if self.on_file is not None:
+                self.on_file(packaged)
 
 
 def _header(info: tarfile.TarInfo) -> bytes:
@@ -388,7 +428,7 @@ def _add_model_file(
     stream: TarStream,
     name: str,
     relative: str,
-    path: Path,
+    path: ModelFile,
     mtime: int,
     expected: Mapping[str, str],
     tracker: _Progress,
@@ -399,9 +439,7 @@ def _add_model_file(
         digest.update(data)
         tracker.add(len(data))
 
-    with path.open("rb", buffering=0) as handle:
-        # Size from the open descriptor: the bytes copied are the bytes described.
-        size = os.fstat(handle.fileno()).st_size
+    with _open_model_file(path) as (handle, size):
         stream.write(_header(_tar_info(name, is_dir=False, size=size, mtime=mtime)))
         copied = stream.copy_from(handle, size, on_data)
         if copied != size:
@@ -421,6 +459,18 @@ def _add_model_file(
             f"expected {want.lower()}; download it again"
         )
     return PackagedFile(path=relative, size=size, sha256=sha256)
+
+
+@contextlib.contextmanager
+def _open_model_file(source: ModelFile) -> Iterator[tuple[SourceReader, int]]:
+    """The open file and its size: from the open descriptor for a file on disk (the bytes
+    copied are the bytes described), as announced for a source."""
+    if not isinstance(source, Path):
+        with source.open() as reader:
+            yield reader, source.size
+        return
+    with source.open("rb", buffering=0) as handle:
+        yield cast(SourceReader, handle), os.fstat(handle.fileno()).st_size
 
 
 def _packaging_os_error(error: OSError, partial: Path | None, current: str) -> PackagingError:

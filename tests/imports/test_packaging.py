@@ -365,3 +365,35 @@ def test_the_tarball_bytes_depend_on_the_name_version_and_commit_time(tmp_path):
         )
     }
     assert len(digests) == 3
+
+
+def deterministic_random(size: int, seed: bytes) -> bytes:
+    """Random-looking (incompressible) bytes that are the same on every run and machine."""
+    return hashlib.shake_256(seed).digest(size)
+
+
+def layout_2_content() -> dict[str, bytes]:
+    # Compressible JSON lines, then more than two blocks of incompressible weights.
+    lines = (f'{{"id": {i}, "token": "w{i % 977}", "special": false}},\n' for i in range(60_000))
+    return {
+        "README.md": "".join(lines).encode(),
+        "config.json": b'{"hidden_size": 8}\n',
+        "model.safetensors": deterministic_random(
+            2 * packaging.BLOCK_SIZE + 100_000, b"aegis layout 2"
+        ),
+    }
+
+
+# Produced by the packager before layout 3 existed (commit 5ce274a, ISA-L 1.9.1): artifacts
+# registered in layout 2 must rebuild to these very bytes.
+LAYOUT_2_SHA256 = "00b70612546cb1c9c39ef3bb7c655d741ecda97686ac34ca971c479292bd085a"
+LAYOUT_2_SIZE = 8_800_926
+
+
+def test_layout_2_still_gives_the_bytes_it_always_gave(tmp_path):
+    files = write_tree(tmp_path / "src", layout_2_content())
+
+    result = package(tmp_path, "a.tar.gz", files)
+
+    assert (result.sha256, result.size) == (LAYOUT_2_SHA256, LAYOUT_2_SIZE)
+    assert sha256((tmp_path / "a.tar.gz").read_bytes()) == LAYOUT_2_SHA256

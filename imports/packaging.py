@@ -1,6 +1,6 @@
 """Byte-reproducible tar.gz artifacts (extracted safely by `aegis_catalog.lib.archive`).
 
-Artifact layout (layout 2)::
+Artifact layout (layouts 2 and 3)::
 
     <root>/                  directory entries for every parent, too
     <root>/model/<path>      the model files, sorted
@@ -12,6 +12,13 @@ import record and scan verdicts are stored beside the tarball, not in it. The ma
 last member, so it needs nothing that comes after it and a packager can write the model files
 as they arrive. (Layout 1 kept ``aegis.json`` and ``model.sig`` at the root, before ``model/``;
 artifacts stored that way still verify.)
+
+Layout 3 has the same members in the same order as layout 2; only the gzip stream differs: a
+4 MiB block that deflate would not shrink (random-looking weights) is written as deflate
+stored blocks, its bytes as they are, instead of being deflated for a gain of a percent or
+less (``imports.gzip_blocks``; which blocks are stored depends only on their bytes). Any gzip
+reads both. A version is rebuilt in the layout it was stored in, so a layout-2 artifact still
+reproduces byte for byte: ``package_snapshot(..., layout=2)`` deflates every block as before.
 
 Reproducible means: the same inputs give the same bytes whatever the files'
 mtimes, permissions, owners or the order the inputs were given in. Entries are
@@ -46,7 +53,9 @@ from imports.gzip_blocks import BLOCK_SIZE, GZIP_LEVEL, GzipPipeline, TarStream
 FILE_MODE = 0o644
 DIRECTORY_MODE = 0o755
 PROGRESS_EVERY_BYTES = 8 * 1024 * 1024
-ARTIFACT_LAYOUT = 2
+ARTIFACT_LAYOUT = 3
+# The layouts this packager writes; layout 1 held a randomised signature and cannot be made.
+PACKAGED_LAYOUTS = (2, 3)
 MANIFEST_NAME = "MANIFEST.sha256"
 
 
@@ -206,6 +215,7 @@ def package_snapshot(
     upload: ArtifactUpload | None = None,
     compress_workers: int | None = None,
     on_file: Callable[[PackagedFile], None] | None = None,
+    layout: int = ARTIFACT_LAYOUT,
 ) -> PackageResult:
     """Write a byte-reproducible tar.gz of a model snapshot in one streaming pass.
 
@@ -222,8 +232,14 @@ def package_snapshot(
     complete; on any failure the partial file is removed. With ``out_path`` None nothing is
     written locally: ``upload`` gets the only copy. ``progress(done, total)``: bytes of
     model files consumed. Memory use is bounded by a few blocks, whatever the size of the
-    files.
+    files. ``layout`` is the artifact layout to write (2 or 3, see the module docstring): a
+    rebuild passes the one the version was stored in.
     """
+    if layout not in PACKAGED_LAYOUTS:
+        raise PackagingError(
+            f"artifact layout {layout} cannot be packaged: this packager writes layouts "
+            f"{' and '.join(map(str, PACKAGED_LAYOUTS))}"
+        )
     if mtime < 0:
         raise PackagingError(f"mtime must be a non-negative Unix time, got {mtime}")
     if out_path is None and upload is None:
@@ -241,7 +257,7 @@ def package_snapshot(
         with contextlib.ExitStack() as files:
             fd = None if partial is None else files.enter_context(partial.open("wb")).fileno()
             output = _TarballOutput(fd, upload)
-            writer.write_all(output.write, compress_workers)
+            writer.write_all(output.write, compress_workers, layout)
             if fd is not None:
                 os.fsync(fd)
         if partial is not None and out_path is not None:
@@ -300,10 +316,12 @@ def package_directory(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
+    layout: int = ARTIFACT_LAYOUT,
 ) -> PackageResult:
     """Package the files of a downloaded snapshot as an import of ``model_name`` ``version``
     with these patterns would: the same inputs give the same bytes, so this is how an artifact
-    is rebuilt and compared. ``mtime`` is the pinned commit's time (Unix seconds)."""
+    is rebuilt and compared. ``mtime`` is the pinned commit's time (Unix seconds); ``layout``
+    the artifact layout to write (2 or 3)."""
     files = snapshot_files(snapshot_dir, include, exclude)
     if not files:
         raise PackagingError(
@@ -316,6 +334,7 @@ def package_directory(
         model_files=files,
         mtime=mtime,
         progress=progress,
+        layout=layout,
     )
 
 
@@ -384,9 +403,12 @@ class _EntryWriter:
         self.current = ""  # the entry being written, for error messages
         self.on_file: Callable[[PackagedFile], None] | None = None
 
-    def write_all(self, output: Callable[[bytes], None], workers: int | None) -> None:
+    def write_all(self, output: Callable[[bytes], None], workers: int | None, layout: int) -> None:
         gzip_pipeline = GzipPipeline(
-            output, level=GZIP_LEVEL, workers=workers or max(1, os.cpu_count() or 1)
+            output,
+            level=GZIP_LEVEL,
+            workers=workers or max(1, os.cpu_count() or 1),
+            store_incompressible=layout >= 3,
         )
         try:
             stream = TarStream(gzip_pipeline.submit, BLOCK_SIZE)

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
 import os
 import re
+import struct
 import subprocess
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ from hypothesis import strategies as st
 
 from aegis_catalog.lib.archive import MemberNotFound, read_member, safe_extract
 from aegis_catalog.lib.checksums import parse_sha256sums
-from imports import packaging
+from imports import gzip_blocks, packaging
 from imports.packaging import PackagingError, package_snapshot
 from tests.factories import member_bytes
 
@@ -393,7 +396,172 @@ LAYOUT_2_SIZE = 8_800_926
 def test_layout_2_still_gives_the_bytes_it_always_gave(tmp_path):
     files = write_tree(tmp_path / "src", layout_2_content())
 
-    result = package(tmp_path, "a.tar.gz", files)
+    result = package(tmp_path, "a.tar.gz", files, layout=2)
+    rebuilt = packaging.package_directory(
+        tmp_path / "src", tmp_path / "b.tar.gz", model_name="org--m", version="1", mtime=MTIME,
+        layout=2,
+    )  # fmt: skip
+    today = package(tmp_path, "c.tar.gz", files)
 
     assert (result.sha256, result.size) == (LAYOUT_2_SHA256, LAYOUT_2_SIZE)
     assert sha256((tmp_path / "a.tar.gz").read_bytes()) == LAYOUT_2_SHA256
+    assert rebuilt.sha256 == LAYOUT_2_SHA256
+    assert today.sha256 != LAYOUT_2_SHA256  # layout 3 stores the random blocks
+
+
+def test_it_refuses_a_layout_it_cannot_write(tmp_path):
+    files = write_tree(tmp_path / "src", MODEL_CONTENT)
+    for layout in (1, 4):
+        with pytest.raises(PackagingError, match=f"artifact layout {layout} cannot be packaged"):
+            package(tmp_path, "a.tar.gz", files, layout=layout)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def stored_block_contents(stream: bytes, start: int, size: int) -> tuple[bytes, int, bool]:
+    """Read deflate stored blocks (RFC 1951 3.2.4) from a byte-aligned ``start`` until they
+    hold ``size`` bytes: those bytes, where the blocks end, and whether the last was final."""
+    held, position, final = bytearray(), start, False
+    while len(held) < size:
+        assert stream[position] in (0, 1), f"no stored block header at {position}"
+        final = stream[position] == 1
+        length, complement = struct.unpack_from("<HH", stream, position + 1)
+        assert length ^ 0xFFFF == complement
+        held += stream[position + 5 : position + 5 + length]
+        position += 5 + length
+    return bytes(held), position, final
+
+
+def test_a_random_block_is_written_as_stored_blocks_holding_its_bytes():
+    block = deterministic_random(packaging.BLOCK_SIZE, b"random block")
+    dictionary = deterministic_random(32 * 1024, b"before it")
+
+    for final in (False, True):
+        out = gzip_blocks.deflate_block(block, dictionary, 1, final, store_incompressible=True)
+        held, end, marked_final = stored_block_contents(out, 0, len(block))
+        assert (held, end, marked_final) == (block, len(out), final)
+        assert len(out) == len(block) + 5 * -(-len(block) // 65_535)  # 5 bytes per 65,535
+        inflate = zlib.decompressobj(wbits=-15)
+        assert (inflate.decompress(out), inflate.eof) == (block, final)
+    deflated = gzip_blocks.deflate_block(block, dictionary, 1, False)
+    assert deflated[0] & 0b110 == 0b100  # layout 2 deflates it (dynamic Huffman codes)
+    assert zlib.decompressobj(wbits=-15, zdict=dictionary).decompress(deflated) == block
+
+
+def test_a_compressible_block_is_still_deflated():
+    block = b"".join(f'{{"id": {i}, "token": "w{i % 977}"}},\n'.encode() for i in range(150_000))
+    block = block[: packaging.BLOCK_SIZE]
+
+    out = gzip_blocks.deflate_block(block, b"", 1, False, store_incompressible=True)
+
+    assert out == gzip_blocks.deflate_block(block, b"", 1, False)
+    assert len(out) < len(block) // 4
+
+
+def test_a_block_whose_end_is_compressible_is_deflated():
+    # The end of a shard, then a JSON file: what the sample at the block's start does not see.
+    text = b'{"token": "value", "id": 12345}\n' * 40_000
+    block = deterministic_random(packaging.BLOCK_SIZE - len(text), b"shard end") + text
+
+    out = gzip_blocks.deflate_block(block, b"", 1, False, store_incompressible=True)
+
+    assert out == gzip_blocks.deflate_block(block, b"", 1, False)
+
+
+def test_it_deflates_only_samples_of_a_block_it_stores(monkeypatch):
+    deflated: list[int] = []
+    real_deflate = gzip_blocks._deflate
+
+    def counting_deflate(block, dictionary, level, final):
+        deflated.append(len(block))
+        return real_deflate(block, dictionary, level, final)
+
+    monkeypatch.setattr(gzip_blocks, "_deflate", counting_deflate)
+    block = deterministic_random(packaging.BLOCK_SIZE, b"random block")
+
+    gzip_blocks.deflate_block(block, b"", 1, False, store_incompressible=True)
+
+    assert deflated == [gzip_blocks.SAMPLE_SIZE] * gzip_blocks.SAMPLE_COUNT
+    assert sum(deflated) <= len(block) // 64
+
+
+def layout_3_content() -> dict[str, bytes]:
+    lines = (f'{{"id": {i}, "content": "<extra_{i}>"}},\n' for i in range(100_000))
+    return {
+        "config.json": b'{"hidden_size": 8}\n',
+        "model-00001-of-00002.safetensors": deterministic_random(
+            3 * packaging.BLOCK_SIZE + 4321, b"shard 1"
+        ),
+        "model-00002-of-00002.safetensors": deterministic_random(
+            packaging.BLOCK_SIZE + 99, b"shard 2"
+        ),
+        "tokenizer.json": "".join(lines).encode(),
+    }
+
+
+def test_layout_3_gives_the_same_bytes_on_every_run_whatever_the_number_of_threads(tmp_path):
+    files = write_tree(tmp_path / "src", layout_3_content())
+
+    results = [
+        package(tmp_path, f"{run}-{workers}.tar.gz", files, compress_workers=workers)
+        for run in (1, 2)
+        for workers in (1, 2, 4)
+    ]
+
+    assert len({result.sha256 for result in results}) == 1
+    written = {(tmp_path / f"{r}-{w}.tar.gz").read_bytes() for r in (1, 2) for w in (1, 2, 4)}
+    assert len(written) == 1
+
+
+def test_layout_3_stores_the_random_blocks_and_deflates_the_rest(tmp_path):
+    content = layout_3_content()
+    files = write_tree(tmp_path / "src", content)
+
+    layout_3 = package(tmp_path, "3.tar.gz", files)
+    layout_2 = package(tmp_path, "2.tar.gz", files, layout=2)
+
+    tarball = (tmp_path / "3.tar.gz").read_bytes()
+    tar_stream = gzip.decompress(tarball)
+    # The second block of the tar stream is all shard bytes: it is in the tarball as they are,
+    # in stored blocks of 65,535 bytes, where layout 2 deflated it.
+    second_block = tar_stream[packaging.BLOCK_SIZE : 2 * packaging.BLOCK_SIZE]
+    start = tarball.find(b"\x00\xff\xff\x00\x00" + second_block[:65_535])
+    assert start > 0
+    held, _end, final = stored_block_contents(tarball, start, len(second_block))
+    assert (held, final) == (second_block, False)
+    assert (
+        b"\x00\xff\xff\x00\x00" + second_block[:65_535] not in (tmp_path / "2.tar.gz").read_bytes()
+    )
+    random_bytes = sum(len(data) for path, data in content.items() if "safetensors" in path)
+    text_bytes = len(content["tokenizer.json"])
+    assert layout_3.size < random_bytes * (1 + 5 / 65_535) + text_bytes / 4
+    assert layout_3.size < layout_2.size
+    assert layout_3.size > random_bytes  # stored, not compressed
+
+
+def test_layout_3_is_a_standard_tar_gz_that_extracts_to_the_same_files(tmp_path):
+    content = layout_3_content()
+    files = write_tree(tmp_path / "src", content)
+
+    package(tmp_path, "a.tar.gz", files, compress_workers=2)
+
+    tarball = tmp_path / "a.tar.gz"
+    subprocess.run(["gzip", "-t", str(tarball)], check=True)
+    listing = subprocess.run(["tar", "-tzf", str(tarball)], capture_output=True, check=True)
+    assert listing.stdout.decode().splitlines()[-1] == "org--m-1/MANIFEST.sha256"
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["tar", "-xzf", str(tarball), "-C", str(out)], check=True)
+    with tarfile.open(tarball) as tar:
+        extracted = {
+            m.name.removeprefix("org--m-1/model/"): member_bytes(tar, m)
+            for m in tar.getmembers()
+            if m.isfile() and m.name.startswith("org--m-1/model/")
+        }
+    assert extracted == content
+    for relative, data in content.items():
+        assert (out / "org--m-1" / "model" / relative).read_bytes() == data
+    # The gzip trailer: CRC32 and size of the whole tar stream, as gzip -t also checked.
+    tar_stream = gzip.decompress(tarball.read_bytes())
+    assert tarball.read_bytes()[-8:] == struct.pack(
+        "<II", zlib.crc32(tar_stream), len(tar_stream) & 0xFFFFFFFF
+    )

@@ -1,10 +1,11 @@
 """Rebuild a registered version's artifact from the Hub and compare it with the stored one.
 
 The tarball is a pure function of the files at the pinned commit, the include/exclude
-patterns, the model name and the version (artifact layout 2): downloading that commit again
-and packaging it the way the import did (the files checked against the Hub's digests first)
-must give the same bytes as the registered sha256 and the stored artifact. Nothing is stored
-or registered; the scratch directory is removed.
+patterns, the model name, the version and the artifact layout (2 or 3): downloading that
+commit again and packaging it the way the import did, in the layout the version was stored in
+(the files checked against the Hub's digests first), must give the same bytes as the
+registered sha256 and the stored artifact. Nothing is stored or registered; the scratch
+directory is removed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from django.conf import settings
 from aegis_catalog import services
 from aegis_catalog.lib.hub import HubClient, RevisionNotFound
 from aegis_catalog.lib.storage import StorageError
-from imports.packaging import PackageResult, PackagingError, package_snapshot
+from imports.packaging import PACKAGED_LAYOUTS, PackageResult, PackagingError, package_snapshot
 from imports.pipeline import (
     DigestMismatch,
     artifact_basename,
@@ -84,10 +85,16 @@ def rebuild_version(item: ModelVersion) -> RebuildResult:
     """Download the version's pinned commit again, package it with the recorded options and
     compare with the registered sha256 and the stored artifact's bytes; when they differ, the
     stored tarball is read member by member for the first difference."""
-    if artifact_layout(item) < 2:
+    layout = artifact_layout(item)
+    if layout < 2:
         raise RebuildError(
             f"{item.model.name} {item.version} was stored in artifact layout 1, whose tarball "
             "holds a randomised signature: it cannot be rebuilt byte for byte. Verify it instead."
+        )
+    if layout not in PACKAGED_LAYOUTS:
+        raise RebuildError(
+            f"{item.model.name} {item.version} was stored in artifact layout {layout}, which "
+            "this version of Aegis cannot package: rebuild it with the Aegis that imported it."
         )
     hub = services.hub_client()
     settings.AEGIS_WORK_DIR.mkdir(parents=True, exist_ok=True)
@@ -124,7 +131,8 @@ def _compare(item: ModelVersion, rebuilt: PackageResult, scratch: Path) -> tuple
 
 
 def _rebuild(hub: HubClient, item: ModelVersion, scratch: Path) -> PackageResult:
-    """The pinned commit's selected files, downloaded into ``scratch`` and packaged there."""
+    """The pinned commit's selected files, downloaded into ``scratch`` and packaged there in
+    the layout the version was stored in (a layout-2 artifact deflates every block)."""
     include, exclude = _patterns(item)
     try:
         resolution = resolve_revision(
@@ -162,6 +170,7 @@ def _rebuild(hub: HubClient, item: ModelVersion, scratch: Path) -> PackageResult
             model_files={entry.path: download.paths[entry.path] for entry in checked.files},
             mtime=resolution.mtime,
             expected_sha256=checked.sha256_by_path,
+            layout=artifact_layout(item),
         )
     except PackagingError as error:
         raise RebuildError(f"Packaging the downloaded files failed: {error}") from error

@@ -22,6 +22,7 @@ from django.test import Client
 
 from aegis_catalog import services
 from imports.jobs import rebuild_job
+from imports.packaging import BLOCK_SIZE, package_snapshot
 from registry.audit import Action
 from registry.models import AuditEvent, ModelVersion
 from tests.factories import make_version, member_bytes, process_env, signed_in
@@ -30,14 +31,14 @@ pytestmark = pytest.mark.django_db
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
-def new_repo(hub) -> str:
+def new_repo(hub, weights_size: int = 300_000) -> str:
     """A repo of this test's own: a small file, a config and an LFS weight file."""
     repo_id = f"acme/rebuild-{uuid.uuid4().hex[:8]}"
     hub.add_repo(
         repo_id,
         {
             "config.json": '{"hidden_size": 8}\n',
-            "model.safetensors": os.urandom(300_000),
+            "model.safetensors": os.urandom(weights_size),
             "tokenizer/vocab.txt": "a\nb\nc\n",
         },
         lfs_paths=["model.safetensors"],
@@ -128,6 +129,54 @@ def test_a_tampered_stored_artifact_is_not_reproduced_though_its_row_is_intact(a
 
     assert refused.value.returncode == 1
     assert "differs: the content of 'rebuilt-1.0/model/config.json'" in str(refused.value)
+
+
+def restore_in_layout_2(version: ModelVersion, scratch: Path) -> str:
+    """Package the stored artifact's files again in layout 2 (every block deflated), put that
+    in the store in its place and record layout 2, as an import before layout 3 left it."""
+    stored = Path(version.model_path.removeprefix("file://"))
+    with tarfile.open(stored) as tar:
+        members = [member for member in tar.getmembers() if "/model/" in member.name]
+        files = {}
+        for member in members:
+            if member.isfile():
+                relative = member.name.split("/model/", 1)[1]
+                files[relative] = scratch / relative
+                files[relative].parent.mkdir(parents=True, exist_ok=True)
+                files[relative].write_bytes(member_bytes(tar, member))
+    layout_2 = package_snapshot(
+        stored, root_name="rebuilt-1.0", model_files=files, mtime=int(members[0].mtime), layout=2
+    )
+    ModelVersion.objects.filter(pk=version.pk).update(
+        sha256=layout_2.sha256, import_options={**version.import_options, "layout": 2}
+    )
+    return layout_2.sha256
+
+
+def test_a_version_stored_in_layout_2_is_rebuilt_in_layout_2(aegis, tmp_path):
+    # Over a block of random weights: layout 3 stores a block that layout 2 deflated.
+    version = imported(new_repo(aegis.hub, weights_size=BLOCK_SIZE + 1_000_000))
+    assert version.import_options["layout"] == 3
+    assert rebuild("rebuilt", "1.0").rstrip().endswith("reproduced")
+
+    layout_2_sha256 = restore_in_layout_2(version, tmp_path)
+
+    assert layout_2_sha256 != version.sha256
+    output = rebuild("rebuilt", "1.0")
+    assert f"sha256 {layout_2_sha256}" in output
+    assert output.rstrip().endswith("reproduced")
+
+
+def test_a_layout_3_artifact_recorded_as_layout_2_is_not_reproduced(aegis):
+    version = imported(new_repo(aegis.hub, weights_size=BLOCK_SIZE + 1_000_000))
+    options = {**version.import_options, "layout": 2}
+    ModelVersion.objects.filter(pk=version.pk).update(import_options=options)
+
+    with pytest.raises(CommandError) as refused:
+        rebuild("rebuilt", "1.0")
+
+    assert refused.value.returncode == 1
+    assert "differs: the gzip stream (every member is the same)" in str(refused.value)
 
 
 def test_a_missing_stored_artifact_is_not_reproduced(aegis):
@@ -228,9 +277,12 @@ def closed_port() -> int:
 
 def test_it_refuses_what_it_cannot_rebuild_with_exit_code_2(aegis):
     make_version("old-layout", "1.0")  # a row with no layout recorded: layout 1
+    newer = make_version("new-layout", "1.0")
+    ModelVersion.objects.filter(pk=newer.pk).update(import_options={"layout": 4})  # newer Aegis
 
     for name, version, message in (
         ("old-layout", "1.0", "layout 1"),
+        ("new-layout", "1.0", "layout 4, which this version of Aegis cannot package"),
         ("nothing", "9.9", "There is no registered version nothing 9.9"),
     ):
         with pytest.raises(CommandError) as refused:

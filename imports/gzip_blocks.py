@@ -6,9 +6,9 @@ version), never on how many threads ran or how reads happened to return.
 
 With ``store_incompressible`` (artifact layout 3) a block that deflate would not shrink is
 written as deflate *stored* blocks instead (its bytes as they are, 5 bytes of header per
-65,535), so a core is not spent deflating random-looking weights for a gain of a fraction of
-a percent. Whether a block is stored is decided from samples of it (``looks_incompressible``),
-at about 1/25 of the cost of deflating it, and depends only on the block and the 32 KiB before
+65,535), so a core is not spent deflating random-looking weights for a gain of a few percent at
+most. Whether a block is stored is decided from samples of it (``looks_incompressible``),
+at about 1/20 of the cost of deflating it, and depends only on the block and the 32 KiB before
 it: the output stays byte-reproducible.
 """
 
@@ -32,16 +32,18 @@ GZIP_WINDOW = 32 * 1024
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 BLOCK_SIZE = 4 * 1024 * 1024
 
-# A block is stored when none of SAMPLE_COUNT samples of SAMPLE_SIZE bytes, spread evenly over
-# it, deflates below STORE_RATIO of its size. Deflating samples of 4 MiB blocks at level 1
-# (ISA-L 1.9.1) gives: random bytes and packed 4-bit weights 1.0007 (deflate only adds); fp32,
-# fp16 and int8 weights drawn from a normal distribution 0.87-0.93; bf16 0.78; JSON 0.34-0.39;
-# each sample within half a percent of its whole block. 0.97 sits between the two groups: what
-# is stored would have saved under 3 %, and trained weights, which do shrink, are still
-# deflated. Samples across the block, not only its start, so that a block where a compressible
-# file follows the end of a shard is deflated, as it was before.
-SAMPLE_SIZE = 16 * 1024
-SAMPLE_COUNT = 4
+# A block is stored when none of SAMPLE_COUNT samples of SAMPLE_SIZE bytes, spread evenly from
+# its first byte to its last, deflates below STORE_RATIO of its size. Deflating 8 KiB samples
+# of 4 MiB blocks at level 1 (ISA-L 1.9.1) gives: random bytes and packed 4-bit weights 1.0013
+# (deflate only adds); fp32, fp16 and int8 weights drawn from a normal distribution 0.87-0.93;
+# bf16 0.79; JSON 0.34-0.39; each within a percent of its whole block. 0.97 sits between the
+# two groups: what is stored would have saved under 3 %, and weights that do shrink are still
+# deflated. The samples cover both ends of the block and are at most ~590 KiB apart, so a block
+# holding the end of a shard and then a JSON file is deflated as before; only compressible
+# bytes lying wholly between two samples, with random bytes at every sample, are stored.
+# 64 KiB deflated (each primed with 32 KiB) of 4 MiB: about 1/20 of the cost of deflating it.
+SAMPLE_SIZE = 8 * 1024
+SAMPLE_COUNT = 8
 STORE_RATIO = 0.97
 # The most bytes one stored block holds (its LEN is 16 bits).
 STORED_BLOCK_MAX = 65_535
@@ -74,14 +76,16 @@ def deflate_block(
 
 
 def looks_incompressible(block: bytes | bytearray, dictionary: bytes, level: int) -> bool:
-    """Whether no sample of ``block`` (each primed with the 32 KiB before it, as the block's
+    """Whether no sample of ``block`` (``SAMPLE_COUNT`` of ``SAMPLE_SIZE`` bytes, the first at
+    its start, the last at its end, each primed with the 32 KiB before it as the block's
     deflate would have it) deflates below ``STORE_RATIO`` of its size."""
     view = memoryview(block)
+    last_start = max(0, len(block) - SAMPLE_SIZE)
     for index in range(SAMPLE_COUNT):
-        start = len(block) * index // SAMPLE_COUNT
+        start = last_start * index // (SAMPLE_COUNT - 1)
         sample = view[start : start + SAMPLE_SIZE]
         if not sample:
-            continue
+            return False  # an empty block: nothing to store
         before = dictionary + bytes(view[max(0, start - GZIP_WINDOW) : start])
         deflated = _deflate(sample, before[-GZIP_WINDOW:], level, final=False)
         if len(deflated) < len(sample) * STORE_RATIO:
@@ -95,15 +99,14 @@ def stored_blocks(block: bytes | bytearray, final: bool) -> bytes:
     are. Every block of ours starts byte-aligned, so the 3 header bits and their padding to
     the byte boundary are that one byte. An empty final block is one stored block of 0 bytes."""
     view = memoryview(block)
-    out = bytearray()
+    parts: list[bytes | memoryview] = []
     for start in range(0, len(block), STORED_BLOCK_MAX):
         chunk = view[start : start + STORED_BLOCK_MAX]
         last = final and start + STORED_BLOCK_MAX >= len(block)
-        out += struct.pack("<BHH", 1 if last else 0, len(chunk), len(chunk) ^ 0xFFFF)
-        out += chunk
+        parts += (struct.pack("<BHH", int(last), len(chunk), len(chunk) ^ 0xFFFF), chunk)
     if final and not block:
-        out += struct.pack("<BHH", 1, 0, 0xFFFF)
-    return bytes(out)
+        parts.append(struct.pack("<BHH", 1, 0, 0xFFFF))
+    return b"".join(parts)  # one copy of the block
 
 
 def _deflate(

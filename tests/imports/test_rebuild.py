@@ -154,8 +154,8 @@ def restore_in_layout_2(version: ModelVersion, scratch: Path) -> str:
 
 
 def test_a_version_stored_in_layout_2_is_rebuilt_in_layout_2(aegis, tmp_path):
-    # Over a block of random weights: layout 3 stores a block that layout 2 deflated.
-    version = imported(new_repo(aegis.hub, weights_size=BLOCK_SIZE + 1_000_000))
+    # A 4 MiB block of nothing but random weights: layout 3 stores it, layout 2 deflated it.
+    version = imported(new_repo(aegis.hub, weights_size=2 * BLOCK_SIZE + 1_000_000))
     assert version.import_options["layout"] == 3
     assert rebuild("rebuilt", "1.0").rstrip().endswith("reproduced")
 
@@ -168,7 +168,7 @@ def test_a_version_stored_in_layout_2_is_rebuilt_in_layout_2(aegis, tmp_path):
 
 
 def test_a_layout_3_artifact_recorded_as_layout_2_is_not_reproduced(aegis):
-    version = imported(new_repo(aegis.hub, weights_size=BLOCK_SIZE + 1_000_000))
+    version = imported(new_repo(aegis.hub, weights_size=2 * BLOCK_SIZE + 1_000_000))
     options = {**version.import_options, "layout": 2}
     ModelVersion.objects.filter(pk=version.pk).update(import_options=options)
 

@@ -409,6 +409,20 @@ def test_layout_2_still_gives_the_bytes_it_always_gave(tmp_path):
     assert today.sha256 != LAYOUT_2_SHA256  # layout 3 stores the random blocks
 
 
+# Layout 3 of the same input: once an artifact is registered in layout 3, its bytes must not
+# change either (the decision to store a block is part of the format).
+LAYOUT_3_SHA256 = "b01699248e156a12b77e8ef7c2fdb748b10b65d75d14a84f4c9c47ad41a542bc"
+LAYOUT_3_SIZE = 8_800_301
+
+
+def test_layout_3_gives_the_bytes_it_gave_when_it_was_made(tmp_path):
+    files = write_tree(tmp_path / "src", layout_2_content())
+
+    result = package(tmp_path, "a.tar.gz", files, layout=3)
+
+    assert (result.sha256, result.size) == (LAYOUT_3_SHA256, LAYOUT_3_SIZE)
+
+
 def test_it_refuses_a_layout_it_cannot_write(tmp_path):
     files = write_tree(tmp_path / "src", MODEL_CONTENT)
     for layout in (1, 4):

@@ -252,6 +252,10 @@ AEGIS_S3_MAX_CONCURRENCY = env_int("AEGIS_S3_MAX_CONCURRENCY", 4, minimum=1)
 # Stream the tarball into the store while it is packaged (off: upload it after packaging).
 # `make bench` prints the whole import both ways.
 AEGIS_STREAM_UPLOADS = env_bool("AEGIS_STREAM_UPLOADS", True)
+# Download, check, scan, package and upload in one pass, each file packaged as it arrives
+# (imports.pipeline.stream). Off: one stage after the other, as before (AEGIS_STREAM_UPLOADS
+# then says whether packaging streams into the store). `make bench` measures both.
+AEGIS_ONE_PASS_IMPORT = env_bool("AEGIS_ONE_PASS_IMPORT", True)
 # Threads compressing the tarball (0: one per CPU). The bytes are the same for any count.
 AEGIS_PACKAGE_THREADS = env_int("AEGIS_PACKAGE_THREADS", 0, minimum=0)
 AEGIS_ARTIFACT_ROOT = Path(env_str("AEGIS_ARTIFACT_ROOT", str(VAR_DIR / "artifacts")))

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from imports.models import STAGE_ORDER, ImportEvent, ImportRequest, Stage
 
 _PASSED = frozenset({"done", "skipped"})
+_IN_ONE_PASS = frozenset({Stage.DOWNLOAD, Stage.CHECK, Stage.SCAN, Stage.PACKAGE})
 _EVENT_STATES: dict[str, str] = {
     ImportEvent.Kind.STAGE_STARTED: "running",
     ImportEvent.Kind.STAGE_FINISHED: "done",
@@ -85,9 +88,19 @@ def _overall_percent(stages: list[StageProgress]) -> int:
     return min(100, int((finished + running) * 100 / len(counted)))
 
 
+def _stages_shown(states: dict[str, str]) -> list[str]:
+    """The one-pass stage, or the four stages it does at once: whichever this attempt ran
+    (before it starts: whichever the settings choose)."""
+    one_pass = states[Stage.STREAM] != "pending" or (
+        settings.AEGIS_ONE_PASS_IMPORT and states[Stage.DOWNLOAD] == "pending"
+    )
+    hidden = _IN_ONE_PASS if one_pass else {Stage.STREAM.value}
+    return [stage for stage in STAGE_ORDER if stage not in hidden]
+
+
 def import_progress_of(request: ImportRequest, events: Iterable[ImportEvent]) -> ImportProgress:
     """Per-stage progress of the latest attempt: from the events and the row's live counters."""
     states = _with_outcome(_latest_attempt_states(events), request.status)
-    stages = [_stage_progress(request, stage, states[stage]) for stage in STAGE_ORDER]
+    stages = [_stage_progress(request, stage, states[stage]) for stage in _stages_shown(states)]
     overall = 100 if request.status == ImportRequest.Status.SUCCEEDED else _overall_percent(stages)
     return ImportProgress(tuple(stages), overall, request.is_terminal)

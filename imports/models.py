@@ -14,6 +14,7 @@ class Stage(models.TextChoices):
 
     RESOLVE = "resolve", "Resolve revision"
     PREFLIGHT = "preflight", "Preflight checks"
+    STREAM = "stream", "Download, check, scan and package"
     DOWNLOAD = "download", "Download"
     CHECK = "check", "Check digests"
     SCAN = "scan", "Scan pickle files"

@@ -37,6 +37,7 @@ from imports.actions import (
 )
 from imports.errors import ImportCancelled, ImportSuperseded
 from imports.models import ImportEvent, ImportRequest, Stage
+from imports.packaging import ARTIFACT_LAYOUT
 from imports.progress import ProgressReporter
 from imports.signing import TrustedTransitSigner
 from registry import actions as registry_actions
@@ -214,6 +215,17 @@ class ImportRunner:
             return holder.model_version
         rules = self._policy_rules()
         before = self._preflight(resolution, rules)
+        if settings.AEGIS_ONE_PASS_IMPORT:
+            built = self._build_in_one_pass(resolution, rules, before)
+        else:
+            built = self._build_in_stages(resolution, rules, before)
+        version = self._register(built) if self.request.register else None
+        finish_import(self.request, built.result(), version)
+        return version
+
+    def _build_in_stages(
+        self, resolution: pipeline.Resolution, rules: ImportRules, before: pipeline.Preflight
+    ) -> Built:
         download = self._download(resolution)
         checked = self._check(resolution, download)
         scan = self._scan(download, checked, rules)
@@ -221,15 +233,58 @@ class ImportRunner:
         key, signer = self._signing_key()
         model_signature = self._sign_model(checked, signer, key)
         packaged = self._package(resolution, download, checked, scan, policy_record)
+        return self._attest_and_store(
+            resolution, checked, scan, policy_record, model_signature, packaged, key, signer
+        )
+
+    def _build_in_one_pass(
+        self, resolution: pipeline.Resolution, rules: ImportRules, before: pipeline.Preflight
+    ) -> Built:
+        """Download, check, scan and package in one pass, then sign, attest and store the
+        files beside the tarball. The signing key is read first: with Vault down, nothing is
+        uploaded. A failure after the pass removes the tarball it stored (no artifact without
+        its signatures is left behind); a retry packages it again from the work directory."""
+        key, signer = self._signing_key()
+        streamed = self._stream(resolution, rules)
+        try:
+            checked, scan = streamed.checked, streamed.scan
+            policy_record = self._policy_record(rules, [*before.findings, *scan.findings])
+            model_signature = self._sign_model(checked, signer, key)
+            packaged = self._streamed_package(resolution, streamed, policy_record)
+            return self._attest_and_store(
+                resolution, checked, scan, policy_record, model_signature, packaged, key, signer
+            )
+        except ImportSuperseded:
+            raise  # the attempt that superseded this one owns the objects now
+        except BaseException:
+            self._discard_streamed(streamed)
+            raise
+
+    def _attest_and_store(
+        self,
+        resolution: pipeline.Resolution,
+        checked: pipeline.CheckResult,
+        scan: pipeline.ScanResult,
+        policy_record: dict[str, Any],
+        model_signature: dict[str, Any],
+        packaged: pipeline.Packaged,
+        key: SigningKey,
+        signer: TrustedTransitSigner,
+    ) -> Built:
         provenance = self._attest(resolution, checked, packaged, signer, key, scan, policy_record)
         stored = self._store(packaged, provenance, model_signature)
-        built = Built(
+        return Built(
             resolution, checked, scan, policy_record, model_signature, packaged, provenance,
             stored, key,
         )  # fmt: skip
-        version = self._register(built) if self.request.register else None
-        finish_import(self.request, built.result(), version)
-        return version
+
+    def _discard_streamed(self, streamed: pipeline.Streamed) -> None:
+        try:
+            self.services.store.delete(streamed.artifact.url)
+        except StorageError:
+            logger.warning("could not remove %s", streamed.artifact.url, exc_info=True)
+        self.state.pop(Stage.STREAM, None)
+        self._save_state()
 
     def _resolve(self) -> pipeline.Resolution:
         request = self.request
@@ -272,6 +327,82 @@ class ImportRunner:
                 ),
             ),
         )
+
+    def _stream(self, resolution: pipeline.Resolution, rules: ImportRules) -> pipeline.Streamed:
+        request = self.request
+        name = pipeline.artifact_basename(request.model_name, request.version) + ".tar.gz"
+        key = f"{pipeline.storage_prefix(request.model_name, request.version, request.pk)}/{name}"
+
+        def stream() -> pipeline.Streamed:
+            streamed = pipeline.stream_import(
+                self.services.hub,
+                resolution,
+                rules=rules,
+                store=self.services.store,
+                key=key,
+                model_name=request.model_name,
+                version=request.version,
+                snapshot_dir=self.work_dir / "snapshot",
+                progress=self._progress(Stage.STREAM),
+                compress_workers=settings.AEGIS_PACKAGE_THREADS or None,
+            )
+            self._recording_findings(Stage.STREAM, streamed.scan)
+            return streamed
+
+        return self._stage(
+            Stage.STREAM,
+            stream,
+            restore=lambda data: self._restore_streamed(data, rules),
+            dump=lambda value: value.to_json(),
+            total=resolution.total_bytes,
+        )
+
+    def _streamed_package(
+        self,
+        resolution: pipeline.Resolution,
+        streamed: pipeline.Streamed,
+        policy_record: dict[str, Any],
+    ) -> pipeline.Packaged:
+        """The stored tarball with its import record (aegis.json, stored beside it later)."""
+        request = self.request
+        record = pipeline.import_record(
+            resolution,
+            streamed.checked,
+            model_name=request.model_name,
+            version=request.version,
+            endpoint=self.services.endpoint,
+            artifact=pipeline.package_result(streamed),
+            scan=streamed.scan,
+            policy_record=policy_record,
+            imported={
+                "by": request.actor,
+                "import_request": request.pk,
+                "started_on": self.started_on.isoformat(),
+            },
+        )
+        return pipeline.Packaged(
+            path=None,
+            sha256=streamed.artifact.sha256 or "",
+            size=streamed.artifact.size,
+            record=pipeline.canonical_json(record),
+            artifact=streamed.artifact,
+            name=streamed.name,
+            layout=streamed.layout,
+        )
+
+    def _restore_streamed(
+        self, data: Mapping[str, Any], rules: ImportRules
+    ) -> pipeline.Streamed | None:
+        """Reuse the pass while its tarball is whole in the store and the policy is the same
+        (under other rules, or an override granted since, the pass is done again)."""
+        streamed = pipeline.Streamed.from_json(data)
+        if streamed.layout != ARTIFACT_LAYOUT or streamed.scan.rules_digest != rules.digest():
+            return None
+        try:
+            head = self.services.store.head(streamed.artifact.url)
+        except StorageError:
+            return None
+        return streamed if head.size == streamed.artifact.size else None
 
     def _download(self, resolution: pipeline.Resolution) -> pipeline.Download:
         return self._stage(

@@ -3,8 +3,10 @@
 No Django request, RQ or database code lives here (``imports.runner`` drives the stages and
 records their outcomes), so each stage runs the same from a job, the CLI or a test. The
 stages, in order: resolve, preflight, download, check, scan, sign (model.sig), package,
-attest, store; registering is ``registry.actions.register``. The tarball holds only the model
-files and their manifest; model.sig, the attestation and aegis.json are stored beside it.
+attest, store; registering is ``registry.actions.register``. By default download, check,
+scan and package are one pass (``stream``), which also uploads the tarball. The tarball holds
+only the model files and their manifest; model.sig, the attestation and aegis.json are stored
+beside it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from imports.pipeline.resolve import Resolution, card_metadata, resolve_revision
 from imports.pipeline.scan import SCANNER, ScanResult, ScanVerdict, scan_pickles
 from imports.pipeline.sign import sign_model_files
 from imports.pipeline.store import Stored, store_artifact, stored_still_present, streamed_artifact
+from imports.pipeline.stream import Streamed, package_result, stream_import
 
 __all__ = [
     "AEGIS_RECORD_FORMAT",
@@ -70,6 +73,7 @@ __all__ = [
     "Signer",
     "StoreError",
     "Stored",
+    "Streamed",
     "UnsafeModelFile",
     "artifact_basename",
     "attest_artifact",
@@ -80,6 +84,7 @@ __all__ = [
     "download_files",
     "import_record",
     "package_artifact",
+    "package_result",
     "preflight",
     "resolve_revision",
     "scan_pickles",
@@ -87,5 +92,6 @@ __all__ = [
     "storage_prefix",
     "store_artifact",
     "stored_still_present",
+    "stream_import",
     "streamed_artifact",
 ]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from imports.pipeline.base import UnsafeModelFile
@@ -54,23 +55,34 @@ def scan_pickles(download: Download, checked: CheckResult, rules: ImportRules) -
     stream that cannot be parsed to its end). The policy decides what stops the import (see
     ``registry.policy.check_pickle_verdicts``).
     """
-    from importlib.metadata import version as package_version
-
     verdicts: list[ScanVerdict] = []
     for item in checked.files:
-        local = download.paths[item.path]
-        if is_safetensors(local):
-            continue
-        verdict = scan_unproven(local, item.path, sha256=item.sha256)
+        verdict = scan_one(download.paths[item.path], item.path, item.sha256)
         if verdict is not None:
             verdicts.append(verdict)
-    verdict_dicts = [{**asdict(item), "globals": list(item.globals)} for item in verdicts]
+    return judge(verdicts, rules)
+
+
+def scan_one(local: Path, name: str, sha256: str) -> ScanVerdict | None:
+    """The verdict on one file, or None when it is not pickle content (a safetensors file
+    whose whole header checks out is proven safe without a scan)."""
+    if is_safetensors(local):
+        return None
+    return scan_unproven(local, name, sha256=sha256)
+
+
+def judge(verdicts: Sequence[ScanVerdict], rules: ImportRules) -> ScanResult:
+    """Apply the pickle policy to the verdicts: ``UnsafeModelFile`` when it refuses them."""
+    from importlib.metadata import version as package_version
+
+    ordered = sorted(verdicts, key=lambda item: item.path)
+    verdict_dicts = [{**asdict(item), "globals": list(item.globals)} for item in ordered]
     try:
         findings = policy.check_pickle_verdicts(verdict_dicts, rules)
     except PolicyViolation as error:
         raise UnsafeModelFile(error.rule, error.reason) from None
     return ScanResult(
-        verdicts=tuple(verdicts),
+        verdicts=tuple(ordered),
         findings=tuple(findings),
         scanner_version=f"{SCANNER} {package_version('picklescan')}",
         rules_digest=rules.digest(),

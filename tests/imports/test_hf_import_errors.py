@@ -131,7 +131,7 @@ def test_it_refuses_a_download_whose_sha256_differs_from_the_hubs(aegis, fresh_h
     assert "model.safetensors" in message
     assert "sha256" in message
     request = ImportRequest.objects.get()
-    assert request.stage == "check"
+    assert request.stage == "stream"  # checked as it arrived
     assert request.error_code == "digest_mismatch"
     assert_nothing_registered_or_stored(aegis)
 
@@ -188,17 +188,17 @@ def test_it_refuses_a_gated_repo_without_a_token(aegis):
 def test_it_reports_a_full_disk_during_the_download(aegis, monkeypatch):
     import errno
 
-    from aegis_catalog.lib.hub import download as hub_download
+    from aegis_catalog.lib.hub import feed
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(hub_download, "hf_hub_download", disk_full)
+    monkeypatch.setattr(feed._ChunkSink, "write", disk_full)
     with pytest.raises(CommandError) as error:
         hf_import("--repo-id", "acme/tiny-bert", "--model-name", "m", "--version", "1")
     assert "No space left on the local disk" in str(error.value)
     assert "AEGIS_WORK_DIR" in str(error.value)
-    assert ImportRequest.objects.get().stage == "download"
+    assert ImportRequest.objects.get().stage == "stream"
     assert_nothing_registered_or_stored(aegis)
 
 

@@ -86,7 +86,7 @@ def test_a_pickle_calling_os_system_is_blocked_and_named_on_the_import_page(
     request = start("acme/mixed", "mixed")
     assert run_import(request.pk) == "failed"
     request.refresh_from_db()
-    assert request.stage == "scan"
+    assert request.stage == "stream"  # scanned as the file arrived
     assert request.error_code == "policy:dangerous_pickle"
     html = page(alice_client, request)
     assert "Blocked by policy: dangerous_pickle" in html

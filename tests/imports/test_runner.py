@@ -8,10 +8,12 @@ from unittest import mock
 
 import pytest
 
+from aegis_catalog.lib.vault import VaultUnreachable
 from imports import actions, pipeline
 from imports.actions import ImportOptions
 from imports.jobs import run_import
 from imports.models import ImportRequest
+from imports.packaging import ARTIFACT_LAYOUT
 from registry.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +46,7 @@ def test_a_registration_that_loses_a_race_leaves_no_artifact_behind(aegis):
 
 
 def test_a_retry_skips_the_stages_whose_output_is_still_valid(aegis, transit_key):
+    aegis.settings.AEGIS_ONE_PASS_IMPORT = False  # the stages one after the other
     request = actions.start_import(
         ImportOptions("acme/tiny-bert", "tiny-bert", "1.0", sign_key=transit_key),
         actor="alice",
@@ -62,6 +65,36 @@ def test_a_retry_skips_the_stages_whose_output_is_still_valid(aegis, transit_key
     assert {"resolve", "check", "scan"} <= skipped
     assert "download" not in skipped  # always rerun; finished files are kept
     assert ModelVersion.objects.get().signing_key.name == transit_key
+
+
+def test_a_one_pass_import_failing_after_the_pass_leaves_no_tarball_and_its_retry_redoes_it(
+    aegis, transit_key, hub, monkeypatch
+):
+    request = actions.start_import(
+        ImportOptions("acme/tiny-bert", "tiny-bert", "1.0", sign_key=transit_key),
+        actor="alice",
+        enqueue=False,
+    )
+    real_attest = pipeline.attest_artifact
+    monkeypatch.setattr(
+        pipeline, "attest_artifact", mock.Mock(side_effect=VaultUnreachable("down"))
+    )
+    assert run_import(request.pk) == "failed"
+    request.refresh_from_db()
+    assert request.stage == "attest"
+    assert not stored_tarballs(aegis)  # the pass's tarball went with the failure
+    assert "stream" not in request.state
+
+    monkeypatch.setattr(pipeline, "attest_artifact", real_attest)
+    fetched = len(hub.requests)
+    actions.retry_import(request, actor="alice", enqueue=False)
+    assert run_import(request.pk) == "succeeded"
+    request.refresh_from_db()
+    skipped = set(request.events.filter(kind="stage_skipped").values_list("stage", flat=True))
+    assert "resolve" in skipped and "stream" not in skipped
+    # Packaged again from the work directory: no file's bytes were fetched again.
+    assert not [entry for entry in list(hub.requests)[fetched:] if entry.served_file]
+    assert ModelVersion.objects.get().sha256 == request.result["sha256"]
 
 
 def test_a_cancelled_queued_import_never_runs(aegis):
@@ -112,6 +145,7 @@ def test_a_retry_repackages_a_tarball_that_older_code_packaged_with_model_sig_in
 ):
     """An import in progress across an upgrade: its saved package stage (layout 1) is not
     reused; the retry packages the new layout and stores model.sig beside the tarball."""
+    aegis.settings.AEGIS_ONE_PASS_IMPORT = False
     aegis.settings.AEGIS_STREAM_UPLOADS = False
     request = actions.start_import(
         ImportOptions("acme/tiny-bert", "tiny-bert", "1.0"), actor="alice", enqueue=False
@@ -135,7 +169,7 @@ def test_a_retry_repackages_a_tarball_that_older_code_packaged_with_model_sig_in
 
     assert packaged.called
     request.refresh_from_db()
-    assert request.state["package"]["layout"] == 2
+    assert request.state["package"]["layout"] == ARTIFACT_LAYOUT
     tarball = Path(request.result["artifact_url"].removeprefix("file://"))
     assert Path(f"{tarball}.model.sig").is_file()
     with tarfile.open(tarball) as tar:

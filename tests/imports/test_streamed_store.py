@@ -1,4 +1,5 @@
-"""The tarball is streamed into the store while it is packaged; the store stage reuses it."""
+"""With the stages one after the other (AEGIS_ONE_PASS_IMPORT off), the tarball is streamed
+into the store while it is packaged; the store stage reuses it."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ from imports.models import ImportRequest
 from registry.models import ModelVersion
 
 MiB = 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def stages_one_after_the_other(settings):
+    settings.AEGIS_ONE_PASS_IMPORT = False
 
 
 def packaged_tarball(tmp_path: Path, store: LocalStore) -> pipeline.Packaged:

@@ -157,7 +157,7 @@ def test_a_killed_worker_fails_the_import_in_words_and_retry_does_not_refetch_fi
             what="config.json to be downloaded",
         )
         request.refresh_from_db()
-        assert request.stage == "download"
+        assert request.stage == "stream"
         horse = wait_for(lambda: started_pid(request), timeout=10, what="the work-horse's pid")
         os.kill(horse, signal.SIGKILL)
         killed_at = time.monotonic()
@@ -172,7 +172,7 @@ def test_a_killed_worker_fails_the_import_in_words_and_retry_does_not_refetch_fi
         worker.wait(timeout=30)
     request.refresh_from_db()
     assert "killed by signal 9" in request.error
-    assert "download" in request.error
+    assert "stream" in request.error
     assert request.error_code == "worker_killed"
     assert slow_repo.body_fetches("acme/slow", "config.json") == 1
 
@@ -193,9 +193,9 @@ def test_an_import_whose_whole_worker_died_is_failed_once_its_heartbeat_is_stale
     request = actions.start_import(options("acme/slow", model_name="slow"), actor="alice")
     worker = start_worker(aegis, burst=False)
     wait_for(
-        lambda: ImportRequest.objects.get(pk=request.pk).stage == "download",
+        lambda: ImportRequest.objects.get(pk=request.pk).stage == "stream",
         timeout=60,
-        what="the download stage",
+        what="the one-pass stage",
     )
     horse = wait_for(lambda: started_pid(request), timeout=10, what="the work-horse's pid")
     # The worker first, then its work-horse (RQ puts it in a session of its own): nobody is
@@ -209,4 +209,4 @@ def test_an_import_whose_whole_worker_died_is_failed_once_its_heartbeat_is_stale
     request.refresh_from_db()
     assert request.status == "failed"
     assert request.error_code == "worker_lost"
-    assert "stopped responding during the download stage" in request.error
+    assert "stopped responding during the stream stage" in request.error

@@ -44,12 +44,12 @@ def test_the_tarball_holds_only_the_model_and_its_manifest_and_the_rest_is_besid
     beside = attestation.load_bundle(Path(f"{path}.model.sig").read_bytes())
     assert beside == imported.model_signature
     record = json.loads(path.with_name("aegis.json").read_bytes())
-    assert record["layout"] == 2
+    assert record["layout"] == 3
     assert record["artifact"] == {
         "name": "tiny-bert-1.0.tar.gz",
         "sha256": imported.sha256,
         "size": imported.size,
-        "layout": 2,
+        "layout": 3,
         "root": "tiny-bert-1.0",
         "manifest": "MANIFEST.sha256",
         "model_signature": "tiny-bert-1.0.tar.gz.model.sig",

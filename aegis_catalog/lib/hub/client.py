@@ -46,6 +46,7 @@ from aegis_catalog.lib.hub.errors import (
     validate_repo_path,
     validate_revision,
 )
+from aegis_catalog.lib.hub.feed import SnapshotFeed
 from aegis_catalog.lib.hub.models import HubFile, HubModel, HubModelSummary, SearchResult
 from aegis_catalog.lib.hub.translate import ErrorTranslator
 
@@ -416,6 +417,34 @@ class HubClient:
             dest_dir=Path(dest_dir),
             sizes={path: listed[path].size for path in wanted},
         ).run(progress)
+
+    def feed(
+        self, repo_id: str, commit: str, dest_dir: Path, files: Sequence[tuple[str, int]]
+    ) -> SnapshotFeed:
+        """`files` ((path, size) as listed at the pinned `commit`) downloaded into `dest_dir`
+        in the order given, each readable while it arrives (`SnapshotFeed`). Use it as a
+        context manager; digests are the reader's to check."""
+        validate_repo_id(repo_id)
+        if not isinstance(commit, str) or not COMMIT_RE.fullmatch(commit):
+            raise InvalidRevision(
+                f"Downloads of {repo_id} need the pinned 40-hex commit, not {str(commit)[:60]!r}."
+            )
+        if files:
+            self._check_download_host(repo_id, files[0][0], commit)
+        return SnapshotFeed(
+            endpoint=self.endpoint,
+            headers=self._headers(),
+            token=self._token,
+            timeout=self.timeout,
+            translate=lambda error, what: self._translate(
+                error, what=what, repo_id=repo_id, revision=commit
+            ),
+            repo_id=repo_id,
+            commit=commit,
+            dest_dir=Path(dest_dir),
+            files=files,
+            workers=self.download_workers,
+        )
 
     def _check_download_host(self, repo_id: str, path: str, commit: str) -> None:
         """Refuse to download unless huggingface_hub would fetch from this client's endpoint."""

@@ -30,6 +30,11 @@ DEFAULT_DOWNLOAD_WORKERS = 4
 _DOWNLOAD_CHUNK_SIZE = 1024 * 1024
 
 
+def limit_read_size() -> None:
+    """Make huggingface_hub read response bodies in pieces of at most 1 MiB."""
+    hf_constants.DOWNLOAD_CHUNK_SIZE = min(hf_constants.DOWNLOAD_CHUNK_SIZE, _DOWNLOAD_CHUNK_SIZE)
+
+
 @dataclass(frozen=True)
 class SnapshotDownload:
     """Some files of `repo_id` at the pinned `commit`, fetched into `dest_dir`.
@@ -51,9 +56,7 @@ class SnapshotDownload:
     def run(self, progress: ProgressCallback | None) -> dict[str, Path]:
         """Fetch what is missing, check every file arrived whole, and map path -> local file."""
         self.dest_dir.mkdir(parents=True, exist_ok=True)
-        hf_constants.DOWNLOAD_CHUNK_SIZE = min(
-            hf_constants.DOWNLOAD_CHUNK_SIZE, _DOWNLOAD_CHUNK_SIZE
-        )
+        limit_read_size()
         tracker = _ProgressTracker(self.sizes, progress)
         targets = {path: self.dest_dir.joinpath(*path.split("/")) for path in self.sizes}
         to_fetch = []

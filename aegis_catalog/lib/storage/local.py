@@ -8,6 +8,7 @@ with `os.replace`, so a reader sees the whole file or none. Keys that would leav
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import tempfile
@@ -192,6 +193,16 @@ class LocalStore(StoreBase):
             for start in range(0, len(view), CHUNK_SIZE):
                 _write_all(fd, view[start : start + CHUNK_SIZE])
         return StoredObject(url=url, size=len(data), sha256=actual)
+
+    def discard_unfinished_uploads(self, key: str) -> int:
+        """Remove the temporary files of uploads to `key` whose writer died before the end."""
+        destination = self.path_for(key)
+        found = 0
+        for leftover in destination.parent.glob(f".{glob.escape(destination.name)}.*.partial"):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+                found += 1
+        return found
 
     def open_upload(
         self,

@@ -378,6 +378,28 @@ class S3Store(StoreBase):
         self._verify_upload(url, object_key, size=len(data), sha256=actual)
         return StoredObject(url=url, size=len(data), sha256=actual)
 
+    def discard_unfinished_uploads(self, key: str) -> int:
+        """Abort the multipart uploads to `key` that were never completed (their parts are
+        stored, and billed, until then)."""
+        object_key = self.object_key(key)
+        url = f"s3://{self.bucket}/{object_key}"
+        found = 0
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=object_key
+            )
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    if upload["Key"] != object_key:
+                        continue
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=object_key, UploadId=upload["UploadId"]
+                    )
+                    found += 1
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+            raise self._translate(error, bucket=self.bucket, url=url, action="listing") from error
+        return found
+
     def open_upload(
         self,
         key: str,

@@ -47,12 +47,17 @@ def test_it_shows_a_finished_import_at_100_percent_with_its_registry_entry(
     assert response.status_code == 200
     assert 'id="import-status" class="status status-succeeded">succeeded<' in html
     assert '<span class="percent" id="overall-percent">100%</span>' in html
-    for stage in ("resolve", "download", "check", "package", "store", "register"):
+    for stage in ("resolve", "stream", "sign_model", "attest", "store", "register"):
         assert bar_value(html, stage) == "100"
+    for stage in ("download", "check", "scan", "package"):  # all four done in the one pass
+        assert f'data-stage="{stage}"' not in html
     assert 'href="/registry/tiny-bert/1.0/" id="registry-link"' in html
     assert version.sha256 in html
     assert "hx-trigger" not in html  # ended: nothing polls
-    assert "Download done" in html and "asked to import acme/tiny-bert@main" in html
+    assert (
+        "Download, check, scan and package done" in html
+        and "asked to import acme/tiny-bert@main" in html
+    )
     assert ">Retry<" not in html and ">Cancel<" not in html
 
 

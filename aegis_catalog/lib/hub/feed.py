@@ -1,0 +1,381 @@
+"""A repo's files fetched in the order a reader consumes them, the reader following close behind.
+
+`SnapshotFeed` downloads the listed files (in the order given) as ranged GETs of `chunk_size`
+bytes on a few threads, each chunk written at its offset of `<path>.part` in the destination
+directory; a file whose chunks have all arrived is renamed to `<path>`. `FeedFile.open()` gives
+a reader that returns the bytes of a file as soon as they are on disk, in order, waiting for
+those still on the way, so a consumer (the packager) works on the first bytes of a model while
+the last are still downloading. Downloads stay at most `lookahead` bytes ahead of what the
+reader has consumed: several connections fill the file the reader is in, instead of one each
+for files it will not need for a while. Memory stays flat: bytes go from the socket to the disk
+and are read back from the page cache.
+
+A file already complete in the destination (same size as listed: from an earlier attempt) is
+not fetched; `<path>.part` files of an earlier attempt are discarded. No digest is checked here:
+the consumer hashes what it reads (it is the one place every byte passes through).
+Plain Python: no Django.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
+
+from huggingface_hub import get_hf_file_metadata, hf_hub_url
+from huggingface_hub.file_download import http_get
+
+from aegis_catalog.lib.hub.download import limit_read_size
+from aegis_catalog.lib.hub.errors import HubError, HubUnavailable
+
+MiB = 1024 * 1024
+DEFAULT_CHUNK_SIZE = 16 * MiB
+PART_SUFFIX = ".part"
+STOP_PATIENCE_SECONDS = 5.0
+
+Translate = Callable[[BaseException, str], HubError]
+
+
+@dataclass
+class _Chunk:
+    file: FeedFile
+    start: int
+    length: int
+    position: int  # where it starts in the feed's order of all bytes
+
+
+@dataclass(eq=False)
+class FeedFile:
+    """One file of the feed: its bytes arrive at `part`, renamed to `path` once complete."""
+
+    name: str  # the repo path
+    size: int
+    path: Path
+    feed: SnapshotFeed
+    position: int = 0  # where the file starts in the feed's order of all bytes
+    complete: bool = False  # all on disk at `path`
+    _done: list[bool] = field(default_factory=list)  # per chunk
+    _contiguous: int = 0  # bytes on disk from the start, without a gap
+    _location: str = ""
+
+    @property
+    def part(self) -> Path:
+        return self.path.with_name(self.path.name + PART_SUFFIX)
+
+    def open(self) -> FeedReader:
+        """A reader of the file's bytes as they arrive (or of the file on disk when complete)."""
+        return FeedReader(self)
+
+
+class FeedReader:
+    """Reads one FeedFile front to back, waiting for bytes still being downloaded; raises the
+    download's error (a HubError) if it failed."""
+
+    def __init__(self, file: FeedFile) -> None:
+        self._file = file
+        self._feed = file.feed
+        self._offset = 0
+        self._fd = self._open()
+
+    def _open(self) -> int:
+        with self._feed.condition:
+            while not self._file.complete and not self._file.part.exists():
+                self._feed.wait()
+            path = self._file.path if self._file.complete else self._file.part
+            return os.open(path, os.O_RDONLY)
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:
+        view = memoryview(buffer)
+        if self._offset >= self._file.size:
+            return 0
+        available = self._feed.available(self._file, self._offset)
+        count = os.readv(self._fd, [view[: min(len(view), available - self._offset)]])
+        if count == 0:
+            raise HubUnavailable(f"{self._file.name!r} is shorter on disk than it was downloaded")
+        self._offset += count
+        self._feed.consumed(self._file.position + self._offset)
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        """Only to check the end: at the file's size, b"" (once the download is whole)."""
+        if self._offset >= self._file.size:
+            self._feed.available(self._file, self._offset)
+            return b""
+        buffer = bytearray(max(0, size) or 1)
+        return bytes(buffer[: self.readinto(buffer)])
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> FeedReader:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _ChunkSink:
+    """The file-like object http_get writes one chunk into (at its offset, never past it)."""
+
+    def __init__(self, fd: int, chunk: _Chunk) -> None:
+        self._fd = fd
+        self._chunk = chunk
+        self._written = 0
+
+    def write(self, data: bytes) -> int:
+        if self._written + len(data) > self._chunk.length:
+            raise HubUnavailable(
+                f"{self._chunk.file.name!r}: the server sent more bytes than the range asked for"
+            )
+        view = memoryview(data)
+        while view:
+            count = os.pwrite(self._fd, view, self._chunk.start + self._written)
+            self._written += count
+            view = view[count:]
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        # http_get rewinds only when a server ignored a resumed Range: start the chunk over.
+        self._written = offset if whence == 0 else self._written + offset
+        return self._written
+
+    def truncate(self, size: int | None = None) -> int:
+        return self._written if size is None else size
+
+    @property
+    def written(self) -> int:
+        return self._written
+
+
+class SnapshotFeed:
+    """Downloads `files` (repo path, size) of `repo_id` at `commit` into `dest_dir`, in order.
+
+    Use as a context manager: leaving it stops the downloads (a failed or abandoned feed
+    leaves `<path>.part` files, which the next feed discards)."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        headers: dict[str, str],
+        token: str | bool,
+        timeout: float,
+        translate: Translate,
+        repo_id: str,
+        commit: str,
+        dest_dir: Path,
+        files: Sequence[tuple[str, int]],
+        workers: int,
+        chunk_size: int | None = None,
+        lookahead: int | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._headers = headers
+        self._token = token
+        self._timeout = timeout
+        self._translate = translate
+        self.repo_id = repo_id
+        self.commit = commit
+        self._workers = max(1, workers)
+        self._chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
+        self._lookahead = lookahead or 2 * self._workers * self._chunk_size
+        self.condition = threading.Condition()
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._consumed = 0
+        self._threads: list[threading.Thread] = []
+        self.files: dict[str, FeedFile] = {}
+        self._chunks: list[_Chunk] = []
+        self._next_chunk = 0
+        self._plan(Path(dest_dir), files)
+
+    def _plan(self, dest_dir: Path, files: Sequence[tuple[str, int]]) -> None:
+        position = 0
+        root = dest_dir.resolve()
+        for name, size in files:
+            path = dest_dir.joinpath(*name.split("/"))
+            if root not in path.resolve().parents:
+                raise HubError(f"{name!r} of {self.repo_id} is not a path inside the repo")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            item = FeedFile(name, size, path, self, position=position)
+            item.part.unlink(missing_ok=True)
+            if path.is_file() and path.stat().st_size == size:
+                item.complete = True
+            else:
+                path.unlink(missing_ok=True)
+                starts = range(0, size, self._chunk_size) if size else [0]
+                for start in starts:
+                    length = min(self._chunk_size, size - start)
+                    self._chunks.append(_Chunk(item, start, length, position + start))
+                item._done = [False] * len(starts)
+            self.files[name] = item
+            position += size
+
+    @property
+    def fetched_bytes(self) -> int:
+        """Bytes this feed downloads (files already complete on disk are not counted)."""
+        return sum(chunk.length for chunk in self._chunks)
+
+    # -- the consumer's side --
+
+    def wait(self) -> None:
+        """Wait (holding `condition`) for news; raise the download's error if it failed."""
+        if self._error is not None:
+            raise self._error
+        if self._stopped:
+            raise HubUnavailable("the download was stopped")
+        self.condition.wait(1.0)
+        if self._error is not None:
+            raise self._error
+
+    def available(self, file: FeedFile, offset: int) -> int:
+        """How far `file` can be read from `offset` (waits until past it, or until complete)."""
+        with self.condition:
+            while True:
+                if file.complete:
+                    return file.size
+                if file._contiguous > offset:
+                    return file._contiguous
+                self.wait()
+
+    def consumed(self, position: int) -> None:
+        with self.condition:
+            if position > self._consumed:
+                self._consumed = position
+                self.condition.notify_all()
+
+    # -- the downloading side --
+
+    def __enter__(self) -> SnapshotFeed:
+        limit_read_size()
+        for index in range(min(self._workers, len(self._chunks))):
+            thread = threading.Thread(target=self._work, name=f"hub-feed-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with self.condition:
+            self._stopped = True
+            self.condition.notify_all()
+        # After a failure, a download stuck on a silent connection is not waited for long: its
+        # thread only writes to a part file, which the next feed discards.
+        patience = None if error is None else STOP_PATIENCE_SECONDS
+        for thread in self._threads:
+            thread.join(patience)
+
+    def _take(self) -> _Chunk | None:
+        with self.condition:
+            while not self._stopped and self._error is None:
+                if self._next_chunk >= len(self._chunks):
+                    return None
+                chunk = self._chunks[self._next_chunk]
+                if chunk.position < self._consumed + self._lookahead:
+                    self._next_chunk += 1
+                    return chunk
+                self.condition.wait(1.0)
+            return None
+
+    def _work(self) -> None:
+        while (chunk := self._take()) is not None:
+            try:
+                self._fetch(chunk)
+            except BaseException as error:
+                with self.condition:
+                    if self._error is None:
+                        self._error = (
+                            error
+                            if isinstance(error, HubError)
+                            else self._translate(
+                                error, f"{chunk.file.name!r} of {self.repo_id} at {self.commit}"
+                            )
+                        )
+                    self.condition.notify_all()
+                return
+
+    def _location(self, file: FeedFile) -> str:
+        """Where the file's bytes are (the CDN URL the Hub redirects to, asked once per file)."""
+        if not file._location:
+            url = hf_hub_url(self.repo_id, file.name, revision=self.commit, endpoint=self.endpoint)
+            metadata = get_hf_file_metadata(
+                url, token=self._token, timeout=self._timeout, headers=self._headers,
+                endpoint=self.endpoint, retry_on_errors=True,
+            )  # fmt: skip
+            file._location = metadata.location
+        return file._location
+
+    def _headers_for(self, location: str) -> dict[str, str]:
+        """The Hub's headers; without the token for another host (a CDN's signed URL refuses a
+        second authentication, and the token is the Hub's, not the CDN's)."""
+        if urlsplit(location).netloc == urlsplit(self.endpoint).netloc:
+            return dict(self._headers)
+        return {
+            key: value for key, value in self._headers.items() if key.lower() != "authorization"
+        }
+
+    def _fetch(self, chunk: _Chunk) -> None:
+        file = chunk.file
+        location = self._location(file)
+        fd = os.open(file.part, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            with self.condition:
+                self.condition.notify_all()  # the part file exists: a reader may open it
+            sink = _ChunkSink(fd, chunk)
+            if chunk.length:
+                headers = self._headers_for(location)
+                if chunk.length < file.size:
+                    # A whole file is asked for without a Range: the Hub may send small text
+                    # files gzip-encoded, which a range of would not mean the same bytes.
+                    end = chunk.start + chunk.length - 1
+                    headers["Range"] = f"bytes={chunk.start}-{end}"
+                http_get(
+                    location,
+                    sink,  # type: ignore[arg-type]
+                    headers=headers,
+                    expected_size=chunk.length,
+                    displayed_filename=file.name,
+                )
+            if sink.written != chunk.length:
+                raise HubUnavailable(
+                    f"{file.name!r} of {self.repo_id} at {self.commit}: bytes {chunk.start}-"
+                    f"{chunk.start + chunk.length} arrived with {sink.written:,} bytes"
+                )
+        finally:
+            os.close(fd)
+        self._chunk_done(chunk)
+
+    def _chunk_done(self, chunk: _Chunk) -> None:
+        file = chunk.file
+        with self.condition:
+            file._done[chunk.start // self._chunk_size] = True
+            done = file._done
+            index = file._contiguous // self._chunk_size if file.size else 0
+            while index < len(done) and done[index]:
+                index += 1
+            file._contiguous = min(file.size, index * self._chunk_size)
+            if all(done):
+                file.part.replace(file.path)
+                file.complete = True
+            self.condition.notify_all()

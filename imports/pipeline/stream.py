@@ -1,0 +1,253 @@
+"""Stages 3 to 7 in one pass (the default): download, check, scan and package at once, the
+tarball going up to the store as it is written.
+
+Files are fetched in the tarball's order (``aegis_catalog.lib.hub.feed``) into the work
+directory, and the packager reads each while it arrives: every byte is hashed once, as it is
+copied into the tar stream, and the compressed bytes go up as multipart parts. When a file's
+last byte is in, its sha256 (or git blob id) is compared with the Hub's (a mismatch aborts the
+upload then and there, naming the file) and pickle content is scanned, on a thread of its own,
+from the work copy. The upload is completed only once every verdict is in and the policy has
+judged them: a refusal aborts it too. So the store holds the tarball only when everything up
+to here succeeded, and the digests signed into model.sig are the ones computed in this pass.
+
+The files stay in the work directory for a retry (and for the scanner): a retry after a
+failure here fetches only the files that had not arrived whole, reads the others from disk,
+and packages and uploads the tarball again from its first byte (the upload of the failed
+attempt is discarded first, even when its process died).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from aegis_catalog.lib.hub import HubClient
+from aegis_catalog.lib.hub.feed import FeedFile, FeedReader, SnapshotFeed
+from aegis_catalog.lib.storage import ArtifactStore, StoredObject, Upload
+from imports.packaging import (
+    ARTIFACT_LAYOUT,
+    PackagedFile,
+    PackageResult,
+    artifact_root_name,
+    package_snapshot,
+)
+from imports.pipeline.base import DigestMismatch, Progress, _noop_progress
+from imports.pipeline.check import CheckedFile, CheckResult
+from imports.pipeline.resolve import Resolution
+from imports.pipeline.scan import ScanResult, judge, scan_one
+from imports.scanners.pickles import ScanVerdict
+from registry.policy import ImportRules
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """What the pass produced: the checked digests, the scan, and the stored tarball."""
+
+    checked: CheckResult
+    scan: ScanResult
+    artifact: StoredObject
+    name: str
+    layout: int = ARTIFACT_LAYOUT
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked.to_json(),
+            "scan": self.scan.to_json(),
+            "artifact": asdict(self.artifact),
+            "name": self.name,
+            "layout": self.layout,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Streamed:
+        return cls(
+            checked=CheckResult.from_json(data["checked"]),
+            scan=ScanResult.from_json(data["scan"]),
+            artifact=StoredObject(**data["artifact"]),
+            name=str(data["name"]),
+            layout=int(data["layout"]),
+        )
+
+
+class _BlobHashingSource:
+    """A feed file as the packager reads it, also hashed as a git blob (for the files the Hub
+    does not keep in LFS, whose published digest is the blob id)."""
+
+    def __init__(self, file: FeedFile, blob: Any) -> None:
+        self._file = file
+        self.blob = blob
+
+    @property
+    def size(self) -> int:
+        return self._file.size
+
+    def open(self) -> _BlobHashingReader:
+        return _BlobHashingReader(self._file.open(), self.blob)
+
+
+class _BlobHashingReader:
+    def __init__(self, reader: FeedReader, blob: Any) -> None:
+        self._reader = reader
+        self._blob = blob
+
+    def readinto(self, buffer: memoryview) -> int:
+        count = self._reader.readinto(buffer)
+        self._blob.update(buffer[:count])
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        return self._reader.read(size)
+
+    def __enter__(self) -> _BlobHashingReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._reader.close()
+
+
+class _Checker:
+    """Called by the packager as each file ends: compare with the Hub, then scan it."""
+
+    def __init__(self, resolution: Resolution, feed: SnapshotFeed) -> None:
+        self._expected = {item.path: item for item in resolution.files}
+        self._feed = feed
+        self.blobs: dict[str, Any] = {}
+        self.checked: list[CheckedFile] = []
+        self._scans: list[Future[ScanVerdict | None]] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aegis-scan")
+        self._lock = threading.Lock()
+
+    def sources(self) -> dict[str, Any]:
+        """The packager's model files: feed files (git files also hashed as blobs)."""
+        sources: dict[str, Any] = {}
+        for path, expected in self._expected.items():
+            file = self._feed.files[path]
+            if expected.lfs_sha256:
+                sources[path] = file
+            else:
+                blob = hashlib.sha1(b"blob %d\0" % file.size, usedforsecurity=False)
+                self.blobs[path] = blob
+                sources[path] = _BlobHashingSource(file, blob)
+        return sources
+
+    def __call__(self, packaged: PackagedFile) -> None:
+        self._raise_if_scan_failed()
+        expected = self._expected[packaged.path]
+        local = self._feed.files[packaged.path].path
+        try:
+            self.checked.append(_checked(expected, packaged, self.blobs.get(packaged.path)))
+        except DigestMismatch:
+            local.unlink(missing_ok=True)  # a retry fetches it again
+            raise
+        self._scans.append(self._pool.submit(scan_one, local, packaged.path, packaged.sha256))
+
+    def _raise_if_scan_failed(self) -> None:
+        for future in self._scans:
+            if future.done() and future.exception() is not None:
+                future.result()
+
+    def verdicts(self) -> list[ScanVerdict]:
+        """Every file's verdict (waits for the scans still running)."""
+        return [verdict for future in self._scans if (verdict := future.result()) is not None]
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+
+def _checked(expected: Any, packaged: PackagedFile, blob: Any) -> CheckedFile:
+    if packaged.size != expected.size:
+        raise DigestMismatch(
+            f"{expected.path}: downloaded {packaged.size:,} bytes, the Hub lists {expected.size:,}"
+        )
+    if expected.lfs_sha256:
+        if packaged.sha256 != expected.lfs_sha256:
+            raise DigestMismatch(
+                f"{expected.path}: sha256 {packaged.sha256} differs from the Hub's LFS sha256 "
+                f"{expected.lfs_sha256}; the download was corrupted or tampered with"
+            )
+        return CheckedFile(
+            packaged.path, packaged.size, packaged.sha256, expected.lfs_sha256, "lfs-sha256"
+        )
+    blob_id = blob.hexdigest()
+    if blob_id != expected.blob_id:
+        raise DigestMismatch(
+            f"{expected.path}: git blob id {blob_id} differs from the Hub's {expected.blob_id}; "
+            "the download was corrupted or tampered with"
+        )
+    return CheckedFile(
+        packaged.path, packaged.size, packaged.sha256, expected.blob_id, "git-blob-sha1"
+    )
+
+
+def stream_import(
+    hub: HubClient,
+    resolution: Resolution,
+    *,
+    rules: ImportRules,
+    store: ArtifactStore,
+    key: str,
+    model_name: str,
+    version: str,
+    snapshot_dir: Path,
+    progress: Progress = _noop_progress,
+    compress_workers: int | None = None,
+) -> Streamed:
+    """Download, check, scan and package ``resolution``'s files in one pass, the tarball
+    streamed into ``store`` at ``key``. Any failure (a Hub error, a digest mismatch, a verdict
+    the policy refuses, the store, a cancellation) aborts the upload before it is raised."""
+    discarded = store.discard_unfinished_uploads(key)
+    if discarded:
+        logger.info(
+            "discarded %d unfinished upload(s) of %s from an earlier attempt", discarded, key
+        )
+    root = artifact_root_name(model_name, version)
+    order = sorted(resolution.files, key=lambda item: item.path.encode("utf-8"))
+    feed = hub.feed(
+        resolution.repo_id, resolution.commit, snapshot_dir, [(i.path, i.size) for i in order]
+    )
+    upload: Upload | None = None
+    checker = _Checker(resolution, feed)
+    try:
+        with feed:
+            upload = store.open_upload(
+                key, content_type="application/gzip", expected_size=resolution.total_bytes
+            )
+            result = package_snapshot(
+                None,
+                root_name=root,
+                model_files=checker.sources(),
+                mtime=resolution.mtime,
+                progress=progress,
+                upload=upload,
+                compress_workers=compress_workers,
+                on_file=checker,
+            )
+        scan = judge(checker.verdicts(), rules)
+        artifact = upload.complete(sha256=result.sha256)
+    except BaseException:
+        if upload is not None:
+            upload.abort()
+        raise
+    finally:
+        checker.close()
+    return Streamed(
+        checked=CheckResult(files=tuple(sorted(checker.checked, key=lambda item: item.path))),
+        scan=scan,
+        artifact=artifact,
+        name=f"{root}.tar.gz",
+    )
+
+
+def package_result(streamed: Streamed) -> PackageResult:
+    """The stored tarball as the import record describes it."""
+    return PackageResult(
+        path=None, sha256=streamed.artifact.sha256 or "", size=streamed.artifact.size, files=()
+    )

@@ -1,0 +1,184 @@
+"""The one-pass import: download, check, scan and package at once, the tarball streamed into
+the store as it is written; a failure anywhere leaves nothing in the store."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+
+import pytest
+
+from aegis_catalog import services
+from aegis_catalog.lib import storage
+from aegis_catalog.lib.hub import feed
+from imports import actions
+from imports.actions import ImportOptions
+from imports.jobs import run_import
+from imports.models import ImportRequest
+from imports.rebuild import rebuild_version
+from registry.models import ModelVersion
+
+pytestmark = pytest.mark.django_db
+MiB = 1024 * 1024
+
+
+class RunsCode:
+    """Pickles to a call of os.system (never unpickled here)."""
+
+    def __reduce__(self):
+        return (os.system, ("echo owned-by-pickle",))
+
+
+@pytest.fixture
+def one_pass(aegis_s3, fresh_hub_double, monkeypatch):
+    """S3 (SeaweedFS) as the store, a Hub double of the test's own, 1 MiB download chunks (so
+    files arrive in several ranged pieces, several at once)."""
+    aegis_s3.settings.HF_ENDPOINT = fresh_hub_double.url
+    aegis_s3.settings.AEGIS_ONE_PASS_IMPORT = True
+    monkeypatch.setattr(feed, "DEFAULT_CHUNK_SIZE", MiB)
+    return fresh_hub_double
+
+
+def start(repo_id: str, name: str) -> ImportRequest:
+    request = actions.start_import(
+        ImportOptions(repo_id, name, "1", upload_s3=True, register=True),
+        actor="alice",
+        enqueue=False,
+    )
+    run_import(request.pk)
+    request.refresh_from_db()
+    return request
+
+
+def bucket_contents(seaweedfs, bucket: str) -> tuple[list[str], list[str]]:
+    """Keys of the objects and of the unfinished multipart uploads in the bucket."""
+    client = seaweedfs.client()
+    objects = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return [item["Key"] for item in objects], [item["Key"] for item in uploads]
+
+
+def counting_writes(monkeypatch) -> list[int]:
+    """Bytes handed to S3 multipart uploads, per write."""
+    written: list[int] = []
+    real_write = storage.S3Upload.write
+
+    def write(self, data):
+        written.append(len(data))
+        return real_write(self, data)
+
+    monkeypatch.setattr(storage.S3Upload, "write", write)
+    return written
+
+
+def test_a_one_pass_import_stores_the_tarball_it_streamed_and_the_files_check_out(
+    one_pass, seaweedfs
+):
+    files: dict[str, str | bytes] = {
+        "config.json": '{"model_type": "bert"}',
+        "model-00001-of-00002.safetensors": os.urandom(3 * MiB + 123),
+        "model-00002-of-00002.safetensors": os.urandom(2 * MiB),
+        "tokenizer/vocab.txt": "hello\nworld\n" * 1000,
+    }
+    one_pass.add_repo("acme/shards", files, card_data={"license": "mit"})
+
+    request = start("acme/shards", "shards")
+
+    assert request.status == ImportRequest.Status.SUCCEEDED, request.error
+    version = ModelVersion.objects.get()
+    bucket, key = version.model_path.removeprefix("s3://").split("/", 1)
+    body = seaweedfs.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == version.sha256
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+        for path, content in files.items():
+            member = tar.extractfile(f"shards-1/model/{path}")
+            assert member is not None
+            expected = content.encode() if isinstance(content, str) else content
+            assert member.read() == expected, path
+    manifest = {item["path"]: item["sha256"] for item in version.manifest}
+    assert (
+        manifest["model-00002-of-00002.safetensors"]
+        == hashlib.sha256(files["model-00002-of-00002.safetensors"]).hexdigest()
+    )
+    # Several ranged GETs for the 3 MiB shard: it arrived in pieces, read as they came.
+    assert one_pass.body_fetches("acme/shards", "model-00001-of-00002.safetensors") == 4
+    assert bucket_contents(seaweedfs, bucket)[1] == []
+    assert rebuild_version(version).reproduced
+
+
+def test_a_digest_mismatch_mid_stream_aborts_the_upload_and_names_the_file(
+    one_pass, seaweedfs, s3_bucket, monkeypatch
+):
+    one_pass.add_repo(
+        "acme/tampered",
+        {
+            "a-first.safetensors": os.urandom(20 * MiB),
+            "b-tampered.safetensors": os.urandom(2 * MiB),
+            "c-last.safetensors": os.urandom(2 * MiB),
+        },
+        card_data={"license": "mit"},
+    )
+    one_pass.corrupt("acme/tampered", "b-tampered.safetensors")
+    written = counting_writes(monkeypatch)
+
+    request = start("acme/tampered", "tampered")
+
+    assert request.status == ImportRequest.Status.FAILED
+    assert request.error_code == "digest_mismatch"
+    assert "b-tampered.safetensors" in request.error
+    assert "differs from the Hub's LFS sha256" in request.error
+    assert sum(written) > 8 * MiB  # a part (8 MiB) of the tarball had gone to S3 already
+    assert bucket_contents(seaweedfs, s3_bucket) == ([], [])
+    assert not ModelVersion.objects.exists()
+
+
+def test_a_dangerous_pickle_in_the_last_file_aborts_the_upload(
+    one_pass, seaweedfs, s3_bucket, monkeypatch
+):
+    one_pass.add_repo(
+        "acme/pickled",
+        {
+            "a-weights.safetensors": os.urandom(20 * MiB),
+            "z-last.bin": pickle.dumps({"weights": RunsCode()}),
+        },
+        card_data={"license": "mit"},
+    )
+    written = counting_writes(monkeypatch)
+
+    request = start("acme/pickled", "pickled")
+
+    assert request.status == ImportRequest.Status.FAILED
+    assert request.error_code == "policy:dangerous_pickle"
+    assert "z-last.bin" in request.error and "os.system" in request.error
+    assert sum(written) > 8 * MiB  # a part (8 MiB) of the tarball had gone to S3 already
+    assert bucket_contents(seaweedfs, s3_bucket) == ([], [])
+    assert not ModelVersion.objects.exists()
+
+
+def test_an_unfinished_upload_of_an_earlier_attempt_is_discarded_by_the_retry(
+    one_pass, seaweedfs, s3_bucket
+):
+    one_pass.add_repo(
+        "acme/retried", {"model.safetensors": os.urandom(MiB)}, card_data={"license": "mit"}
+    )
+    request = actions.start_import(
+        ImportOptions("acme/retried", "retried", "1", upload_s3=True, register=True),
+        actor="alice",
+        enqueue=False,
+    )
+    store = storage.S3Store(services.s3_config())
+    # What a worker killed mid-stream leaves: an upload opened, parts sent, never completed.
+    abandoned = store.open_upload(f"retried/1/import-{request.pk}/retried-1.tar.gz")
+    abandoned.write(os.urandom(6 * MiB))
+    assert len(bucket_contents(seaweedfs, s3_bucket)[1]) == 1
+
+    run_import(request.pk)
+    request.refresh_from_db()
+
+    assert request.status == ImportRequest.Status.SUCCEEDED, request.error
+    objects, uploads = bucket_contents(seaweedfs, s3_bucket)
+    assert uploads == []
+    assert f"models/retried/1/import-{request.pk}/retried-1.tar.gz" in objects

@@ -1,6 +1,7 @@
 """The servers a bench run measures against: SeaweedFS, OpenBao (started as the tests start
 them, from devservers) and the Hub double serving the synthetic repos in a process of its own
-(bench/hub_server.py)."""
+(bench/hub_server.py); on demand, the throttle in front of the Hub double and SeaweedFS
+(bench/throttle.py), for the network-bound figures."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.throttle import Throttle
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
 class Services:
-    """SeaweedFS, OpenBao and the Hub double (serving the synthetic repos)."""
+    """SeaweedFS, OpenBao and the Hub double (serving the synthetic repos); `start_throttle`
+    adds the throttle in front of the Hub double and SeaweedFS, for `env(throttled=True)`."""
 
     def __init__(self, work: Path, repos: dict[str, Path]) -> None:
         from devservers.openbao import start_openbao
@@ -35,11 +39,38 @@ class Services:
         assert self.hub.stdout is not None
         ready = json.loads(self.hub.stdout.readline())
         self.hub_url: str = ready["url"]
+        self.hub_cdn_url: str = ready["cdn_url"]
         self.commits: dict[str, str] = ready["commits"]
+        self.throttle: Throttle | None = None
 
-    def env(self, work: Path) -> dict[str, str]:
+    def start_throttle(self, bytes_per_second: int) -> Throttle:
+        """Start the throttle: one proxy for the Hub double (its API and CDN listeners sharing
+        the rate) and one for SeaweedFS's S3 endpoint, each limited to `bytes_per_second`."""
+        assert self.throttle is None, "the throttle is already running"
+        self.throttle = Throttle(
+            bytes_per_second,
+            {"hub": [self.hub_url, self.hub_cdn_url], "s3": [self.s3.endpoint_url]},
+        )
+        hub_front, cdn_front = self.throttle.urls["hub"]
+        # The double's CDN redirects must lead a client that came through the proxy back
+        # through it (bench/hub_server.py): tell the double the proxy's URLs.
+        assert self.hub.stdin is not None and self.hub.stdout is not None
+        self.hub.stdin.write(json.dumps({"hub": hub_front, "cdn": cdn_front}) + "\n")
+        self.hub.stdin.flush()
+        json.loads(self.hub.stdout.readline())
+        return self.throttle
+
+    def env(self, work: Path, *, throttled: bool = False) -> dict[str, str]:
+        """The environment of a bench step: Django settings, the Hub, Vault and S3; with
+        `throttled`, the Hub and S3 reached through the throttle (`start_throttle` first)."""
         # The caller's tuning knobs pass through (to compare settings); the rest is the bench's.
-        tuning = {"AEGIS_STREAM_UPLOADS", "AEGIS_S3_MAX_CONCURRENCY", "AEGIS_HUB_DOWNLOAD_WORKERS"}
+        tuning = {
+            "AEGIS_STREAM_UPLOADS",
+            "AEGIS_ONE_PASS_IMPORT",
+            "AEGIS_PACKAGE_THREADS",
+            "AEGIS_S3_MAX_CONCURRENCY",
+            "AEGIS_HUB_DOWNLOAD_WORKERS",
+        }
         environment = {
             key: value
             for key, value in os.environ.items()
@@ -68,6 +99,10 @@ class Services:
                 "AEGIS_LOG_LEVEL": "WARNING",
             }
         )
+        if throttled:
+            assert self.throttle is not None, "start_throttle() first"
+            environment["HF_ENDPOINT"] = self.throttle.urls["hub"][0]
+            environment["AWS_ENDPOINT_URL_S3"] = self.throttle.urls["s3"][0]
         return environment
 
     def empty_bucket(self) -> None:
@@ -77,6 +112,8 @@ class Services:
                 client.delete_object(Bucket=self.bucket, Key=item["Key"])
 
     def stop(self) -> None:
+        if self.throttle is not None:
+            self.throttle.stop()
         if self.hub.poll() is None:
             assert self.hub.stdin is not None
             self.hub.stdin.close()

@@ -12,13 +12,16 @@
     python bench/worker.py pull ENDPOINT REPO_ID REV CACHE  (snapshot_download through /hf/)
 
 Timing covers the step only (not the interpreter's or Django's start-up); `peak_rss_mib` is
-the process's high-water mark of resident memory (VmHWM), start-up included.
+the process's high-water mark of resident memory (VmHWM), start-up included. An import also
+gives `cpu_seconds`: the user + system CPU time of this process (all its threads) during the
+import, so the importer's own, not the Hub double's or SeaweedFS's (other processes).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import threading
 import time
@@ -53,6 +56,12 @@ class RssSampler(threading.Thread):
         return max((rss for when, rss in self.samples if start <= when <= end), default=0.0)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far, every thread included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_import(repo_id: str, model_name: str) -> dict[str, object]:
     import django
 
@@ -67,6 +76,7 @@ def run_import(repo_id: str, model_name: str) -> dict[str, object]:
 
     sampler = RssSampler()
     sampler.start()
+    cpu_started = cpu_seconds()
     started = time.perf_counter()
     call_command(
         "hf_import",
@@ -80,6 +90,7 @@ def run_import(repo_id: str, model_name: str) -> dict[str, object]:
         stdout=open(os.devnull, "w"),  # noqa: SIM115
     )
     seconds = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu_started
     sampler.stopped.set()
     request = ImportRequest.objects.filter(model_name=model_name).latest("pk")
     stages = {}
@@ -91,6 +102,7 @@ def run_import(repo_id: str, model_name: str) -> dict[str, object]:
         stage_rss[event.stage] = round(sampler.peak_between(end - took, end), 1)
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "stages": stages,
         "stage_peak_rss_mib": stage_rss,
         "artifact_url": request.result["artifact_url"],

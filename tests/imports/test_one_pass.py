@@ -181,3 +181,29 @@ def test_an_unfinished_upload_of_an_earlier_attempt_is_discarded_by_the_retry(
     objects, uploads = bucket_contents(seaweedfs, s3_bucket)
     assert uploads == []
     assert f"models/retried/1/import-{request.pk}/retried-1.tar.gz" in objects
+
+
+def test_the_hub_failing_mid_stream_aborts_the_upload_and_a_retry_fetches_only_the_rest(
+    one_pass, seaweedfs, s3_bucket
+):
+    one_pass.add_repo(
+        "acme/flaky",
+        {"a.safetensors": os.urandom(12 * MiB), "b.safetensors": os.urandom(3 * MiB)},
+        card_data={"license": "mit"},
+    )
+    one_pass.inject_fault(500, times=None, path_contains="b.safetensors", methods=("GET",))
+
+    request = start("acme/flaky", "flaky")
+
+    assert request.status == ImportRequest.Status.FAILED
+    assert request.stage == "stream"
+    assert "b.safetensors" in request.error and "500" in request.error
+    assert bucket_contents(seaweedfs, s3_bucket) == ([], [])
+
+    one_pass.clear_faults()
+    actions.retry_import(request, actor="alice", enqueue=False)
+    run_import(request.pk)
+    request.refresh_from_db()
+    assert request.status == ImportRequest.Status.SUCCEEDED, request.error
+    assert one_pass.body_fetches("acme/flaky", "a.safetensors") == 12  # once, in 12 chunks
+    assert rebuild_version(ModelVersion.objects.get()).reproduced

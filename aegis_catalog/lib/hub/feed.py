@@ -33,7 +33,7 @@ from aegis_catalog.lib.hub.download import limit_read_size
 from aegis_catalog.lib.hub.errors import HubError, HubUnavailable
 
 MiB = 1024 * 1024
-DEFAULT_CHUNK_SIZE = 16 * MiB
+DEFAULT_CHUNK_SIZE = 8 * MiB
 PART_SUFFIX = ".part"
 STOP_PATIENCE_SECONDS = 5.0
 
@@ -195,7 +195,9 @@ class SnapshotFeed:
         self.commit = commit
         self._workers = max(1, workers)
         self._chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
-        self._lookahead = lookahead or 2 * self._workers * self._chunk_size
+        # Enough for every worker to have a chunk on the way, and no more: at the end of the
+        # download, what is left for the consumer is what the last chunks brought.
+        self._lookahead = lookahead or self._workers * self._chunk_size
         self.condition = threading.Condition()
         self._error: BaseException | None = None
         self._stopped = False

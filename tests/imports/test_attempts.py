@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.utils import timezone
 
-from imports import actions
+from aegis_catalog.lib.vault import VaultUnreachable
+from imports import actions, pipeline
 from imports.actions import ImportOptions
 from imports.errors import ImportSuperseded
 from imports.jobs import run_import
@@ -118,7 +120,7 @@ def test_a_name_stays_bound_to_the_repo_it_was_imported_from(aegis):
 
 
 def test_a_blocked_import_leaves_no_file_on_disk_and_a_failed_one_keeps_its_own(
-    aegis, fresh_hub_double
+    aegis, fresh_hub_double, monkeypatch
 ):
     from imports import workdirs
 
@@ -132,7 +134,8 @@ def test_a_blocked_import_leaves_no_file_on_disk_and_a_failed_one_keeps_its_own(
     assert not workdirs.work_dir_of(blocked.pk).exists()
 
     aegis.settings.HF_ENDPOINT = aegis.hub.url
-    aegis.settings.VAULT_TOKEN = "wrong"
+    # Vault fails after the files arrived (at the provenance signature).
+    monkeypatch.setattr(pipeline, "attest_artifact", mock.Mock(side_effect=VaultUnreachable("x")))
     failed = queued()
     assert run_import(failed.pk) == "failed"
     assert (workdirs.work_dir_of(failed.pk) / "snapshot" / "config.json").is_file()

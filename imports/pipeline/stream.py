@@ -37,7 +37,7 @@ from imports.packaging import (
     artifact_root_name,
     package_snapshot,
 )
-from imports.pipeline.base import DigestMismatch, Progress, _noop_progress
+from imports.pipeline.base import DigestMismatch, Progress, UnsafeModelFile, _noop_progress
 from imports.pipeline.check import CheckedFile, CheckResult
 from imports.pipeline.resolve import Resolution
 from imports.pipeline.scan import ScanResult, judge, scan_one
@@ -116,9 +116,10 @@ class _BlobHashingReader:
 class _Checker:
     """Called by the packager as each file ends: compare with the Hub, then scan it."""
 
-    def __init__(self, resolution: Resolution, feed: SnapshotFeed) -> None:
+    def __init__(self, resolution: Resolution, feed: SnapshotFeed, rules: ImportRules) -> None:
         self._expected = {item.path: item for item in resolution.files}
         self._feed = feed
+        self._rules = rules
         self.blobs: dict[str, Any] = {}
         self.checked: list[CheckedFile] = []
         self._scans: list[Future[ScanVerdict | None]] = []
@@ -147,7 +148,21 @@ class _Checker:
         except DigestMismatch:
             local.unlink(missing_ok=True)  # a retry fetches it again
             raise
-        self._scans.append(self._pool.submit(scan_one, local, packaged.path, packaged.sha256))
+        self._scans.append(self._pool.submit(self._scan, local, packaged))
+
+    def _scan(self, local: Path, packaged: PackagedFile) -> ScanVerdict | None:
+        """Scan one file and judge its verdict at once: a verdict the policy refuses stops the
+        download and the packager (at their next read) instead of waiting for the end. (The
+        rules refuse a set of files when they refuse one of them, so judging each file alone
+        refuses what judging them all would.)"""
+        verdict = scan_one(local, packaged.path, packaged.sha256)
+        if verdict is not None:
+            try:
+                judge([verdict], self._rules)
+            except UnsafeModelFile as refused:
+                self._feed.fail(refused)
+                raise
+        return verdict
 
     def _raise_if_scan_failed(self) -> None:
         for future in self._scans:
@@ -214,7 +229,7 @@ def stream_import(
         resolution.repo_id, resolution.commit, snapshot_dir, [(i.path, i.size) for i in order]
     )
     upload: Upload | None = None
-    checker = _Checker(resolution, feed)
+    checker = _Checker(resolution, feed, rules)
     try:
         with feed:
             upload = store.open_upload(

@@ -157,6 +157,28 @@ def test_a_dangerous_pickle_in_the_last_file_aborts_the_upload(
     assert not ModelVersion.objects.exists()
 
 
+def test_a_dangerous_pickle_stops_the_download_of_the_files_after_it(
+    one_pass, seaweedfs, s3_bucket
+):
+    one_pass.add_repo(
+        "acme/pickled-first",
+        {
+            "a-first.bin": pickle.dumps({"weights": RunsCode()}),
+            "b-weights.safetensors": os.urandom(24 * MiB),
+        },
+        card_data={"license": "mit"},
+    )
+    one_pass.throttle_bytes_per_second = 4 * MiB  # the 24 MiB would take six seconds
+
+    request = start("acme/pickled-first", "pickled-first")
+
+    assert request.error_code == "policy:dangerous_pickle"
+    assert "a-first.bin" in request.error
+    # Judged as soon as it arrived: most of the weights' 24 chunks were never asked for.
+    assert one_pass.body_fetches("acme/pickled-first", "b-weights.safetensors") < 16
+    assert bucket_contents(seaweedfs, s3_bucket) == ([], [])
+
+
 def test_an_unfinished_upload_of_an_earlier_attempt_is_discarded_by_the_retry(
     one_pass, seaweedfs, s3_bucket
 ):

@@ -90,6 +90,7 @@ class FeedReader:
 
     def readinto(self, buffer: memoryview | bytearray) -> int:
         view = memoryview(buffer)
+        self._feed.raise_if_failed()
         if self._offset >= self._file.size:
             return 0
         available = self._feed.available(self._file, self._offset)
@@ -230,12 +231,18 @@ class SnapshotFeed:
             self.files[name] = item
             position += size
 
-    @property
-    def fetched_bytes(self) -> int:
-        """Bytes this feed downloads (files already complete on disk are not counted)."""
-        return sum(chunk.length for chunk in self._chunks)
-
     # -- the consumer's side --
+
+    def fail(self, error: BaseException) -> None:
+        """Stop the downloads and make every reader raise ``error`` (the consumer gave up)."""
+        with self.condition:
+            if self._error is None:
+                self._error = error
+            self.condition.notify_all()
+
+    def raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
 
     def wait(self) -> None:
         """Wait (holding `condition`) for news; raise the download's error if it failed."""

@@ -209,8 +209,10 @@ HF_TOKEN = env_secret("HF_TOKEN") or None
 # waiting AEGIS_HUB_RETRY_WAIT_MS, doubling each time (at most 8 s), or what Retry-After says.
 AEGIS_HUB_RETRIES = env_int("AEGIS_HUB_RETRIES", 4, minimum=0)
 AEGIS_HUB_RETRY_WAIT_MS = env_int("AEGIS_HUB_RETRY_WAIT_MS", 1000, minimum=0)
-# Files of one import downloaded at once.
-AEGIS_HUB_DOWNLOAD_WORKERS = env_int("AEGIS_HUB_DOWNLOAD_WORKERS", 8, minimum=1)
+# Connections one import downloads on at once: 8 MiB ranges of its files, in the tarball's
+# order (with AEGIS_ONE_PASS_IMPORT off: whole files at once). Four fill a gigabit link; more
+# only add threads contending for the packager's cores.
+AEGIS_HUB_DOWNLOAD_WORKERS = env_int("AEGIS_HUB_DOWNLOAD_WORKERS", 4, minimum=1)
 # huggingface_hub reports usage to huggingface.co unless told not to; an audit tool does not.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 

@@ -132,7 +132,7 @@ class Response:
     (repo_id, path) whose bytes the body is, for the request log."""
 
     status: int
-    body: bytes
+    body: bytes | memoryview
     headers: Mapping[str, str] = field(default_factory=dict)
     throttle: bool = False
     served_file: tuple[str, str] | None = None

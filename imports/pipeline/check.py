@@ -108,23 +108,27 @@ def check_digests(
     digests = _hash_files(located, progress, resolution.total_bytes)
     for expected in resolution.files:
         sha256, blob_id, size = digests[expected.path]
-        if size != expected.size:
-            raise DigestMismatch(
-                f"{expected.path}: downloaded {size:,} bytes, the Hub lists {expected.size:,}"
-            )
-        if expected.lfs_sha256:
-            if sha256 != expected.lfs_sha256:
-                raise DigestMismatch(
-                    f"{expected.path}: sha256 {sha256} differs from the Hub's LFS sha256 "
-                    f"{expected.lfs_sha256}; the download was corrupted or tampered with"
-                )
-            hub_digest, kind = expected.lfs_sha256, "lfs-sha256"
-        else:
-            if blob_id != expected.blob_id:
-                raise DigestMismatch(
-                    f"{expected.path}: git blob id {blob_id} differs from the Hub's "
-                    f"{expected.blob_id}; the download was corrupted or tampered with"
-                )
-            hub_digest, kind = expected.blob_id, "git-blob-sha1"
-        checked.append(CheckedFile(expected.path, size, sha256, hub_digest, kind))
+        checked.append(compare_with_hub(expected, size=size, sha256=sha256, blob_id=blob_id))
     return CheckResult(files=tuple(sorted(checked, key=lambda item: item.path)))
+
+
+def compare_with_hub(expected: HubFile, *, size: int, sha256: str, blob_id: str) -> CheckedFile:
+    """The file as checked against the Hub's listing: its size, then its LFS sha256 or (for a
+    file the Hub keeps in git) its git blob id; ``DigestMismatch`` names the file otherwise."""
+    if size != expected.size:
+        raise DigestMismatch(
+            f"{expected.path}: downloaded {size:,} bytes, the Hub lists {expected.size:,}"
+        )
+    if expected.lfs_sha256:
+        if sha256 != expected.lfs_sha256:
+            raise DigestMismatch(
+                f"{expected.path}: sha256 {sha256} differs from the Hub's LFS sha256 "
+                f"{expected.lfs_sha256}; the download was corrupted or tampered with"
+            )
+        return CheckedFile(expected.path, size, sha256, expected.lfs_sha256, "lfs-sha256")
+    if blob_id != expected.blob_id:
+        raise DigestMismatch(
+            f"{expected.path}: git blob id {blob_id} differs from the Hub's "
+            f"{expected.blob_id}; the download was corrupted or tampered with"
+        )
+    return CheckedFile(expected.path, size, sha256, expected.blob_id, "git-blob-sha1")

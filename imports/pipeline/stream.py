@@ -38,7 +38,7 @@ from imports.packaging import (
     package_snapshot,
 )
 from imports.pipeline.base import DigestMismatch, Progress, UnsafeModelFile, _noop_progress
-from imports.pipeline.check import CheckedFile, CheckResult
+from imports.pipeline.check import CheckedFile, CheckResult, compare_with_hub
 from imports.pipeline.resolve import Resolution
 from imports.pipeline.scan import ScanResult, judge, scan_one
 from imports.scanners.pickles import ScanVerdict
@@ -144,7 +144,15 @@ class _Checker:
         expected = self._expected[packaged.path]
         local = self._feed.files[packaged.path].path
         try:
-            self.checked.append(_checked(expected, packaged, self.blobs.get(packaged.path)))
+            blob = self.blobs.get(packaged.path)
+            self.checked.append(
+                compare_with_hub(
+                    expected,
+                    size=packaged.size,
+                    sha256=packaged.sha256,
+                    blob_id=blob.hexdigest() if blob is not None else "",
+                )
+            )
         except DigestMismatch:
             local.unlink(missing_ok=True)  # a retry fetches it again
             raise
@@ -175,31 +183,6 @@ class _Checker:
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
-
-
-def _checked(expected: Any, packaged: PackagedFile, blob: Any) -> CheckedFile:
-    if packaged.size != expected.size:
-        raise DigestMismatch(
-            f"{expected.path}: downloaded {packaged.size:,} bytes, the Hub lists {expected.size:,}"
-        )
-    if expected.lfs_sha256:
-        if packaged.sha256 != expected.lfs_sha256:
-            raise DigestMismatch(
-                f"{expected.path}: sha256 {packaged.sha256} differs from the Hub's LFS sha256 "
-                f"{expected.lfs_sha256}; the download was corrupted or tampered with"
-            )
-        return CheckedFile(
-            packaged.path, packaged.size, packaged.sha256, expected.lfs_sha256, "lfs-sha256"
-        )
-    blob_id = blob.hexdigest()
-    if blob_id != expected.blob_id:
-        raise DigestMismatch(
-            f"{expected.path}: git blob id {blob_id} differs from the Hub's {expected.blob_id}; "
-            "the download was corrupted or tampered with"
-        )
-    return CheckedFile(
-        packaged.path, packaged.size, packaged.sha256, expected.blob_id, "git-blob-sha1"
-    )
 
 
 def stream_import(

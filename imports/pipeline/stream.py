@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -124,7 +123,6 @@ class _Checker:
         self.checked: list[CheckedFile] = []
         self._scans: list[Future[ScanVerdict | None]] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aegis-scan")
-        self._lock = threading.Lock()
 
     def sources(self) -> dict[str, Any]:
         """The packager's model files: feed files (git files also hashed as blobs)."""

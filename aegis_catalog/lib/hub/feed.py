@@ -109,9 +109,6 @@ class FeedReader:
         buffer = bytearray(max(0, size) or 1)
         return bytes(buffer[: self.readinto(buffer)])
 
-    def fileno(self) -> int:
-        return self._fd
-
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

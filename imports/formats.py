@@ -1,4 +1,5 @@
-"""What Aegis knows about model file formats by name: the one list of pickle-based suffixes.
+"""What Aegis knows about model file formats by name: the one list of pickle-based suffixes,
+and the files that make a repo need ``trust_remote_code``.
 
 The Hub model page warns about these files, the "safetensors only" policy refuses them before
 download, and the scan stage scans them (besides any file whose bytes are pickle content).
@@ -18,3 +19,14 @@ PICKLE_SUFFIXES = (
 def is_pickle_format(path: str) -> bool:
     """True when the file's name says it is pickle-based (case does not matter)."""
     return path.lower().endswith(PICKLE_SUFFIXES)
+
+
+# Python files transformers imports from a repo when trust_remote_code=True, and the configs
+# whose auto_map names them.
+PYTHON_SUFFIXES = (".py",)
+AUTO_MAP_CONFIGS = ("config.json", "tokenizer_config.json")
+
+
+def is_python_code(path: str) -> bool:
+    """True for a Python source file (case does not matter)."""
+    return path.lower().endswith(PYTHON_SUFFIXES)

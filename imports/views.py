@@ -60,7 +60,7 @@ from imports.actions import (
     request_rebuild,
     retry_import,
 )
-from imports.formats import is_pickle_format
+from imports.formats import is_pickle_format, is_python_code
 from imports.forms import (
     ImportForm,
     ImportListForm,
@@ -72,6 +72,7 @@ from imports.hub_cache import cached_card, cached_model_info, hub_cache_key
 from imports.import_progress import import_progress_of
 from imports.list_rows import LIST_COLUMNS, rows_html
 from imports.models import ImportRequest
+from imports.scanners.remote_code import RemoteCode
 from registry.actions import RegistryError, grant_policy_override
 from registry.card import as_list, card_metadata
 from registry.forms import PolicyOverrideForm
@@ -82,6 +83,7 @@ from registry.policy import (
     PolicyViolation,
     card_licenses,
     check_licenses,
+    check_remote_code,
 )
 
 SEARCH_PAGE_SIZE = 20
@@ -224,14 +226,17 @@ def model_warnings(model: HubModel) -> list[str]:
 
 
 def policy_warnings(model: HubModel) -> list[str]:
-    """What the import policy would say about this model's license, before anyone imports it."""
+    """What the import policy would say about this model's license and its Python files (as
+    the file list shows them; the scan also reads the configs' auto_map), before anyone
+    imports it."""
     findings: list[PolicyFinding] = []
+    rules = ImportPolicy.current().rules()
+    code = [item.path for item in model.files if is_python_code(item.path)]
     try:
-        check_licenses(
-            card_licenses(model.card_data or {}, model.license or ""),
-            ImportPolicy.current().rules(),
-            findings,
-        )
+        check_licenses(card_licenses(model.card_data or {}, model.license or ""), rules, findings)
+        if code:
+            listed = RemoteCode(python_files=tuple((path, "") for path in code))
+            findings += check_remote_code(listed.describe(), rules)
     except PolicyViolation as error:
         return [
             f"The import policy blocks this model ({error.rule}): {error.reason}. "

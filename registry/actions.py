@@ -507,6 +507,7 @@ POLICY_EDITABLE_FIELDS = (
     "pickle_policy",
     "max_import_bytes",
     "require_commit",
+    "remote_code",
 )
 
 

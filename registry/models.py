@@ -412,6 +412,13 @@ class ImportPolicy(models.Model):
         default=False,
         help_text="imports must name a 40-character commit, not a branch or tag that can move",
     )
+    remote_code = models.CharField(
+        max_length=8,
+        choices=UnknownLicense.choices,
+        default=UnknownLicense.WARN,
+        help_text="repos with Python files or an auto_map in their configs: code that "
+        "transformers runs when the model is loaded with trust_remote_code=True",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -439,6 +446,7 @@ class ImportPolicy(models.Model):
             pickle_policy=self.pickle_policy,
             max_import_bytes=self.max_import_bytes or settings.AEGIS_MAX_IMPORT_BYTES,
             require_commit=self.require_commit,
+            remote_code=self.remote_code,
             overridden=frozenset(overridden),
         )
 

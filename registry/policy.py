@@ -1,10 +1,11 @@
 """Import policy rules and their checks: plain Python (no Django, no network).
 
 Registry admins edit the rules (``registry.models.ImportPolicy``); the import pipeline checks
-them before download (license, pickle file names, size, floating revision) and in the scan stage
-(pickle content). A broken rule raises ``PolicyViolation`` naming the rule and the reason, unless
-a registry admin granted an override of that rule for that import: then the check records an
-"overridden" finding instead. Warnings are findings too, so the provenance record lists them.
+them before download (license, pickle file names, size, floating revision) and in the scan
+stage (pickle content, code that would run with ``trust_remote_code``). A broken rule raises
+``PolicyViolation`` naming the rule and the reason, unless a registry admin granted an override
+of that rule for that import: then the check records an "overridden" finding instead. Warnings
+are findings too, so the provenance record lists them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ RULE_SAFETENSORS_ONLY = "safetensors_only"
 RULE_DANGEROUS_PICKLE = "dangerous_pickle"
 RULE_MAX_SIZE = "max_size"
 RULE_REQUIRE_COMMIT = "require_commit"
+RULE_REMOTE_CODE = "remote_code"
 
 RULE_LABELS: dict[str, str] = {
     RULE_LICENSE: "license allow-list",
@@ -33,9 +35,12 @@ RULE_LABELS: dict[str, str] = {
     RULE_DANGEROUS_PICKLE: "dangerous pickle",
     RULE_MAX_SIZE: "maximum import size",
     RULE_REQUIRE_COMMIT: "commit required",
+    RULE_REMOTE_CODE: "remote code (trust_remote_code)",
 }
 
 UNKNOWN_BLOCK, UNKNOWN_WARN, UNKNOWN_ALLOW = "block", "warn", "allow"
+# The remote-code rule takes the same three answers.
+REMOTE_CODE_BLOCK, REMOTE_CODE_WARN, REMOTE_CODE_ALLOW = UNKNOWN_BLOCK, UNKNOWN_WARN, UNKNOWN_ALLOW
 PICKLE_SAFETENSORS_ONLY = "safetensors_only"
 PICKLE_BLOCK_DANGEROUS = "block_dangerous"
 PICKLE_WARN_ONLY = "warn_only"
@@ -60,6 +65,7 @@ class ImportRules:
     pickle_policy: str = PICKLE_BLOCK_DANGEROUS
     max_import_bytes: int = 200 * 1024**3
     require_commit: bool = False
+    remote_code: str = REMOTE_CODE_WARN
     overridden: frozenset[str] = field(default_factory=frozenset)
 
     def to_json(self) -> dict[str, Any]:
@@ -261,4 +267,16 @@ def check_pickle_verdicts(
                     f"{item['path']} is suspicious: {item.get('detail') or 'see the scan'}",
                 )
             )
+    return findings
+
+
+def check_remote_code(description: str, rules: ImportRules) -> list[PolicyFinding]:
+    """Apply the remote-code rule to what the scan found (``description``, in words): block
+    (unless overridden for this import), warn, or allow."""
+    reason = f"{description}: loading the model with trust_remote_code=True runs this code"
+    findings: list[PolicyFinding] = []
+    if rules.remote_code == REMOTE_CODE_BLOCK:
+        _apply(RULE_REMOTE_CODE, reason, rules, findings)
+    elif rules.remote_code == REMOTE_CODE_WARN:
+        findings.append(PolicyFinding(RULE_REMOTE_CODE, "warned", reason))
     return findings

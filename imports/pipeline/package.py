@@ -83,6 +83,8 @@ def import_record(
         record["artifact"] = _artifact_block(model_name, version, artifact)
     if scan is not None:
         record["scan"] = {"scanner": scan.scanner_version, "files": scan.verdicts_json()}
+        if scan.remote_code is not None:
+            record["scan"]["remote_code"] = scan.remote_code.to_json()
     if policy_record is not None:
         record["policy"] = _policy_block(policy_record)
     if imported is not None:

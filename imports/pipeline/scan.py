@@ -11,6 +11,7 @@ from imports.pipeline.base import UnsafeModelFile
 from imports.pipeline.check import CheckResult
 from imports.pipeline.download import Download
 from imports.scanners.pickles import SCANNER, ScanVerdict, scan_unproven
+from imports.scanners.remote_code import RemoteCode, find_remote_code, is_python_source
 from imports.scanners.safetensors import is_safetensors
 from registry import policy
 from registry.policy import ImportRules, PolicyFinding, PolicyViolation
@@ -23,9 +24,13 @@ class ScanResult:
     scanner_version: str = ""
     # The policy the findings were judged by: a retry under other rules scans again.
     rules_digest: str = ""
+    # Code that would run with trust_remote_code (imports.scanners.remote_code), if any.
+    remote_code: RemoteCode | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["remote_code"] = self.remote_code.to_json() if self.remote_code else None
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ScanResult:
@@ -39,6 +44,9 @@ class ScanResult:
             findings=tuple(PolicyFinding.from_json(item) for item in data.get("findings", ())),
             scanner_version=str(data.get("scanner_version", "")),
             rules_digest=str(data.get("rules_digest", "")),
+            remote_code=RemoteCode.from_json(data["remote_code"])
+            if data.get("remote_code")
+            else None,
         )
 
     def verdicts_json(self) -> list[dict[str, Any]]:
@@ -60,25 +68,33 @@ def scan_pickles(download: Download, checked: CheckResult, rules: ImportRules) -
         verdict = scan_one(download.paths[item.path], item.path, item.sha256)
         if verdict is not None:
             verdicts.append(verdict)
-    return judge(verdicts, rules)
+    remote = find_remote_code(download.paths, checked.sha256_by_path)
+    return judge(verdicts, rules, remote)
 
 
 def scan_one(local: Path, name: str, sha256: str) -> ScanVerdict | None:
     """The verdict on one file, or None when it is not pickle content (a safetensors file
-    whose whole header checks out is proven safe without a scan)."""
-    if is_safetensors(local):
+    whose whole header checks out is proven safe without a scan; a ``.py`` file that parses as
+    Python is source code, judged by the remote-code rule: ``import os`` at its top would read
+    as a protocol-0 pickle's INST opcode)."""
+    if is_safetensors(local) or is_python_source(local, name):
         return None
     return scan_unproven(local, name, sha256=sha256)
 
 
-def judge(verdicts: Sequence[ScanVerdict], rules: ImportRules) -> ScanResult:
-    """Apply the pickle policy to the verdicts: ``UnsafeModelFile`` when it refuses them."""
+def judge(
+    verdicts: Sequence[ScanVerdict], rules: ImportRules, remote: RemoteCode | None = None
+) -> ScanResult:
+    """Apply the pickle policy to the verdicts, and the remote-code rule to ``remote``:
+    ``UnsafeModelFile`` when one of them refuses the import."""
     from importlib.metadata import version as package_version
 
     ordered = sorted(verdicts, key=lambda item: item.path)
     verdict_dicts = [{**asdict(item), "globals": list(item.globals)} for item in ordered]
     try:
         findings = policy.check_pickle_verdicts(verdict_dicts, rules)
+        if remote is not None:
+            findings += policy.check_remote_code(remote.describe(), rules)
     except PolicyViolation as error:
         raise UnsafeModelFile(error.rule, error.reason) from None
     return ScanResult(
@@ -86,4 +102,5 @@ def judge(verdicts: Sequence[ScanVerdict], rules: ImportRules) -> ScanResult:
         findings=tuple(findings),
         scanner_version=f"{SCANNER} {package_version('picklescan')}",
         rules_digest=rules.digest(),
+        remote_code=remote,
     )

@@ -41,6 +41,7 @@ from imports.pipeline.check import CheckedFile, CheckResult, compare_with_hub
 from imports.pipeline.resolve import Resolution
 from imports.pipeline.scan import ScanResult, judge, scan_one
 from imports.scanners.pickles import ScanVerdict
+from imports.scanners.remote_code import find_remote_code
 from registry.policy import ImportRules
 
 logger = logging.getLogger(__name__)
@@ -226,7 +227,9 @@ def stream_import(
                 compress_workers=compress_workers,
                 on_file=checker,
             )
-        scan = judge(checker.verdicts(), rules)
+        local = {path: file.path for path, file in feed.files.items()}
+        sha256 = {item.path: item.sha256 for item in checker.checked}
+        scan = judge(checker.verdicts(), rules, find_remote_code(local, sha256))
         artifact = upload.complete(sha256=result.sha256)
     except BaseException:
         if upload is not None:

@@ -190,6 +190,7 @@ def set_allow_list(client, licenses: str):
             "unknown_license": "block",
             "pickle_policy": "block_dangerous",
             "max_import_bytes": "",
+            "remote_code": "warn",
             "_save": "Save",
         },
     )

@@ -508,6 +508,7 @@ POLICY_EDITABLE_FIELDS = (
     "max_import_bytes",
     "require_commit",
     "remote_code",
+    "malformed_weights",
 )
 
 

@@ -419,6 +419,13 @@ class ImportPolicy(models.Model):
         help_text="repos with Python files or an auto_map in their configs: code that "
         "transformers runs when the model is loaded with trust_remote_code=True",
     )
+    malformed_weights = models.CharField(
+        max_length=8,
+        choices=UnknownLicense.choices,
+        default=UnknownLicense.WARN,
+        help_text="a .safetensors file whose header does not parse, or whose tensors' byte "
+        "ranges leave the file, overlap or disagree with their dtype and shape",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -447,6 +454,7 @@ class ImportPolicy(models.Model):
             max_import_bytes=self.max_import_bytes or settings.AEGIS_MAX_IMPORT_BYTES,
             require_commit=self.require_commit,
             remote_code=self.remote_code,
+            malformed_weights=self.malformed_weights,
             overridden=frozenset(overridden),
         )
 

@@ -27,6 +27,7 @@ RULE_DANGEROUS_PICKLE = "dangerous_pickle"
 RULE_MAX_SIZE = "max_size"
 RULE_REQUIRE_COMMIT = "require_commit"
 RULE_REMOTE_CODE = "remote_code"
+RULE_MALFORMED_WEIGHTS = "malformed_weights"
 
 RULE_LABELS: dict[str, str] = {
     RULE_LICENSE: "license allow-list",
@@ -36,6 +37,7 @@ RULE_LABELS: dict[str, str] = {
     RULE_MAX_SIZE: "maximum import size",
     RULE_REQUIRE_COMMIT: "commit required",
     RULE_REMOTE_CODE: "remote code (trust_remote_code)",
+    RULE_MALFORMED_WEIGHTS: "malformed weights file",
 }
 
 UNKNOWN_BLOCK, UNKNOWN_WARN, UNKNOWN_ALLOW = "block", "warn", "allow"
@@ -66,6 +68,7 @@ class ImportRules:
     max_import_bytes: int = 200 * 1024**3
     require_commit: bool = False
     remote_code: str = REMOTE_CODE_WARN
+    malformed_weights: str = UNKNOWN_WARN
     overridden: frozenset[str] = field(default_factory=frozenset)
 
     def to_json(self) -> dict[str, Any]:
@@ -279,4 +282,21 @@ def check_remote_code(description: str, rules: ImportRules) -> list[PolicyFindin
         _apply(RULE_REMOTE_CODE, reason, rules, findings)
     elif rules.remote_code == REMOTE_CODE_WARN:
         findings.append(PolicyFinding(RULE_REMOTE_CODE, "warned", reason))
+    return findings
+
+
+def check_malformed_weights(
+    malformed: Sequence[tuple[str, str]], rules: ImportRules
+) -> list[PolicyFinding]:
+    """Apply the malformed-weights rule to (path, why) of weights files their own format's
+    loader would refuse: block (unless overridden for this import), warn, or allow."""
+    if not malformed:
+        return []
+    reason = "; ".join(f"{path}: {why}" for path, why in malformed[:5])
+    reason += ": not a valid safetensors file"
+    findings: list[PolicyFinding] = []
+    if rules.malformed_weights == UNKNOWN_BLOCK:
+        _apply(RULE_MALFORMED_WEIGHTS, reason, rules, findings)
+    elif rules.malformed_weights == UNKNOWN_WARN:
+        findings.append(PolicyFinding(RULE_MALFORMED_WEIGHTS, "warned", reason))
     return findings

@@ -12,7 +12,7 @@ from imports.pipeline.check import CheckResult
 from imports.pipeline.download import Download
 from imports.scanners.pickles import SCANNER, ScanVerdict, scan_unproven
 from imports.scanners.remote_code import RemoteCode, find_remote_code, is_python_source
-from imports.scanners.safetensors import is_safetensors
+from imports.scanners.safetensors import is_safetensors, safetensors_problem
 from registry import policy
 from registry.policy import ImportRules, PolicyFinding, PolicyViolation
 
@@ -26,6 +26,8 @@ class ScanResult:
     rules_digest: str = ""
     # Code that would run with trust_remote_code (imports.scanners.remote_code), if any.
     remote_code: RemoteCode | None = None
+    # (path, why) of the .safetensors files that are not valid safetensors.
+    malformed: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -44,6 +46,7 @@ class ScanResult:
             findings=tuple(PolicyFinding.from_json(item) for item in data.get("findings", ())),
             scanner_version=str(data.get("scanner_version", "")),
             rules_digest=str(data.get("rules_digest", "")),
+            malformed=tuple((str(path), str(why)) for path, why in data.get("malformed", ())),
             remote_code=RemoteCode.from_json(data["remote_code"])
             if data.get("remote_code")
             else None,
@@ -64,12 +67,16 @@ def scan_pickles(download: Download, checked: CheckResult, rules: ImportRules) -
     ``registry.policy.check_pickle_verdicts``).
     """
     verdicts: list[ScanVerdict] = []
+    malformed: list[tuple[str, str]] = []
     for item in checked.files:
-        verdict = scan_one(download.paths[item.path], item.path, item.sha256)
+        local = download.paths[item.path]
+        if (problem := safetensors_problem(local, item.path)) is not None:
+            malformed.append((item.path, problem))
+        verdict = scan_one(local, item.path, item.sha256)
         if verdict is not None:
             verdicts.append(verdict)
     remote = find_remote_code(download.paths, checked.sha256_by_path)
-    return judge(verdicts, rules, remote)
+    return judge(verdicts, rules, remote, malformed)
 
 
 def scan_one(local: Path, name: str, sha256: str) -> ScanVerdict | None:
@@ -83,10 +90,13 @@ def scan_one(local: Path, name: str, sha256: str) -> ScanVerdict | None:
 
 
 def judge(
-    verdicts: Sequence[ScanVerdict], rules: ImportRules, remote: RemoteCode | None = None
+    verdicts: Sequence[ScanVerdict],
+    rules: ImportRules,
+    remote: RemoteCode | None = None,
+    malformed: Sequence[tuple[str, str]] = (),
 ) -> ScanResult:
-    """Apply the pickle policy to the verdicts, and the remote-code rule to ``remote``:
-    ``UnsafeModelFile`` when one of them refuses the import."""
+    """Apply the pickle policy to the verdicts, the remote-code rule to ``remote`` and the
+    malformed-weights rule to ``malformed``: ``UnsafeModelFile`` when one refuses the import."""
     from importlib.metadata import version as package_version
 
     ordered = sorted(verdicts, key=lambda item: item.path)
@@ -95,6 +105,7 @@ def judge(
         findings = policy.check_pickle_verdicts(verdict_dicts, rules)
         if remote is not None:
             findings += policy.check_remote_code(remote.describe(), rules)
+        findings += policy.check_malformed_weights(sorted(malformed), rules)
     except PolicyViolation as error:
         raise UnsafeModelFile(error.rule, error.reason) from None
     return ScanResult(
@@ -103,4 +114,5 @@ def judge(
         scanner_version=f"{SCANNER} {package_version('picklescan')}",
         rules_digest=rules.digest(),
         remote_code=remote,
+        malformed=tuple(sorted(malformed)),
     )

@@ -42,6 +42,7 @@ from imports.pipeline.resolve import Resolution
 from imports.pipeline.scan import ScanResult, judge, scan_one
 from imports.scanners.pickles import ScanVerdict
 from imports.scanners.remote_code import find_remote_code
+from imports.scanners.safetensors import safetensors_problem
 from registry.policy import ImportRules
 
 logger = logging.getLogger(__name__)
@@ -122,7 +123,8 @@ class _Checker:
         self._rules = rules
         self.blobs: dict[str, Any] = {}
         self.checked: list[CheckedFile] = []
-        self._scans: list[Future[ScanVerdict | None]] = []
+        self._scans: list[Future[tuple[ScanVerdict | None, str | None]]] = []
+        self._scanned: list[str] = []  # the path of each scan
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aegis-scan")
 
     def sources(self) -> dict[str, Any]:
@@ -156,29 +158,43 @@ class _Checker:
             local.unlink(missing_ok=True)  # a retry fetches it again
             raise
         self._scans.append(self._pool.submit(self._scan, local, packaged))
+        self._scanned.append(packaged.path)
 
-    def _scan(self, local: Path, packaged: PackagedFile) -> ScanVerdict | None:
-        """Scan one file and judge its verdict at once: a verdict the policy refuses stops the
-        download and the packager (at their next read) instead of waiting for the end. (The
-        rules refuse a set of files when they refuse one of them, so judging each file alone
-        refuses what judging them all would.)"""
+    def _scan(self, local: Path, packaged: PackagedFile) -> tuple[ScanVerdict | None, str | None]:
+        """Scan one file (pickle content; a ``.safetensors`` that is not valid safetensors) and
+        judge it at once: what the policy refuses stops the download and the packager (at their
+        next read) instead of waiting for the end. (The rules refuse a set of files when they
+        refuse one of them, so judging each file alone refuses what judging them all would.)"""
+        problem = safetensors_problem(local, packaged.path)
         verdict = scan_one(local, packaged.path, packaged.sha256)
-        if verdict is not None:
+        if verdict is not None or problem is not None:
             try:
-                judge([verdict], self._rules)
+                judge(
+                    [verdict] if verdict else [],
+                    self._rules,
+                    malformed=[(packaged.path, problem)] if problem else [],
+                )
             except UnsafeModelFile as refused:
                 self._feed.fail(refused)
                 raise
-        return verdict
+        return verdict, problem
 
     def _raise_if_scan_failed(self) -> None:
         for future in self._scans:
             if future.done() and future.exception() is not None:
                 future.result()
 
-    def verdicts(self) -> list[ScanVerdict]:
-        """Every file's verdict (waits for the scans still running)."""
-        return [verdict for future in self._scans if (verdict := future.result()) is not None]
+    def verdicts(self) -> tuple[list[ScanVerdict], list[tuple[str, str]]]:
+        """Every pickle verdict, and (path, why) of every malformed safetensors file (waits
+        for the scans still running)."""
+        verdicts, malformed = [], []
+        for future, packaged in zip(self._scans, self._scanned, strict=True):
+            verdict, problem = future.result()
+            if verdict is not None:
+                verdicts.append(verdict)
+            if problem is not None:
+                malformed.append((packaged, problem))
+        return verdicts, malformed
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
@@ -229,7 +245,8 @@ def stream_import(
             )
         local = {path: file.path for path, file in feed.files.items()}
         sha256 = {item.path: item.sha256 for item in checker.checked}
-        scan = judge(checker.verdicts(), rules, find_remote_code(local, sha256))
+        verdicts, malformed = checker.verdicts()
+        scan = judge(verdicts, rules, find_remote_code(local, sha256), malformed)
         artifact = upload.complete(sha256=result.sha256)
     except BaseException:
         if upload is not None:

@@ -102,6 +102,21 @@ def check_safetensors(path: Path) -> int:
     return len(ranges)
 
 
+def safetensors_problem(path: Path, name: str) -> str | None:
+    """Why a file named ``*.safetensors`` is not a valid safetensors file (None when it is,
+    and for other names): its loader would refuse it, or read tensors out of other tensors'
+    bytes."""
+    if not name.lower().endswith(".safetensors"):
+        return None
+    try:
+        check_safetensors(path)
+    except NotSafetensors as error:
+        return str(error)
+    except OSError as error:
+        return f"it cannot be read ({error.strerror or error})"
+    return None
+
+
 def is_safetensors(path: Path) -> bool:
     try:
         check_safetensors(path)

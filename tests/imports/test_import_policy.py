@@ -191,6 +191,7 @@ def set_allow_list(client, licenses: str):
             "pickle_policy": "block_dangerous",
             "max_import_bytes": "",
             "remote_code": "warn",
+            "malformed_weights": "warn",
             "_save": "Save",
         },
     )

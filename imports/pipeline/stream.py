@@ -28,7 +28,7 @@ from typing import Any
 
 from aegis_catalog.lib.hub import HubClient
 from aegis_catalog.lib.hub.feed import FeedFile, FeedReader, SnapshotFeed
-from aegis_catalog.lib.storage import ArtifactStore, StoredObject, Upload
+from aegis_catalog.lib.storage import ArtifactStore, StorageError, StoredObject, Upload
 from imports.packaging import (
     ARTIFACT_LAYOUT,
     PackagedFile,
@@ -216,7 +216,13 @@ def stream_import(
     """Download, check, scan and package ``resolution``'s files in one pass, the tarball
     streamed into ``store`` at ``key``. Any failure (a Hub error, a digest mismatch, a verdict
     the policy refuses, the store, a cancellation) aborts the upload before it is raised."""
-    discarded = store.discard_unfinished_uploads(key)
+    try:
+        discarded = store.discard_unfinished_uploads(key)
+    except StorageError:
+        # Not allowed to list uploads (s3:ListBucketMultipartUploads), say: the parts of a
+        # dead attempt stay until the bucket's lifecycle rule removes them.
+        logger.warning("could not look for unfinished uploads of %s", key, exc_info=True)
+        discarded = 0
     if discarded:
         logger.info(
             "discarded %d unfinished upload(s) of %s from an earlier attempt", discarded, key

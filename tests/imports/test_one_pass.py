@@ -229,3 +229,18 @@ def test_the_hub_failing_mid_stream_aborts_the_upload_and_a_retry_fetches_only_t
     assert request.status == ImportRequest.Status.SUCCEEDED, request.error
     assert one_pass.body_fetches("acme/flaky", "a.safetensors") == 12  # once, in 12 chunks
     assert rebuild_version(ModelVersion.objects.get()).reproduced
+
+
+def test_a_store_that_will_not_list_uploads_does_not_stop_the_import(
+    one_pass, seaweedfs, monkeypatch, caplog
+):
+    one_pass.add_repo("acme/listless", {"a.safetensors": os.urandom(MiB)})
+
+    def refused(self, key):
+        raise storage.StorageError("AccessDenied: s3:ListBucketMultipartUploads (injected)")
+
+    monkeypatch.setattr(storage.S3Store, "discard_unfinished_uploads", refused)
+    request = start("acme/listless", "listless")
+
+    assert request.status == ImportRequest.Status.SUCCEEDED, request.error
+    assert "could not look for unfinished uploads" in caplog.text

@@ -509,6 +509,7 @@ POLICY_EDITABLE_FIELDS = (
     "require_commit",
     "remote_code",
     "malformed_weights",
+    "template_injection",
 )
 
 

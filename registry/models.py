@@ -426,6 +426,13 @@ class ImportPolicy(models.Model):
         help_text="a .safetensors file whose header does not parse, or whose tensors' byte "
         "ranges leave the file, overlap or disagree with their dtype and shape",
     )
+    template_injection = models.CharField(
+        max_length=8,
+        choices=UnknownLicense.choices,
+        default=UnknownLicense.BLOCK,
+        help_text="a chat template (GGUF metadata, tokenizer_config.json) that reaches Python "
+        "internals: dunder attributes, os, eval...",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -455,6 +462,7 @@ class ImportPolicy(models.Model):
             require_commit=self.require_commit,
             remote_code=self.remote_code,
             malformed_weights=self.malformed_weights,
+            template_injection=self.template_injection,
             overridden=frozenset(overridden),
         )
 

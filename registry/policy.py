@@ -28,6 +28,7 @@ RULE_MAX_SIZE = "max_size"
 RULE_REQUIRE_COMMIT = "require_commit"
 RULE_REMOTE_CODE = "remote_code"
 RULE_MALFORMED_WEIGHTS = "malformed_weights"
+RULE_TEMPLATE_INJECTION = "template_injection"
 
 RULE_LABELS: dict[str, str] = {
     RULE_LICENSE: "license allow-list",
@@ -38,6 +39,13 @@ RULE_LABELS: dict[str, str] = {
     RULE_REQUIRE_COMMIT: "commit required",
     RULE_REMOTE_CODE: "remote code (trust_remote_code)",
     RULE_MALFORMED_WEIGHTS: "malformed weights file",
+    RULE_TEMPLATE_INJECTION: "chat template reaching Python internals",
+}
+# The rules about what is inside one file (format scanners), each answered block, warn or
+# allow by the ImportRules field of the same name; the words that end a finding's reason.
+FILE_RULES: dict[str, str] = {
+    RULE_MALFORMED_WEIGHTS: "not a valid safetensors file",
+    RULE_TEMPLATE_INJECTION: "rendering it could run code",
 }
 
 UNKNOWN_BLOCK, UNKNOWN_WARN, UNKNOWN_ALLOW = "block", "warn", "allow"
@@ -69,6 +77,7 @@ class ImportRules:
     require_commit: bool = False
     remote_code: str = REMOTE_CODE_WARN
     malformed_weights: str = UNKNOWN_WARN
+    template_injection: str = UNKNOWN_BLOCK
     overridden: frozenset[str] = field(default_factory=frozenset)
 
     def to_json(self) -> dict[str, Any]:
@@ -285,18 +294,20 @@ def check_remote_code(description: str, rules: ImportRules) -> list[PolicyFindin
     return findings
 
 
-def check_malformed_weights(
-    malformed: Sequence[tuple[str, str]], rules: ImportRules
+def check_file_problems(
+    problems: Sequence[tuple[str, str, str]], rules: ImportRules
 ) -> list[PolicyFinding]:
-    """Apply the malformed-weights rule to (path, why) of weights files their own format's
-    loader would refuse: block (unless overridden for this import), warn, or allow."""
-    if not malformed:
-        return []
-    reason = "; ".join(f"{path}: {why}" for path, why in malformed[:5])
-    reason += ": not a valid safetensors file"
+    """Apply each file rule (``FILE_RULES``) to the (rule, path, why) the format scanners
+    found: block (unless overridden for this import), warn, or allow, rule by rule."""
     findings: list[PolicyFinding] = []
-    if rules.malformed_weights == UNKNOWN_BLOCK:
-        _apply(RULE_MALFORMED_WEIGHTS, reason, rules, findings)
-    elif rules.malformed_weights == UNKNOWN_WARN:
-        findings.append(PolicyFinding(RULE_MALFORMED_WEIGHTS, "warned", reason))
+    for rule, describe in FILE_RULES.items():
+        found = sorted((path, why) for kind, path, why in problems if kind == rule)
+        if not found:
+            continue
+        reason = "; ".join(f"{path}: {why}" for path, why in found[:5]) + f": {describe}"
+        answer = getattr(rules, rule)
+        if answer == UNKNOWN_BLOCK:
+            _apply(rule, reason, rules, findings)
+        elif answer == UNKNOWN_WARN:
+            findings.append(PolicyFinding(rule, "warned", reason))
     return findings

@@ -85,9 +85,10 @@ def import_record(
         record["scan"] = {"scanner": scan.scanner_version, "files": scan.verdicts_json()}
         if scan.remote_code is not None:
             record["scan"]["remote_code"] = scan.remote_code.to_json()
-        if scan.malformed:
-            record["scan"]["malformed"] = [
-                {"path": path, "problem": problem} for path, problem in scan.malformed
+        if scan.problems:
+            record["scan"]["problems"] = [
+                {"rule": rule, "path": path, "problem": problem}
+                for rule, path, problem in scan.problems
             ]
     if policy_record is not None:
         record["policy"] = _policy_block(policy_record)

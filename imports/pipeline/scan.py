@@ -13,8 +13,15 @@ from imports.pipeline.download import Download
 from imports.scanners.pickles import SCANNER, ScanVerdict, scan_unproven
 from imports.scanners.remote_code import RemoteCode, find_remote_code, is_python_source
 from imports.scanners.safetensors import is_safetensors, safetensors_problem
+from imports.scanners.templates import chat_template_problem
 from registry import policy
-from registry.policy import ImportRules, PolicyFinding, PolicyViolation
+from registry.policy import (
+    RULE_MALFORMED_WEIGHTS,
+    RULE_TEMPLATE_INJECTION,
+    ImportRules,
+    PolicyFinding,
+    PolicyViolation,
+)
 
 
 @dataclass(frozen=True)
@@ -26,8 +33,8 @@ class ScanResult:
     rules_digest: str = ""
     # Code that would run with trust_remote_code (imports.scanners.remote_code), if any.
     remote_code: RemoteCode | None = None
-    # (path, why) of the .safetensors files that are not valid safetensors.
-    malformed: tuple[tuple[str, str], ...] = ()
+    # (rule, path, why) of what the format scanners found (registry.policy.FILE_RULES).
+    problems: tuple[tuple[str, str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -46,7 +53,9 @@ class ScanResult:
             findings=tuple(PolicyFinding.from_json(item) for item in data.get("findings", ())),
             scanner_version=str(data.get("scanner_version", "")),
             rules_digest=str(data.get("rules_digest", "")),
-            malformed=tuple((str(path), str(why)) for path, why in data.get("malformed", ())),
+            problems=tuple(
+                (str(rule), str(path), str(why)) for rule, path, why in data.get("problems", ())
+            ),
             remote_code=RemoteCode.from_json(data["remote_code"])
             if data.get("remote_code")
             else None,
@@ -67,16 +76,26 @@ def scan_pickles(download: Download, checked: CheckResult, rules: ImportRules) -
     ``registry.policy.check_pickle_verdicts``).
     """
     verdicts: list[ScanVerdict] = []
-    malformed: list[tuple[str, str]] = []
+    problems: list[tuple[str, str, str]] = []
     for item in checked.files:
         local = download.paths[item.path]
-        if (problem := safetensors_problem(local, item.path)) is not None:
-            malformed.append((item.path, problem))
+        problems += file_problems(local, item.path)
         verdict = scan_one(local, item.path, item.sha256)
         if verdict is not None:
             verdicts.append(verdict)
     remote = find_remote_code(download.paths, checked.sha256_by_path)
-    return judge(verdicts, rules, remote, malformed)
+    return judge(verdicts, rules, remote, problems)
+
+
+def file_problems(local: Path, name: str) -> list[tuple[str, str, str]]:
+    """(rule, path, why) of what the format scanners find in one file: a ``.safetensors`` its
+    loader would refuse, a chat template (GGUF, tokenizer_config.json) reaching Python."""
+    found = []
+    if (why := safetensors_problem(local, name)) is not None:
+        found.append((RULE_MALFORMED_WEIGHTS, name, why))
+    if (why := chat_template_problem(local, name)) is not None:
+        found.append((RULE_TEMPLATE_INJECTION, name, why))
+    return found
 
 
 def scan_one(local: Path, name: str, sha256: str) -> ScanVerdict | None:
@@ -93,10 +112,10 @@ def judge(
     verdicts: Sequence[ScanVerdict],
     rules: ImportRules,
     remote: RemoteCode | None = None,
-    malformed: Sequence[tuple[str, str]] = (),
+    problems: Sequence[tuple[str, str, str]] = (),
 ) -> ScanResult:
     """Apply the pickle policy to the verdicts, the remote-code rule to ``remote`` and the
-    malformed-weights rule to ``malformed``: ``UnsafeModelFile`` when one refuses the import."""
+    file rules to ``problems``: ``UnsafeModelFile`` when one refuses the import."""
     from importlib.metadata import version as package_version
 
     ordered = sorted(verdicts, key=lambda item: item.path)
@@ -105,7 +124,7 @@ def judge(
         findings = policy.check_pickle_verdicts(verdict_dicts, rules)
         if remote is not None:
             findings += policy.check_remote_code(remote.describe(), rules)
-        findings += policy.check_malformed_weights(sorted(malformed), rules)
+        findings += policy.check_file_problems(problems, rules)
     except PolicyViolation as error:
         raise UnsafeModelFile(error.rule, error.reason) from None
     return ScanResult(
@@ -114,5 +133,5 @@ def judge(
         scanner_version=f"{SCANNER} {package_version('picklescan')}",
         rules_digest=rules.digest(),
         remote_code=remote,
-        malformed=tuple(sorted(malformed)),
+        problems=tuple(sorted(problems)),
     )

@@ -39,10 +39,9 @@ from imports.packaging import (
 from imports.pipeline.base import DigestMismatch, Progress, UnsafeModelFile, _noop_progress
 from imports.pipeline.check import CheckedFile, CheckResult, compare_with_hub
 from imports.pipeline.resolve import Resolution
-from imports.pipeline.scan import ScanResult, judge, scan_one
+from imports.pipeline.scan import ScanResult, file_problems, judge, scan_one
 from imports.scanners.pickles import ScanVerdict
 from imports.scanners.remote_code import find_remote_code
-from imports.scanners.safetensors import safetensors_problem
 from registry.policy import ImportRules
 
 logger = logging.getLogger(__name__)
@@ -123,8 +122,7 @@ class _Checker:
         self._rules = rules
         self.blobs: dict[str, Any] = {}
         self.checked: list[CheckedFile] = []
-        self._scans: list[Future[tuple[ScanVerdict | None, str | None]]] = []
-        self._scanned: list[str] = []  # the path of each scan
+        self._scans: list[Future[tuple[ScanVerdict | None, list[tuple[str, str, str]]]]] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aegis-scan")
 
     def sources(self) -> dict[str, Any]:
@@ -158,43 +156,39 @@ class _Checker:
             local.unlink(missing_ok=True)  # a retry fetches it again
             raise
         self._scans.append(self._pool.submit(self._scan, local, packaged))
-        self._scanned.append(packaged.path)
 
-    def _scan(self, local: Path, packaged: PackagedFile) -> tuple[ScanVerdict | None, str | None]:
+    def _scan(
+        self, local: Path, packaged: PackagedFile
+    ) -> tuple[ScanVerdict | None, list[tuple[str, str, str]]]:
         """Scan one file (pickle content; a ``.safetensors`` that is not valid safetensors) and
         judge it at once: what the policy refuses stops the download and the packager (at their
         next read) instead of waiting for the end. (The rules refuse a set of files when they
         refuse one of them, so judging each file alone refuses what judging them all would.)"""
-        problem = safetensors_problem(local, packaged.path)
+        problems = file_problems(local, packaged.path)
         verdict = scan_one(local, packaged.path, packaged.sha256)
-        if verdict is not None or problem is not None:
+        if verdict is not None or problems:
             try:
-                judge(
-                    [verdict] if verdict else [],
-                    self._rules,
-                    malformed=[(packaged.path, problem)] if problem else [],
-                )
+                judge([verdict] if verdict else [], self._rules, problems=problems)
             except UnsafeModelFile as refused:
                 self._feed.fail(refused)
                 raise
-        return verdict, problem
+        return verdict, problems
 
     def _raise_if_scan_failed(self) -> None:
         for future in self._scans:
             if future.done() and future.exception() is not None:
                 future.result()
 
-    def verdicts(self) -> tuple[list[ScanVerdict], list[tuple[str, str]]]:
-        """Every pickle verdict, and (path, why) of every malformed safetensors file (waits
+    def verdicts(self) -> tuple[list[ScanVerdict], list[tuple[str, str, str]]]:
+        """Every pickle verdict, and every (rule, path, why) the format scanners found (waits
         for the scans still running)."""
-        verdicts, malformed = [], []
-        for future, packaged in zip(self._scans, self._scanned, strict=True):
-            verdict, problem = future.result()
+        verdicts, problems = [], []
+        for future in self._scans:
+            verdict, found = future.result()
             if verdict is not None:
                 verdicts.append(verdict)
-            if problem is not None:
-                malformed.append((packaged, problem))
-        return verdicts, malformed
+            problems += found
+        return verdicts, problems
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
@@ -251,8 +245,8 @@ def stream_import(
             )
         local = {path: file.path for path, file in feed.files.items()}
         sha256 = {item.path: item.sha256 for item in checker.checked}
-        verdicts, malformed = checker.verdicts()
-        scan = judge(verdicts, rules, find_remote_code(local, sha256), malformed)
+        verdicts, problems = checker.verdicts()
+        scan = judge(verdicts, rules, find_remote_code(local, sha256), problems)
         artifact = upload.complete(sha256=result.sha256)
     except BaseException:
         if upload is not None:

@@ -69,7 +69,7 @@ def _display_global(name: str) -> str:
 
 def _picklescan(path: Path) -> tuple[Any, bool]:
     """picklescan's result for the file, and whether it could not parse a stream to its end."""
-    from picklescan.scanner import scan_file_path
+    from picklescan.scanner import ScanResult, scan_file_path
 
     unparseable: list[str] = []
 
@@ -90,6 +90,11 @@ def _picklescan(path: Path) -> tuple[Any, bool]:
     scanner_log.addHandler(handler)
     try:
         result = scan_file_path(str(path))
+    except (ValueError, IndexError, KeyError, EOFError) as error:
+        # picklescan raises on some byte sequences it cannot follow (a STACK_GLOBAL with
+        # nothing on its stack, say): unparseable, as the streams it only logs about.
+        unparseable.append(f"{path}: {error}")
+        result = ScanResult(globals=[], scan_err=True)
     finally:
         scanner_log.removeHandler(handler)
         scanner_log.propagate = propagate

@@ -192,6 +192,7 @@ def set_allow_list(client, licenses: str):
             "max_import_bytes": "",
             "remote_code": "warn",
             "malformed_weights": "warn",
+            "template_injection": "block",
             "_save": "Save",
         },
     )

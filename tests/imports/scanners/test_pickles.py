@@ -151,3 +151,13 @@ def test_a_suspicious_import_is_named(tmp_path, protocol):
     result = scan_file(path, "p.pkl", detected_by="extension")
     assert result.verdict in ("suspicious", "dangerous")
     assert any("print" in name for name in result.globals)
+
+
+def test_bytes_picklescan_raises_on_are_unparseable_not_an_internal_error(tmp_path):
+    from imports.scanners.pickles import scan_file, scan_unproven
+
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(b"\x93" + bytes(64))  # STACK_GLOBAL with nothing on the stack
+    assert scan_unproven(path, "weights.safetensors") is None  # not pickle content at all
+    verdict = scan_file(path, "weights.pkl", detected_by="extension")
+    assert verdict.verdict == "dangerous"  # as a pickle it cannot be followed to its end

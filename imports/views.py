@@ -215,6 +215,13 @@ def model_warnings(model: HubModel) -> list[str]:
             f"{len(pickled)} file(s) use a pickle-based format ({', '.join(pickled[:5])}): "
             "loading them can run code. They are scanned during import; prefer safetensors."
         )
+    templated = [item.path for item in model.files if item.path.lower().endswith(".gguf")]
+    if templated:
+        warnings.append(
+            f"{len(templated)} GGUF file(s) ({', '.join(templated[:5])}): their chat templates "
+            "run whenever a prompt is built. The import reads them and refuses one that reaches "
+            "Python internals (policy rule template_injection)."
+        )
     if model.gated:
         warnings.append(
             "This model is gated: importing needs an HF token of an account granted access."

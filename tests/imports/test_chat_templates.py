@@ -111,3 +111,8 @@ def test_a_clean_gguf_imports_without_a_finding(template_repos):
     assert request.status == ImportRequest.Status.SUCCEEDED, request.error
     findings = ModelVersion.objects.get().import_options["policy"]["findings"]
     assert "template_injection" not in {item["rule"] for item in findings}
+
+
+def test_the_hub_model_page_says_gguf_templates_are_checked(template_repos, bob_client):
+    html = bob_client.get("/hub/acme/gguf-clean/").content.decode()
+    assert "1 GGUF file(s) (model-q4.gguf): their chat templates run" in html

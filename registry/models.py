@@ -370,6 +370,11 @@ def validate_spdx_ids(value: Any) -> None:
         raise ValidationError(f"Write the SPDX ids as {', '.join(canonical)}.")
 
 
+def _rule_answer(choices: Any, default: str, help_text: str) -> models.CharField[str, str]:
+    """A policy rule answered block, warn or allow."""
+    return models.CharField(max_length=8, choices=choices, default=default, help_text=help_text)
+
+
 class ImportPolicy(models.Model):
     """The rules every import must follow; one row, edited by registry admins in the admin.
 
@@ -412,26 +417,24 @@ class ImportPolicy(models.Model):
         default=False,
         help_text="imports must name a 40-character commit, not a branch or tag that can move",
     )
-    remote_code = models.CharField(
-        max_length=8,
-        choices=UnknownLicense.choices,
-        default=UnknownLicense.WARN,
-        help_text="repos with Python files or an auto_map in their configs: code that "
-        "transformers runs when the model is loaded with trust_remote_code=True",
+    # The rules about what the scan finds in the files: each answered block, warn or allow.
+    remote_code = _rule_answer(
+        UnknownLicense.choices,
+        UnknownLicense.WARN,
+        "repos with Python files or an auto_map in their configs: code that transformers runs "
+        "when the model is loaded with trust_remote_code=True",
     )
-    malformed_weights = models.CharField(
-        max_length=8,
-        choices=UnknownLicense.choices,
-        default=UnknownLicense.WARN,
-        help_text="a .safetensors file whose header does not parse, or whose tensors' byte "
-        "ranges leave the file, overlap or disagree with their dtype and shape",
+    malformed_weights = _rule_answer(
+        UnknownLicense.choices,
+        UnknownLicense.WARN,
+        "a .safetensors file whose header does not parse, or whose tensors' byte ranges leave "
+        "the file, overlap or disagree with their dtype and shape",
     )
-    template_injection = models.CharField(
-        max_length=8,
-        choices=UnknownLicense.choices,
-        default=UnknownLicense.BLOCK,
-        help_text="a chat template (GGUF metadata, tokenizer_config.json) that reaches Python "
-        "internals: dunder attributes, os, eval...",
+    template_injection = _rule_answer(
+        UnknownLicense.choices,
+        UnknownLicense.BLOCK,
+        "a chat template (GGUF metadata, tokenizer_config.json) that reaches Python internals: "
+        "dunder attributes, os, eval...",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -66,14 +66,16 @@ class ScanResult:
 
 
 def scan_pickles(download: Download, checked: CheckResult, rules: ImportRules) -> ScanResult:
-    """Scan every file not proven safe and apply the pickle policy.
+    """Scan every file not proven safe and apply the policy (the stages one after the other;
+    the one pass scans each file as it arrives, ``imports.pipeline.stream``).
 
     A safetensors file whose whole header checks out is proven safe and not scanned; every
     other file goes through picklescan, and those that are pickle content (by name, by their
     first bytes, or by the imports found in them) get a verdict: safe, suspicious (imports
     picklescan does not know) or dangerous (imports that run code, such as ``os.system``, or a
-    stream that cannot be parsed to its end). The policy decides what stops the import (see
-    ``registry.policy.check_pickle_verdicts``).
+    stream that cannot be parsed to its end). The format scanners (``file_problems``) and the
+    remote-code finder look at every file too. The policy decides what stops the import (see
+    ``registry.policy``).
     """
     verdicts: list[ScanVerdict] = []
     problems: list[tuple[str, str, str]] = []

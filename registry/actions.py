@@ -510,6 +510,7 @@ POLICY_EDITABLE_FIELDS = (
     "remote_code",
     "malformed_weights",
     "template_injection",
+    "keras_code",
 )
 
 

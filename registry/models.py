@@ -436,6 +436,11 @@ class ImportPolicy(models.Model):
         "a chat template (GGUF metadata, tokenizer_config.json) that reaches Python internals: "
         "dunder attributes, os, eval...",
     )
+    keras_code = _rule_answer(
+        UnknownLicense.choices,
+        UnknownLicense.BLOCK,
+        "a .keras model whose config carries Python code: Lambda layers, serialised functions",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -466,6 +471,7 @@ class ImportPolicy(models.Model):
             remote_code=self.remote_code,
             malformed_weights=self.malformed_weights,
             template_injection=self.template_injection,
+            keras_code=self.keras_code,
             overridden=frozenset(overridden),
         )
 

@@ -29,6 +29,7 @@ RULE_REQUIRE_COMMIT = "require_commit"
 RULE_REMOTE_CODE = "remote_code"
 RULE_MALFORMED_WEIGHTS = "malformed_weights"
 RULE_TEMPLATE_INJECTION = "template_injection"
+RULE_KERAS_CODE = "keras_code"
 
 RULE_LABELS: dict[str, str] = {
     RULE_LICENSE: "license allow-list",
@@ -40,12 +41,14 @@ RULE_LABELS: dict[str, str] = {
     RULE_REMOTE_CODE: "remote code (trust_remote_code)",
     RULE_MALFORMED_WEIGHTS: "malformed weights file",
     RULE_TEMPLATE_INJECTION: "chat template reaching Python internals",
+    RULE_KERAS_CODE: "Keras model carrying Python code",
 }
 # The rules about what is inside one file (format scanners), each answered block, warn or
 # allow by the ImportRules field of the same name; the words that end a finding's reason.
 FILE_RULES: dict[str, str] = {
     RULE_MALFORMED_WEIGHTS: "not a valid safetensors file",
     RULE_TEMPLATE_INJECTION: "rendering it could run code",
+    RULE_KERAS_CODE: "loading it could run code",
 }
 
 UNKNOWN_BLOCK, UNKNOWN_WARN, UNKNOWN_ALLOW = "block", "warn", "allow"
@@ -78,6 +81,7 @@ class ImportRules:
     remote_code: str = REMOTE_CODE_WARN
     malformed_weights: str = UNKNOWN_WARN
     template_injection: str = UNKNOWN_BLOCK
+    keras_code: str = UNKNOWN_BLOCK
     overridden: frozenset[str] = field(default_factory=frozenset)
 
     def to_json(self) -> dict[str, Any]:

@@ -10,12 +10,14 @@ from typing import Any
 from imports.pipeline.base import UnsafeModelFile
 from imports.pipeline.check import CheckResult
 from imports.pipeline.download import Download
+from imports.scanners.keras import keras_problem
 from imports.scanners.pickles import SCANNER, ScanVerdict, scan_unproven
 from imports.scanners.remote_code import RemoteCode, find_remote_code, is_python_source
 from imports.scanners.safetensors import is_safetensors, safetensors_problem
 from imports.scanners.templates import chat_template_problem
 from registry import policy
 from registry.policy import (
+    RULE_KERAS_CODE,
     RULE_MALFORMED_WEIGHTS,
     RULE_TEMPLATE_INJECTION,
     ImportRules,
@@ -91,12 +93,15 @@ def scan_pickles(download: Download, checked: CheckResult, rules: ImportRules) -
 
 def file_problems(local: Path, name: str) -> list[tuple[str, str, str]]:
     """(rule, path, why) of what the format scanners find in one file: a ``.safetensors`` its
-    loader would refuse, a chat template (GGUF, tokenizer_config.json) reaching Python."""
+    loader would refuse, a chat template (GGUF, tokenizer_config.json) reaching Python, a
+    ``.keras`` model carrying Python code."""
     found = []
     if (why := safetensors_problem(local, name)) is not None:
         found.append((RULE_MALFORMED_WEIGHTS, name, why))
     if (why := chat_template_problem(local, name)) is not None:
         found.append((RULE_TEMPLATE_INJECTION, name, why))
+    if (why := keras_problem(local, name)) is not None:
+        found.append((RULE_KERAS_CODE, name, why))
     return found
 
 

@@ -193,6 +193,7 @@ def set_allow_list(client, licenses: str):
             "remote_code": "warn",
             "malformed_weights": "warn",
             "template_injection": "block",
+            "keras_code": "block",
             "_save": "Save",
         },
     )

@@ -295,3 +295,18 @@ def verify_now(client: Client, name: str = "tiny-bert", version: str = "1.0") ->
     polled = client.get(f"{url}{run.pk}/", headers=HTMX)
     assert polled.status_code == 200
     return polled.content.decode()
+
+
+def imported(repo_id: str, name: str = "", version: str = "1") -> Any:
+    """An import of `repo_id` (as `name`, by default the repo's name) run to its end in this
+    process; the ImportRequest, refreshed."""
+    from imports import actions
+    from imports.actions import ImportOptions
+    from imports.jobs import run_import
+
+    request = actions.start_import(
+        ImportOptions(repo_id, name or repo_id.split("/")[1], version), actor="alice", enqueue=False
+    )
+    run_import(request.pk)
+    request.refresh_from_db()
+    return request

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from imports import actions
-from imports.actions import ImportOptions
-from imports.jobs import run_import
 from imports.models import ImportRequest
 from imports.scanners.templates import chat_template_problem, template_problem
 from registry.models import ModelVersion
+from tests.factories import imported
 
 pytestmark = pytest.mark.django_db
 
@@ -64,15 +62,6 @@ def template_repos(aegis, fresh_hub_double):
     return fresh_hub_double
 
 
-def start(repo_id: str) -> ImportRequest:
-    request = actions.start_import(
-        ImportOptions(repo_id, repo_id.split("/")[1], "1"), actor="alice", enqueue=False
-    )
-    run_import(request.pk)
-    request.refresh_from_db()
-    return request
-
-
 def stored(environment) -> list[Path]:
     root = Path(environment.settings.AEGIS_ARTIFACT_ROOT)
     return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
@@ -96,7 +85,7 @@ def test_it_tells_an_escaping_template_from_an_ordinary_one(tmp_path):
     [("acme/gguf-hostile", "model-q4.gguf"), ("acme/tokenizer-hostile", "tokenizer_config.json")],
 )
 def test_a_template_reaching_python_blocks_the_import(template_repos, aegis, repo_id, named):
-    request = start(repo_id)
+    request = imported(repo_id)
 
     assert request.status == ImportRequest.Status.FAILED
     assert request.error_code == "policy:template_injection"
@@ -106,7 +95,7 @@ def test_a_template_reaching_python_blocks_the_import(template_repos, aegis, rep
 
 
 def test_a_clean_gguf_imports_without_a_finding(template_repos):
-    request = start("acme/gguf-clean")
+    request = imported("acme/gguf-clean")
 
     assert request.status == ImportRequest.Status.SUCCEEDED, request.error
     findings = ModelVersion.objects.get().import_options["policy"]["findings"]

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from imports import actions
-from imports.actions import ImportOptions
-from imports.jobs import run_import
 from imports.models import ImportRequest
 from imports.scanners.keras import keras_problem
 from registry.models import ModelVersion
+from tests.factories import imported
 
 pytestmark = pytest.mark.django_db
 
@@ -64,15 +62,6 @@ def keras_repos(aegis, fresh_hub_double):
     return fresh_hub_double
 
 
-def start(repo_id: str) -> ImportRequest:
-    request = actions.start_import(
-        ImportOptions(repo_id, repo_id.split("/")[1], "1"), actor="alice", enqueue=False
-    )
-    run_import(request.pk)
-    request.refresh_from_db()
-    return request
-
-
 def test_it_finds_lambda_layers_and_serialised_functions(tmp_path):
     path = tmp_path / "m.keras"
     path.write_bytes(keras_archive([lambda_layer("backdoor")]))
@@ -87,7 +76,7 @@ def test_it_finds_lambda_layers_and_serialised_functions(tmp_path):
 
 
 def test_a_lambda_layer_blocks_the_import_and_nothing_is_stored(keras_repos, aegis):
-    request = start("acme/keras-lambda")
+    request = imported("acme/keras-lambda")
 
     assert request.status == ImportRequest.Status.FAILED
     assert request.error_code == "policy:keras_code"
@@ -98,7 +87,7 @@ def test_a_lambda_layer_blocks_the_import_and_nothing_is_stored(keras_repos, aeg
 
 
 def test_a_plain_keras_model_imports_without_a_finding(keras_repos):
-    request = start("acme/keras-plain")
+    request = imported("acme/keras-plain")
 
     assert request.status == ImportRequest.Status.SUCCEEDED, request.error
     findings = ModelVersion.objects.get().import_options["policy"]["findings"]

@@ -110,8 +110,8 @@ def scan_one(local: Path, name: str, sha256: str) -> ScanVerdict | None:
     whose whole header checks out is proven safe without a scan; a ``.py`` file that parses as
     Python is source code, judged by the remote-code rule: ``import os`` at its top would read
     as a protocol-0 pickle's INST opcode)."""
-    if is_safetensors(local) or is_python_source(local, name):
-        return None
+    if local.stat().st_size == 0 or is_safetensors(local) or is_python_source(local, name):
+        return None  # (an empty file holds no pickle)
     return scan_unproven(local, name, sha256=sha256)
 
 

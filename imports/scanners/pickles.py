@@ -8,6 +8,7 @@ can be called anything.
 
 from __future__ import annotations
 
+import errno
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -90,7 +91,14 @@ def _picklescan(path: Path) -> tuple[Any, bool]:
     scanner_log.addHandler(handler)
     try:
         result = scan_file_path(str(path))
-    except (ValueError, IndexError, KeyError, EOFError) as error:
+    except OSError as error:
+        if error.errno != errno.EINVAL:
+            raise  # the disk, not the bytes
+        # A seek before the file's start, on bytes that open like an opcode needing a
+        # previous one: picklescan could not follow the stream.
+        unparseable.append(f"{path}: {error}")
+        result = ScanResult(globals=[], scan_err=True)
+    except Exception as error:
         # picklescan raises on some byte sequences it cannot follow (a STACK_GLOBAL with
         # nothing on its stack, say): unparseable, as the streams it only logs about.
         unparseable.append(f"{path}: {error}")

@@ -161,3 +161,14 @@ def test_bytes_picklescan_raises_on_are_unparseable_not_an_internal_error(tmp_pa
     assert scan_unproven(path, "weights.safetensors") is None  # not pickle content at all
     verdict = scan_file(path, "weights.pkl", detected_by="extension")
     assert verdict.verdict == "dangerous"  # as a pickle it cannot be followed to its end
+
+
+def test_an_empty_file_is_no_pickle_and_picklescan_failing_on_it_is_no_internal_error(tmp_path):
+    from imports.pipeline.scan import scan_one
+    from imports.scanners.pickles import scan_file
+
+    path = tmp_path / "empty.bin"
+    path.write_bytes(b"")
+    assert scan_one(path, "empty.bin", "") is None  # named like a pickle, holds none
+    # picklescan itself seeks before the start of an empty stream (EINVAL): unparseable.
+    assert scan_file(path, "empty.bin", detected_by="extension").verdict == "dangerous"

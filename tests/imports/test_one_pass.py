@@ -244,3 +244,19 @@ def test_a_store_that_will_not_list_uploads_does_not_stop_the_import(
 
     assert request.status == ImportRequest.Status.SUCCEEDED, request.error
     assert "could not look for unfinished uploads" in caplog.text
+
+
+def test_many_small_files_an_empty_one_and_folders_pass_in_order(one_pass, seaweedfs):
+    files: dict[str, str | bytes] = {
+        f"d{index % 3}/f{index:03d}.txt": os.urandom(index * 977) for index in range(40)
+    }
+    files.update(
+        {f"w{index}.safetensors": os.urandom(MiB * (index + 1) + index) for index in range(3)}
+    )
+    files["__init__.py"] = b""  # empty files are common (packages, .gitkeep)
+    one_pass.add_repo("acme/many", files, card_data={"license": "mit"})
+
+    request = start("acme/many", "many")
+
+    assert request.status == ImportRequest.Status.SUCCEEDED, request.error
+    assert rebuild_version(ModelVersion.objects.get()).reproduced

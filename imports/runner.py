@@ -374,11 +374,7 @@ class ImportRunner:
             artifact=pipeline.package_result(streamed),
             scan=streamed.scan,
             policy_record=policy_record,
-            imported={
-                "by": request.actor,
-                "import_request": request.pk,
-                "started_on": self.started_on.isoformat(),
-            },
+            imported=self._imported(),
         )
         return pipeline.Packaged(
             path=None,
@@ -389,6 +385,15 @@ class ImportRunner:
             name=streamed.name,
             layout=streamed.layout,
         )
+
+    def _imported(self) -> dict[str, Any]:
+        """Who imported it and when, for aegis.json."""
+        request = self.request
+        return {
+            "by": request.actor,
+            "import_request": request.pk,
+            "started_on": self.started_on.isoformat(),
+        }
 
     def _restore_streamed(
         self, data: Mapping[str, Any], rules: ImportRules
@@ -473,7 +478,7 @@ class ImportRunner:
         scan: pipeline.ScanResult,
         policy_record: dict[str, Any],
     ) -> pipeline.Packaged:
-        request, started = self.request, self.started_on.isoformat()
+        request = self.request
         return self._stage(
             Stage.PACKAGE,
             lambda: pipeline.package_artifact(
@@ -487,7 +492,7 @@ class ImportRunner:
                 progress=self._progress(Stage.PACKAGE),
                 scan=scan,
                 policy_record=policy_record,
-                imported={"by": request.actor, "import_request": request.pk, "started_on": started},
+                imported=self._imported(),
                 store=self.services.store if settings.AEGIS_STREAM_UPLOADS else None,
                 import_id=request.pk,
                 compress_workers=settings.AEGIS_PACKAGE_THREADS or None,

@@ -51,9 +51,8 @@ FILE_RULES: dict[str, str] = {
     RULE_KERAS_CODE: "loading it could run code",
 }
 
+# The answers of the unknown-license rule, and of the rules about what the scan finds.
 UNKNOWN_BLOCK, UNKNOWN_WARN, UNKNOWN_ALLOW = "block", "warn", "allow"
-# The remote-code rule takes the same three answers.
-REMOTE_CODE_BLOCK, REMOTE_CODE_WARN, REMOTE_CODE_ALLOW = UNKNOWN_BLOCK, UNKNOWN_WARN, UNKNOWN_ALLOW
 PICKLE_SAFETENSORS_ONLY = "safetensors_only"
 PICKLE_BLOCK_DANGEROUS = "block_dangerous"
 PICKLE_WARN_ONLY = "warn_only"
@@ -78,7 +77,7 @@ class ImportRules:
     pickle_policy: str = PICKLE_BLOCK_DANGEROUS
     max_import_bytes: int = 200 * 1024**3
     require_commit: bool = False
-    remote_code: str = REMOTE_CODE_WARN
+    remote_code: str = UNKNOWN_WARN
     malformed_weights: str = UNKNOWN_WARN
     template_injection: str = UNKNOWN_BLOCK
     keras_code: str = UNKNOWN_BLOCK
@@ -171,11 +170,18 @@ def _apply(rule: str, reason: str, rules: ImportRules, findings: list[PolicyFind
     raise PolicyViolation(rule, reason)
 
 
+def _answer(
+    rule: str, answer: str, reason: str, rules: ImportRules, findings: list[PolicyFinding]
+) -> None:
+    """A rule answered block (unless overridden for this import), warn or allow."""
+    if answer == UNKNOWN_BLOCK:
+        _apply(rule, reason, rules, findings)
+    elif answer == UNKNOWN_WARN:
+        findings.append(PolicyFinding(rule, "warned", reason))
+
+
 def _unknown(reason: str, rules: ImportRules, findings: list[PolicyFinding]) -> None:
-    if rules.unknown_license == UNKNOWN_BLOCK:
-        _apply(RULE_UNKNOWN_LICENSE, reason, rules, findings)
-    elif rules.unknown_license == UNKNOWN_WARN:
-        findings.append(PolicyFinding(RULE_UNKNOWN_LICENSE, "warned", reason))
+    _answer(RULE_UNKNOWN_LICENSE, rules.unknown_license, reason, rules, findings)
 
 
 def check_licenses(
@@ -291,10 +297,7 @@ def check_remote_code(description: str, rules: ImportRules) -> list[PolicyFindin
     (unless overridden for this import), warn, or allow."""
     reason = f"{description}: loading the model with trust_remote_code=True runs this code"
     findings: list[PolicyFinding] = []
-    if rules.remote_code == REMOTE_CODE_BLOCK:
-        _apply(RULE_REMOTE_CODE, reason, rules, findings)
-    elif rules.remote_code == REMOTE_CODE_WARN:
-        findings.append(PolicyFinding(RULE_REMOTE_CODE, "warned", reason))
+    _answer(RULE_REMOTE_CODE, rules.remote_code, reason, rules, findings)
     return findings
 
 
@@ -309,9 +312,5 @@ def check_file_problems(
         if not found:
             continue
         reason = "; ".join(f"{path}: {why}" for path, why in found[:5]) + f": {describe}"
-        answer = getattr(rules, rule)
-        if answer == UNKNOWN_BLOCK:
-            _apply(rule, reason, rules, findings)
-        elif answer == UNKNOWN_WARN:
-            findings.append(PolicyFinding(rule, "warned", reason))
+        _answer(rule, getattr(rules, rule), reason, rules, findings)
     return findings

@@ -75,34 +75,38 @@ def scan_pickles(download: Download, checked: CheckResult, rules: ImportRules) -
     other file goes through picklescan, and those that are pickle content (by name, by their
     first bytes, or by the imports found in them) get a verdict: safe, suspicious (imports
     picklescan does not know) or dangerous (imports that run code, such as ``os.system``, or a
-    stream that cannot be parsed to its end). The format scanners (``file_problems``) and the
+    stream that cannot be parsed to its end). The format scanners (``examine``) and the
     remote-code finder look at every file too. The policy decides what stops the import (see
     ``registry.policy``).
     """
     verdicts: list[ScanVerdict] = []
     problems: list[tuple[str, str, str]] = []
     for item in checked.files:
-        local = download.paths[item.path]
-        problems += file_problems(local, item.path)
-        verdict = scan_one(local, item.path, item.sha256)
+        verdict, found = examine(download.paths[item.path], item.path, item.sha256)
+        problems += found
         if verdict is not None:
             verdicts.append(verdict)
     remote = find_remote_code(download.paths, checked.sha256_by_path)
     return judge(verdicts, rules, remote, problems)
 
 
-def file_problems(local: Path, name: str) -> list[tuple[str, str, str]]:
-    """(rule, path, why) of what the format scanners find in one file: a ``.safetensors`` its
-    loader would refuse, a chat template (GGUF, tokenizer_config.json) reaching Python, a
-    ``.keras`` model carrying Python code."""
+def examine(
+    local: Path, name: str, sha256: str
+) -> tuple[ScanVerdict | None, list[tuple[str, str, str]]]:
+    """One file's pickle verdict (``scan_one``), and the (rule, path, why) of what the format
+    scanners find in it: a ``.safetensors`` its loader would refuse, a chat template (GGUF,
+    tokenizer_config.json) reaching Python, a ``.keras`` model carrying Python code. A
+    ``.safetensors`` file's header is read once: proven valid, it needs no pickle scan."""
     found = []
-    if (why := safetensors_problem(local, name)) is not None:
-        found.append((RULE_MALFORMED_WEIGHTS, name, why))
+    malformed = safetensors_problem(local, name)
+    if malformed is not None:
+        found.append((RULE_MALFORMED_WEIGHTS, name, malformed))
     if (why := chat_template_problem(local, name)) is not None:
         found.append((RULE_TEMPLATE_INJECTION, name, why))
     if (why := keras_problem(local, name)) is not None:
         found.append((RULE_KERAS_CODE, name, why))
-    return found
+    proven = malformed is None and name.lower().endswith(".safetensors")
+    return (None if proven else scan_one(local, name, sha256)), found
 
 
 def scan_one(local: Path, name: str, sha256: str) -> ScanVerdict | None:

@@ -39,7 +39,7 @@ from imports.packaging import (
 from imports.pipeline.base import DigestMismatch, Progress, UnsafeModelFile, _noop_progress
 from imports.pipeline.check import CheckedFile, CheckResult, compare_with_hub
 from imports.pipeline.resolve import Resolution
-from imports.pipeline.scan import ScanResult, file_problems, judge, scan_one
+from imports.pipeline.scan import ScanResult, examine, judge
 from imports.scanners.pickles import ScanVerdict
 from imports.scanners.remote_code import find_remote_code
 from registry.policy import ImportRules
@@ -164,8 +164,7 @@ class _Checker:
         judge it at once: what the policy refuses stops the download and the packager (at their
         next read) instead of waiting for the end. (The rules refuse a set of files when they
         refuse one of them, so judging each file alone refuses what judging them all would.)"""
-        problems = file_problems(local, packaged.path)
-        verdict = scan_one(local, packaged.path, packaged.sha256)
+        verdict, problems = examine(local, packaged.path, packaged.sha256)
         if verdict is not None or problems:
             try:
                 judge([verdict] if verdict else [], self._rules, problems=problems)

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from imports import actions
-from imports.actions import ImportOptions
-from imports.jobs import run_import
 from imports.models import ImportRequest
 from imports.scanners.safetensors import safetensors_problem
 from registry.models import ImportPolicy, ModelVersion
+from tests.factories import imported
 
 pytestmark = pytest.mark.django_db
 
@@ -42,15 +40,6 @@ def broken_repo(aegis, fresh_hub_double):
     )
     aegis.settings.HF_ENDPOINT = fresh_hub_double.url
     return fresh_hub_double
-
-
-def start() -> ImportRequest:
-    request = actions.start_import(
-        ImportOptions("acme/overlapping", "overlapping", "1"), actor="alice", enqueue=False
-    )
-    run_import(request.pk)
-    request.refresh_from_db()
-    return request
 
 
 def one_f32_tensor(shape: list[int]) -> bytes:
@@ -82,7 +71,7 @@ def set_rule(answer: str) -> None:
 def test_overlapping_tensors_block_the_import_and_nothing_is_stored(broken_repo, aegis):
     set_rule("block")
 
-    request = start()
+    request = imported("acme/overlapping")
 
     assert request.status == ImportRequest.Status.FAILED
     assert request.error_code == "policy:malformed_weights"
@@ -93,7 +82,7 @@ def test_overlapping_tensors_block_the_import_and_nothing_is_stored(broken_repo,
 
 
 def test_by_default_it_warns_imports_and_records_the_problem(broken_repo):
-    request = start()
+    request = imported("acme/overlapping")
 
     assert request.status == ImportRequest.Status.SUCCEEDED, request.error
     version = ModelVersion.objects.get()

@@ -12,12 +12,12 @@ import pytest
 
 from devservers.hub_double import safetensors_bytes
 from imports import actions
-from imports.actions import ImportOptions
 from imports.jobs import run_import
 from imports.models import ImportRequest
 from imports.scanners.remote_code import RemoteCode, find_remote_code
 from registry.actions import grant_policy_override
 from registry.models import ImportPolicy, ModelVersion
+from tests.factories import imported
 
 pytestmark = pytest.mark.django_db
 
@@ -44,15 +44,6 @@ def set_remote_code_rule(answer: str) -> None:
     policy = ImportPolicy.current()
     policy.remote_code = answer
     policy.save()
-
-
-def start(name: str, version: str = "1") -> ImportRequest:
-    request = actions.start_import(
-        ImportOptions("acme/remote-x", name, version), actor="alice", enqueue=False
-    )
-    run_import(request.pk)
-    request.refresh_from_db()
-    return request
 
 
 def stored_record(request: ImportRequest) -> dict:
@@ -92,7 +83,7 @@ def test_it_finds_python_files_and_every_auto_map_form(tmp_path):
 
 
 def test_by_default_it_imports_with_a_warning_and_records_the_code_with_its_digest(remote_repo):
-    request = start("remote-x")
+    request = imported("acme/remote-x")
 
     assert request.status == ImportRequest.Status.SUCCEEDED, request.error
     record = stored_record(request)
@@ -116,7 +107,7 @@ def test_a_blocking_rule_stops_the_import_and_stores_nothing_until_overridden(
 ):
     set_remote_code_rule("block")
 
-    request = start("remote-x")
+    request = imported("acme/remote-x")
 
     assert request.status == ImportRequest.Status.FAILED
     assert request.error_code == "policy:remote_code"
@@ -137,7 +128,7 @@ def test_a_blocking_rule_stops_the_import_and_stores_nothing_until_overridden(
 def test_allowed_remote_code_is_still_recorded_but_not_a_finding(remote_repo):
     set_remote_code_rule("allow")
 
-    request = start("remote-x")
+    request = imported("acme/remote-x")
 
     assert request.status == ImportRequest.Status.SUCCEEDED, request.error
     record = stored_record(request)

@@ -61,6 +61,7 @@ class FeedFile:
     _done: list[bool] = field(default_factory=list)  # per chunk
     _contiguous: int = 0  # bytes on disk from the start, without a gap
     _location: str = ""
+    _location_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def part(self) -> Path:
@@ -243,13 +244,11 @@ class SnapshotFeed:
 
     def wait(self) -> None:
         """Wait (holding `condition`) for news; raise the download's error if it failed."""
-        if self._error is not None:
-            raise self._error
+        self.raise_if_failed()
         if self._stopped:
             raise HubUnavailable("the download was stopped")
         self.condition.wait(1.0)
-        if self._error is not None:
-            raise self._error
+        self.raise_if_failed()
 
     def available(self, file: FeedFile, offset: int) -> int:
         """How far `file` can be read from `offset` (waits until past it, or until complete)."""
@@ -322,14 +321,18 @@ class SnapshotFeed:
                 return
 
     def _location(self, file: FeedFile) -> str:
-        """Where the file's bytes are (the CDN URL the Hub redirects to, asked once per file)."""
-        if not file._location:
-            url = hf_hub_url(self.repo_id, file.name, revision=self.commit, endpoint=self.endpoint)
-            metadata = get_hf_file_metadata(
-                url, token=self._token, timeout=self._timeout, headers=self._headers,
-                endpoint=self.endpoint, retry_on_errors=True,
-            )  # fmt: skip
-            file._location = metadata.location
+        """Where the file's bytes are (the CDN URL the Hub redirects to, asked once per file:
+        the other workers starting on the same file wait for the answer)."""
+        with file._location_lock:
+            return file._location or self._ask_location(file)
+
+    def _ask_location(self, file: FeedFile) -> str:
+        url = hf_hub_url(self.repo_id, file.name, revision=self.commit, endpoint=self.endpoint)
+        metadata = get_hf_file_metadata(
+            url, token=self._token, timeout=self._timeout, headers=self._headers,
+            endpoint=self.endpoint, retry_on_errors=True,
+        )  # fmt: skip
+        file._location = metadata.location
         return file._location
 
     def _headers_for(self, location: str) -> dict[str, str]:

@@ -511,6 +511,8 @@ POLICY_EDITABLE_FIELDS = (
     "malformed_weights",
     "template_injection",
     "keras_code",
+    "onnx_external_data",
+    "onnx_custom_ops",
 )
 
 

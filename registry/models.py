@@ -439,7 +439,20 @@ class ImportPolicy(models.Model):
     keras_code = _rule_answer(
         UnknownLicense.choices,
         UnknownLicense.BLOCK,
-        "a .keras model whose config carries Python code: Lambda layers, serialised functions",
+        "a Keras model (.keras, .h5) whose config carries Python code: Lambda layers, "
+        "serialised functions",
+    )
+    onnx_external_data = _rule_answer(
+        UnknownLicense.choices,
+        UnknownLicense.BLOCK,
+        "an ONNX model whose external-data location leaves the model's directory (an absolute "
+        "path, '..'): loading it reads that file",
+    )
+    onnx_custom_ops = _rule_answer(
+        UnknownLicense.choices,
+        UnknownLicense.WARN,
+        "an ONNX model whose nodes use operator domains beyond the standard ones: running it "
+        "needs a custom operator library",
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -472,6 +485,8 @@ class ImportPolicy(models.Model):
             malformed_weights=self.malformed_weights,
             template_injection=self.template_injection,
             keras_code=self.keras_code,
+            onnx_external_data=self.onnx_external_data,
+            onnx_custom_ops=self.onnx_custom_ops,
             overridden=frozenset(overridden),
         )
 

@@ -30,6 +30,8 @@ RULE_REMOTE_CODE = "remote_code"
 RULE_MALFORMED_WEIGHTS = "malformed_weights"
 RULE_TEMPLATE_INJECTION = "template_injection"
 RULE_KERAS_CODE = "keras_code"
+RULE_ONNX_EXTERNAL_DATA = "onnx_external_data"
+RULE_ONNX_CUSTOM_OPS = "onnx_custom_ops"
 
 RULE_LABELS: dict[str, str] = {
     RULE_LICENSE: "license allow-list",
@@ -42,6 +44,8 @@ RULE_LABELS: dict[str, str] = {
     RULE_MALFORMED_WEIGHTS: "malformed weights file",
     RULE_TEMPLATE_INJECTION: "chat template reaching Python internals",
     RULE_KERAS_CODE: "Keras model carrying Python code",
+    RULE_ONNX_EXTERNAL_DATA: "ONNX external data outside the model's directory",
+    RULE_ONNX_CUSTOM_OPS: "ONNX custom operator domains",
 }
 # The rules about what is inside one file (format scanners), each answered block, warn or
 # allow by the ImportRules field of the same name; the words that end a finding's reason.
@@ -49,6 +53,8 @@ FILE_RULES: dict[str, str] = {
     RULE_MALFORMED_WEIGHTS: "not a valid safetensors file",
     RULE_TEMPLATE_INJECTION: "rendering it could run code",
     RULE_KERAS_CODE: "loading it could run code",
+    RULE_ONNX_EXTERNAL_DATA: "loading it would read files outside the model's directory",
+    RULE_ONNX_CUSTOM_OPS: "running it needs an operator library from elsewhere",
 }
 
 # The answers of the unknown-license rule, and of the rules about what the scan finds.
@@ -81,6 +87,8 @@ class ImportRules:
     malformed_weights: str = UNKNOWN_WARN
     template_injection: str = UNKNOWN_BLOCK
     keras_code: str = UNKNOWN_BLOCK
+    onnx_external_data: str = UNKNOWN_BLOCK
+    onnx_custom_ops: str = UNKNOWN_WARN
     overridden: frozenset[str] = field(default_factory=frozenset)
 
     def to_json(self) -> dict[str, Any]:

@@ -15,6 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from imports.scanners.base import DANGEROUS, Finding, own_scanner
+from registry.policy import RULE_KERAS_CODE
+
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 CODE_LAYERS = frozenset({"Lambda", "TFOpLambda"})
 
@@ -54,3 +57,18 @@ def keras_problem(path: Path, name: str) -> str | None:
     if not found:
         return None
     return "it carries Python code that load_model can run: " + "; ".join(found[:5])
+
+
+class KerasScanner:
+    """Keras models: Python code a ``.keras`` archive's config carries."""
+
+    name = "keras"
+
+    def applies_to(self, name: str) -> bool:
+        return name.lower().endswith(".keras")
+
+    def scan(self, path: Path, name: str) -> list[Finding]:
+        why = keras_problem(path, name)
+        if why is None:
+            return []
+        return [Finding(name, RULE_KERAS_CODE, DANGEROUS, why, own_scanner(self.name))]

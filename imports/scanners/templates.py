@@ -20,6 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from imports.scanners.base import DANGEROUS, Finding, own_scanner
+from registry.policy import RULE_TEMPLATE_INJECTION
+
 TEMPLATE_KEY = "tokenizer.chat_template"
 MAX_CONFIG_BYTES = 5 * 1024 * 1024
 MAX_STRING_BYTES = 16 * 1024 * 1024  # a GGUF string longer than this is not metadata
@@ -28,7 +31,7 @@ GGUF_MAGIC = b"GGUF"
 
 # What a template has no business reaching: dunder attributes (the sandbox escapes all go
 # through them), the names of modules and builtins that run code.
-DANGEROUS = re.compile(
+REACHES_PYTHON = re.compile(
     r"__\w+__|\b(?:os|sys|subprocess|builtins|importlib|posix)\b\s*[.\[]|"
     r"\b(?:eval|exec|compile|getattr|__import__|popen|system)\s*\(",
 )
@@ -44,7 +47,7 @@ class NotGGUF(ValueError):
 
 def template_problem(template: str) -> str | None:
     """What in the template reaches Python internals, or None."""
-    found = sorted({match.group(0).strip() for match in DANGEROUS.finditer(template)})
+    found = sorted({match.group(0).strip() for match in REACHES_PYTHON.finditer(template)})
     if not found:
         return None
     return "its chat template reaches Python internals (" + ", ".join(found[:8]) + ")"
@@ -143,3 +146,18 @@ def chat_template_problem(path: Path, name: str) -> str | None:
     if lowered.rsplit("/", 1)[-1] == "tokenizer_config.json":
         return config_template_problem(path)
     return None
+
+
+class ChatTemplateScanner:
+    """GGUF files and ``tokenizer_config.json``: a chat template reaching Python internals."""
+
+    name = "chat-template"
+
+    def applies_to(self, name: str) -> bool:
+        return name.lower().endswith(".gguf") or name.rsplit("/", 1)[-1] == "tokenizer_config.json"
+
+    def scan(self, path: Path, name: str) -> list[Finding]:
+        why = chat_template_problem(path, name)
+        if why is None:
+            return []
+        return [Finding(name, RULE_TEMPLATE_INJECTION, DANGEROUS, why, own_scanner(self.name))]

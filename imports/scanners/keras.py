@@ -1,25 +1,60 @@
-"""Keras archives (``.keras``) that carry Python code: ``Lambda`` layers and serialised functions.
+"""Keras models that carry Python code: ``Lambda`` layers and serialised functions.
 
-A ``.keras`` file is a zip: ``config.json`` (the model's structure), ``metadata.json`` and the
-weights. Loading it rebuilds every layer from ``config.json``; a ``Lambda`` layer carries its
-function as marshalled Python bytecode (``__lambda__``, or ``function_type: lambda`` in older
-files), which ``load_model`` runs unless ``safe_mode`` holds, and older Keras versions had no
-safe mode. Only ``config.json`` is read here (the weights are never opened or loaded).
+Loading a Keras model rebuilds every layer from its config. A ``Lambda`` layer carries its
+function as marshalled Python bytecode (``__lambda__`` in Keras 3; ``function`` as [base64
+bytecode, defaults, closure] with ``function_type: lambda`` in Keras 2, and ``output_shape``
+likewise), which ``load_model`` runs unless ``safe_mode`` holds, and Keras 2 had no safe mode.
+A ``TFOpLambda`` layer calls a TensorFlow function named in the config.
+
+Two formats, told apart by their bytes:
+
+- ``.keras``: a zip of ``config.json`` (the model's structure), ``metadata.json`` and the
+  weights; only ``config.json`` is read.
+- HDF5 (``.h5``, ``.hdf5``; tf.keras also writes it under a ``.keras`` name when the v3 format
+  is off, and loads any HDF5 file as one): the root attributes ``model_config`` (the structure)
+  and ``training_config`` (the loss, metrics and optimizer given to ``compile``, rebuilt by the
+  same ``deserialize_keras_object`` when ``load_model`` compiles, as it does by default), both
+  JSON. Only those two attributes are read, through a file object that refuses to read more
+  than a budget: the datasets (the weights) are never read, and a file cannot make the scan
+  read or allocate more than ``MAX_CONFIG_BYTES`` and some metadata, whatever its headers say.
+
+A file neither format's reader can open is not loadable as a Keras model: no finding.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from imports.scanners.base import DANGEROUS, Finding, own_scanner
 from registry.policy import RULE_KERAS_CODE
 
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
+# What opening an HDF5 file may read (the superblock, the root group's object header), and what
+# reading one attribute may read beyond the attribute itself (its index, the heap holding it).
+MAX_HDF5_METADATA_BYTES = 4 * 1024 * 1024
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+HDF5_CONFIG_ATTRIBUTES = ("model_config", "training_config")
 CODE_LAYERS = frozenset({"Lambda", "TFOpLambda"})
+# Keys of a Keras 2 config saying the value beside them is a marshalled function.
+FUNCTION_TYPE_KEYS = ("function_type", "output_shape_type")
+CODE_PREFIX = "Python code that load_model can run: "
+
+
+def _code_layer(node: dict[str, Any], name: str) -> str | None:
+    if node.get("class_name") not in CODE_LAYERS:
+        return None
+    config = node.get("config")
+    function = config.get("function") if isinstance(config, dict) else None
+    calls = f" calling {function!r}" if isinstance(function, str) else ""
+    return f"{node['class_name']} layer {name!r}{calls}"
 
 
 def _code_carriers(node: Any, where: str = "") -> Iterator[str]:
@@ -32,40 +67,197 @@ def _code_carriers(node: Any, where: str = "") -> Iterator[str]:
         return
     config = node.get("config")
     name = str((config.get("name") if isinstance(config, dict) else None) or where)
-    if node.get("class_name") in CODE_LAYERS:
-        yield f"{node['class_name']} layer {name!r}"
-    elif node.get("class_name") == "__lambda__" or node.get("function_type") == "lambda":
+    if (layer := _code_layer(node, name)) is not None:
+        yield layer
+    elif node.get("class_name") == "__lambda__" or any(
+        node.get(key) == "lambda" for key in FUNCTION_TYPE_KEYS
+    ):
         yield f"a serialised Python function in {name!r}"
     for value in node.values():
         yield from _code_carriers(value, name)
 
 
-def keras_problem(path: Path, name: str) -> str | None:
-    """What Python code a ``.keras`` archive carries, or None (also for an archive its loader
-    could not open: no layer of it is ever built)."""
-    if not name.lower().endswith(".keras"):
-        return None
+def _carriers_in(text: str | bytes) -> list[str]:
+    """The code carriers of a JSON config; none when it is not JSON (its loader fails first).
+    Bytes are read as ``json.loads`` reads them (UTF-8, -16 or -32), as Keras reads
+    ``config.json``."""
+    try:
+        config = json.loads(text)
+    except (ValueError, RecursionError):
+        return []
+    try:
+        return sorted(set(_code_carriers(config)))
+    except RecursionError:
+        return ["a config nested too deeply to follow"]
+
+
+def _archive_problem(path: Path) -> str | None:
+    """What Python code a ``.keras`` zip's ``config.json`` carries."""
     try:
         with zipfile.ZipFile(path) as archive:
             info = archive.getinfo("config.json")
             if info.file_size > MAX_CONFIG_BYTES:
                 return f"its config.json is {info.file_size:,} bytes; not read"
-            config = json.loads(archive.read(info))
+            found = _carriers_in(archive.read(info))
     except (OSError, zipfile.BadZipFile, KeyError, ValueError):
         return None
-    found = sorted(set(_code_carriers(config)))
-    if not found:
+    return "it carries " + CODE_PREFIX + "; ".join(found[:5]) if found else None
+
+
+def hdf5_superblock_offset(path: Path) -> int | None:
+    """Where the HDF5 signature is: at 0, or after a user block at 512, 1024, 2048... (where
+    the HDF5 library looks, so h5py opens such a file too); None when it is at none of them."""
+    size = path.stat().st_size
+    offset = 0
+    with path.open("rb") as handle:
+        while offset + len(HDF5_SIGNATURE) <= size:
+            handle.seek(offset)
+            if handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                return offset
+            offset = offset * 2 if offset else 512
+    return None
+
+
+class ReadBudgetExceeded(Exception):
+    """HDF5 asked for more bytes than the scan allows itself to read."""
+
+
+class ConfigTooLarge(Exception):
+    """A Keras config over what the scan reads: what load_model would build from it is
+    unknown."""
+
+    def __init__(self, attribute: str) -> None:
+        super().__init__(f"its {attribute} attribute is over {MAX_CONFIG_BYTES:,} bytes; not read")
+
+
+class BoundedReader(io.RawIOBase):
+    """The file as HDF5 reads it (h5py's file-object driver): every read is counted, and one
+    that would pass ``remaining`` is refused before a byte is read, so no header in the file
+    can make the scan read (or fill memory with) more. A disk error is kept apart from what
+    the HDF5 library makes of the bytes."""
+
+    def __init__(self, raw: io.BufferedIOBase) -> None:
+        self.raw = raw
+        self.remaining = MAX_HDF5_METADATA_BYTES
+        self.bytes_read = 0
+        self.disk_error: OSError | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = memoryview(buffer).nbytes
+        if wanted > self.remaining:
+            raise ReadBudgetExceeded(f"{wanted:,} bytes asked, {self.remaining:,} left")
+        try:
+            count = self.raw.readinto(buffer)
+        except OSError as error:
+            self.disk_error = error
+            raise
+        self.remaining -= count
+        self.bytes_read += count
+        return count
+
+
+def _attribute_text(file: Any, attribute: str, reader: BoundedReader) -> str | None:
+    """A root attribute as load_model reads it: a scalar string (str, or bytes it decodes as
+    UTF-8); None when it is absent or load_model could not read it as JSON text."""
+    reader.remaining = MAX_CONFIG_BYTES + MAX_HDF5_METADATA_BYTES
+    try:
+        if attribute not in file.attrs:
+            return None
+        handle = file.attrs.get_id(attribute)
+        if handle.shape != () or h5py.check_string_dtype(handle.dtype) is None:
+            return None
+        # A fixed-length string's size is known before reading it; a variable-length one's
+        # only from the heap holding it, which the reader's budget bounds.
+        if handle.get_storage_size() > MAX_CONFIG_BYTES:
+            raise ConfigTooLarge(attribute)
+        value = file.attrs[attribute]
+    except ReadBudgetExceeded:
+        raise ConfigTooLarge(attribute) from None
+    if not isinstance(value, str | bytes):
         return None
-    return "it carries Python code that load_model can run: " + "; ".join(found[:5])
+    if len(value) > MAX_CONFIG_BYTES:
+        raise ConfigTooLarge(attribute)
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _attribute_problem(file: Any, attribute: str, reader: BoundedReader) -> str | None:
+    """What Python code one config attribute carries. Each is judged alone: load_model builds
+    the model (running its Lambda layers) before it reads ``training_config``."""
+    try:
+        text = _attribute_text(file, attribute, reader)
+    except ConfigTooLarge as error:
+        return str(error)
+    except Exception:
+        if reader.disk_error is not None:
+            raise
+        return None  # h5py cannot read it: nor can load_model, which reads it with h5py
+    found = _carriers_in(text) if text is not None else []
+    return f"its {attribute} carries " + CODE_PREFIX + "; ".join(found[:5]) if found else None
+
+
+def _hdf5_problem(path: Path) -> str | None:
+    """What Python code an HDF5 Keras model's configs (``HDF5_CONFIG_ATTRIBUTES``) carry; only
+    those root attributes are read, through a ``BoundedReader``."""
+    with path.open("rb") as raw:
+        reader = BoundedReader(raw)
+        try:
+            with h5py.File(reader, "r") as file:
+                problems = [
+                    _attribute_problem(file, attribute, reader)
+                    for attribute in HDF5_CONFIG_ATTRIBUTES
+                ]
+        except Exception as error:
+            # The HDF5 library raises many kinds of error on bytes it cannot follow (OSError,
+            # KeyError, RuntimeError...): a file it cannot open is no Keras model.
+            if reader.disk_error is not None:
+                raise reader.disk_error from error
+            if isinstance(error, ReadBudgetExceeded):
+                return (
+                    f"its root group's headers are over {MAX_HDF5_METADATA_BYTES:,} bytes; not read"
+                )
+            return None
+    return "; ".join(problem for problem in problems if problem) or None
+
+
+def keras_problem(path: Path, name: str) -> str | None:
+    """What Python code a Keras model file carries, or None (also for a file its loader could
+    not open: no layer of it is ever built). A ``.keras`` name holds a zip or, as tf.keras
+    writes and loads it with the v3 format off, HDF5; ``.h5`` and ``.hdf5`` hold HDF5."""
+    lowered = name.lower()
+    if not lowered.endswith(KERAS_SUFFIXES):
+        return None
+    problems = []
+    if lowered.endswith(".keras") and zipfile.is_zipfile(path):
+        problems.append(_archive_problem(path))
+    if hdf5_superblock_offset(path) is not None:
+        problems.append(_hdf5_problem(path))
+    return "; ".join(problem for problem in problems if problem) or None
 
 
 class KerasScanner:
-    """Keras models: Python code a ``.keras`` archive's config carries."""
+    """Keras models: Python code a ``.keras`` archive's or an HDF5 model's config carries."""
 
     name = "keras"
 
     def applies_to(self, name: str) -> bool:
-        return name.lower().endswith(".keras")
+        return name.lower().endswith(KERAS_SUFFIXES)
 
     def scan(self, path: Path, name: str) -> list[Finding]:
         why = keras_problem(path, name)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from imports.scanners.base import FileScanner
 from imports.scanners.keras import KerasScanner
+from imports.scanners.onnx import OnnxScanner
 from imports.scanners.templates import ChatTemplateScanner
 
 FILE_SCANNERS: tuple[FileScanner, ...] = (
     ChatTemplateScanner(),
     KerasScanner(),
+    OnnxScanner(),
 )
 
 

@@ -597,7 +597,7 @@ class ImportRunner:
                     "policy": built.policy_record,
                     "layout": built.packaged.layout,
                 },
-                scan_results=built.scan.verdicts_json(),
+                scan_results=built.scan.version_rows(),
             )
             version = registry_actions.register(new, actor=request.actor, user=request.requested_by)
             save_progress(request, model_version=version)

@@ -53,9 +53,10 @@ def provenance_statement(
     """Build the in-toto SLSA v1 provenance statement for one imported artifact.
 
     ``policy`` (the import policy in force, its findings and overrides) is recorded under
-    ``buildDefinition.internalParameters.policy``. ``scan`` (``{"scanner", "files": [...]}``)
-    becomes one ``runDetails.byproducts`` entry per scanned file: its name, sha256 and an
-    annotation with the scanner, the verdict and the offending imports.
+    ``buildDefinition.internalParameters.policy``. ``scan`` (``{"scanner", "files": [...],
+    "findings": [...]}``) becomes one ``runDetails.byproducts`` entry per scanned file (its name,
+    sha256 and an annotation with the scanner, the verdict and the offending imports) and one
+    per scanner finding (``_scan_byproducts``).
 
     ``files`` are dicts with ``path`` and ``sha256`` (``size`` optional); each
     becomes a resolved dependency pointing at the Hub's resolve URL at the
@@ -168,7 +169,9 @@ def _resolved_dependencies(
 
 
 def _scan_byproducts(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One byproduct per scanned file: its name, sha256, the scanner and its verdict."""
+    """One byproduct per scanned file (its name, sha256, the scanner and its verdict), then one
+    per scanner finding (the file, its sha256, the scanner and version, rule, severity and
+    evidence)."""
     byproducts = []
     for entry in scan.get("files") or []:
         byproduct: dict[str, Any] = {
@@ -183,5 +186,16 @@ def _scan_byproducts(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
         }
         if entry.get("sha256"):
             byproduct["digest"] = {"sha256": check_sha256(entry["sha256"], "scanned file")}
+        byproducts.append(byproduct)
+    for index, finding in enumerate(scan.get("findings") or []):
+        byproduct = {
+            "name": f"scan-finding/{index}/{finding['path']}",
+            "annotations": {
+                key: str(finding.get(key, ""))
+                for key in ("scanner", "rule", "severity", "evidence")
+            },
+        }
+        if finding.get("sha256"):
+            byproduct["digest"] = {"sha256": check_sha256(finding["sha256"], "scanned file")}
         byproducts.append(byproduct)
     return byproducts

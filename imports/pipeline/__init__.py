@@ -43,7 +43,7 @@ from imports.pipeline.package import (
 )
 from imports.pipeline.preflight import DISK_MARGIN_RATIO, Preflight, disk_space_needed, preflight
 from imports.pipeline.resolve import Resolution, card_metadata, resolve_revision
-from imports.pipeline.scan import SCANNER, ScanResult, ScanVerdict, scan_pickles
+from imports.pipeline.scan import ScanResult, ScanVerdict, scan_pickles
 from imports.pipeline.sign import sign_model_files
 from imports.pipeline.store import Stored, store_artifact, stored_still_present, streamed_artifact
 from imports.pipeline.stream import Streamed, package_result, stream_import
@@ -55,7 +55,6 @@ __all__ = [
     "DISK_MARGIN_RATIO",
     "HASH_CHUNK",
     "MODEL_SIGNATURE_SUFFIX",
-    "SCANNER",
     "CheckResult",
     "CheckedFile",
     "ContentYanked",

@@ -57,11 +57,15 @@ def attest_artifact(
         finished_on=run.finished_on,
         actor=run.actor,
         policy=policy_record,
-        scan=(
-            {"scanner": scan.scanner_version, "files": scan.verdicts_json()}
-            if scan is not None
-            else None
-        ),
+        scan=_scan_block(scan, checked) if scan is not None else None,
         record_sha256=hashlib.sha256(packaged.record).hexdigest(),
     )
     return attestation.sign_statement(statement, signer, public_key_pem)
+
+
+def _scan_block(scan: ScanResult, checked: CheckResult) -> dict[str, Any]:
+    """The verdicts and every scanner's findings (each with its file's sha256) for the
+    statement's byproducts."""
+    sha256 = checked.sha256_by_path
+    findings = [{**item, "sha256": sha256.get(item["path"], "")} for item in scan.findings_json()]
+    return {"scanner": scan.scanner_version, "files": scan.verdicts_json(), "findings": findings}

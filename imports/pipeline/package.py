@@ -85,11 +85,7 @@ def import_record(
         record["scan"] = {"scanner": scan.scanner_version, "files": scan.verdicts_json()}
         if scan.remote_code is not None:
             record["scan"]["remote_code"] = scan.remote_code.to_json()
-        if scan.problems:
-            record["scan"]["problems"] = [
-                {"rule": rule, "path": path, "problem": problem}
-                for rule, path, problem in scan.problems
-            ]
+        record["scan"]["findings"] = scan.findings_json()
     if policy_record is not None:
         record["policy"] = _policy_block(policy_record)
     if imported is not None:

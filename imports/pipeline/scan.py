@@ -1,4 +1,5 @@
-"""Stage 5, scan: pickle-based files get a verdict, and the pickle policy is applied."""
+"""Stage 5, scan: every file goes past the scanners that read its format, pickle content gets a
+verdict from two pickle scanners, and the policy is applied to what they found."""
 
 from __future__ import annotations
 
@@ -10,16 +11,16 @@ from typing import Any
 from imports.pipeline.base import UnsafeModelFile
 from imports.pipeline.check import CheckResult
 from imports.pipeline.download import Download
-from imports.scanners.keras import keras_problem
-from imports.scanners.pickles import SCANNER, ScanVerdict, scan_unproven
+from imports.scanners import format_scanners
+from imports.scanners.base import WARNING, Finding, own_scanner
+from imports.scanners.pickles import ScanVerdict, scan_unproven, scanners_version
 from imports.scanners.remote_code import RemoteCode, find_remote_code, is_python_source
 from imports.scanners.safetensors import is_safetensors, safetensors_problem
-from imports.scanners.templates import chat_template_problem
 from registry import policy
 from registry.policy import (
-    RULE_KERAS_CODE,
+    FILE_RULES,
+    RULE_DANGEROUS_PICKLE,
     RULE_MALFORMED_WEIGHTS,
-    RULE_TEMPLATE_INJECTION,
     ImportRules,
     PolicyFinding,
     PolicyViolation,
@@ -35,13 +36,17 @@ class ScanResult:
     rules_digest: str = ""
     # Code that would run with trust_remote_code (imports.scanners.remote_code), if any.
     remote_code: RemoteCode | None = None
-    # (rule, path, why) of what the format scanners found (registry.policy.FILE_RULES).
-    problems: tuple[tuple[str, str, str], ...] = ()
+    # What every scanner found, file by file (the pickle scanners' own verdicts included).
+    scanner_findings: tuple[Finding, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["remote_code"] = self.remote_code.to_json() if self.remote_code else None
+        data["scanner_findings"] = self.findings_json()
         return data
+
+    def findings_json(self) -> list[dict[str, str]]:
+        return [item.to_json() for item in self.scanner_findings]
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ScanResult:
@@ -49,14 +54,15 @@ class ScanResult:
         for item in data["verdicts"]:
             values = dict(item)
             values["globals"] = tuple(values.get("globals") or ())
+            values["opinions"] = tuple(tuple(item) for item in values.get("opinions") or ())
             verdicts.append(ScanVerdict(**values))
         return cls(
             verdicts=tuple(verdicts),
             findings=tuple(PolicyFinding.from_json(item) for item in data.get("findings", ())),
             scanner_version=str(data.get("scanner_version", "")),
             rules_digest=str(data.get("rules_digest", "")),
-            problems=tuple(
-                (str(rule), str(path), str(why)) for rule, path, why in data.get("problems", ())
+            scanner_findings=tuple(
+                Finding.from_json(item) for item in data.get("scanner_findings", ())
             ),
             remote_code=RemoteCode.from_json(data["remote_code"])
             if data.get("remote_code")
@@ -64,7 +70,27 @@ class ScanResult:
         )
 
     def verdicts_json(self) -> list[dict[str, Any]]:
-        return [{**asdict(item), "globals": list(item.globals)} for item in self.verdicts]
+        return [_verdict_json(item) for item in self.verdicts]
+
+    def version_rows(self) -> list[dict[str, Any]]:
+        """What the version's page lists: each pickle verdict, then each finding of the format
+        scanners (the pickle scanners' own verdicts are in their file's row)."""
+        rows = self.verdicts_json()
+        for item in self.scanner_findings:
+            if item.rule != RULE_DANGEROUS_PICKLE:
+                rows.append(
+                    {"path": item.path, "scanner": item.scanner, "verdict": item.severity,
+                     "rule": item.rule, "detail": item.evidence, "globals": []}
+                )  # fmt: skip
+        return rows
+
+
+def _verdict_json(item: ScanVerdict) -> dict[str, Any]:
+    return {
+        **asdict(item),
+        "globals": list(item.globals),
+        "opinions": [list(opinion) for opinion in item.opinions],
+    }
 
 
 def scan_pickles(download: Download, checked: CheckResult, rules: ImportRules) -> ScanResult:
@@ -80,33 +106,38 @@ def scan_pickles(download: Download, checked: CheckResult, rules: ImportRules) -
     ``registry.policy``).
     """
     verdicts: list[ScanVerdict] = []
-    problems: list[tuple[str, str, str]] = []
+    found: list[Finding] = []
     for item in checked.files:
-        verdict, found = examine(download.paths[item.path], item.path, item.sha256)
-        problems += found
+        verdict, findings = examine(download.paths[item.path], item.path, item.sha256)
+        found += findings
         if verdict is not None:
             verdicts.append(verdict)
     remote = find_remote_code(download.paths, checked.sha256_by_path)
-    return judge(verdicts, rules, remote, problems)
+    return judge(verdicts, rules, remote, found)
 
 
-def examine(
-    local: Path, name: str, sha256: str
-) -> tuple[ScanVerdict | None, list[tuple[str, str, str]]]:
-    """One file's pickle verdict (``scan_one``), and the (rule, path, why) of what the format
-    scanners find in it: a ``.safetensors`` its loader would refuse, a chat template (GGUF,
-    tokenizer_config.json) reaching Python, a ``.keras`` model carrying Python code. A
-    ``.safetensors`` file's header is read once: proven valid, it needs no pickle scan."""
+def examine(local: Path, name: str, sha256: str) -> tuple[ScanVerdict | None, list[Finding]]:
+    """One file's pickle verdict (``scan_one``), and what the scanners found in it: the format
+    scanners that read its kind of file (``imports.scanners.FILE_SCANNERS``: chat templates,
+    Keras, ONNX...), a ``.safetensors`` its loader would refuse, and each pickle scanner that
+    did not call it safe. A ``.safetensors`` file's header is read once: proven valid, it
+    needs no pickle scan."""
     found = []
     malformed = safetensors_problem(local, name)
     if malformed is not None:
-        found.append((RULE_MALFORMED_WEIGHTS, name, malformed))
-    if (why := chat_template_problem(local, name)) is not None:
-        found.append((RULE_TEMPLATE_INJECTION, name, why))
-    if (why := keras_problem(local, name)) is not None:
-        found.append((RULE_KERAS_CODE, name, why))
+        scanner = own_scanner("safetensors")
+        found.append(Finding(name, RULE_MALFORMED_WEIGHTS, WARNING, malformed, scanner))
+    for reader in format_scanners(name):
+        found += reader.scan(local, name)
     proven = malformed is None and name.lower().endswith(".safetensors")
-    return (None if proven else scan_one(local, name, sha256)), found
+    verdict = None if proven else scan_one(local, name, sha256)
+    if verdict is not None:
+        found += [
+            Finding(name, RULE_DANGEROUS_PICKLE, said, detail, scanner)
+            for scanner, said, detail in verdict.opinions
+            if said != "safe"
+        ]
+    return verdict, found
 
 
 def scan_one(local: Path, name: str, sha256: str) -> ScanVerdict | None:
@@ -123,16 +154,14 @@ def judge(
     verdicts: Sequence[ScanVerdict],
     rules: ImportRules,
     remote: RemoteCode | None = None,
-    problems: Sequence[tuple[str, str, str]] = (),
+    found: Sequence[Finding] = (),
 ) -> ScanResult:
     """Apply the pickle policy to the verdicts, the remote-code rule to ``remote`` and the
-    file rules to ``problems``: ``UnsafeModelFile`` when one refuses the import."""
-    from importlib.metadata import version as package_version
-
+    file rules to the scanners' findings: ``UnsafeModelFile`` when one refuses the import."""
     ordered = sorted(verdicts, key=lambda item: item.path)
-    verdict_dicts = [{**asdict(item), "globals": list(item.globals)} for item in ordered]
+    problems = [(item.rule, item.path, item.evidence) for item in found if item.rule in FILE_RULES]
     try:
-        findings = policy.check_pickle_verdicts(verdict_dicts, rules)
+        findings = policy.check_pickle_verdicts([_verdict_json(item) for item in ordered], rules)
         if remote is not None:
             findings += policy.check_remote_code(remote.describe(), rules)
         findings += policy.check_file_problems(problems, rules)
@@ -141,8 +170,8 @@ def judge(
     return ScanResult(
         verdicts=tuple(ordered),
         findings=tuple(findings),
-        scanner_version=f"{SCANNER} {package_version('picklescan')}",
+        scanner_version=scanners_version(),
         rules_digest=rules.digest(),
         remote_code=remote,
-        problems=tuple(sorted(problems)),
+        scanner_findings=tuple(sorted([*found, *(remote.findings() if remote else ())])),
     )

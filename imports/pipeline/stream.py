@@ -40,6 +40,7 @@ from imports.pipeline.base import DigestMismatch, Progress, UnsafeModelFile, _no
 from imports.pipeline.check import CheckedFile, CheckResult, compare_with_hub
 from imports.pipeline.resolve import Resolution
 from imports.pipeline.scan import ScanResult, examine, judge
+from imports.scanners.base import Finding
 from imports.scanners.pickles import ScanVerdict
 from imports.scanners.remote_code import find_remote_code
 from registry.policy import ImportRules
@@ -122,7 +123,7 @@ class _Checker:
         self._rules = rules
         self.blobs: dict[str, Any] = {}
         self.checked: list[CheckedFile] = []
-        self._scans: list[Future[tuple[ScanVerdict | None, list[tuple[str, str, str]]]]] = []
+        self._scans: list[Future[tuple[ScanVerdict | None, list[Finding]]]] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aegis-scan")
 
     def sources(self) -> dict[str, Any]:
@@ -159,35 +160,36 @@ class _Checker:
 
     def _scan(
         self, local: Path, packaged: PackagedFile
-    ) -> tuple[ScanVerdict | None, list[tuple[str, str, str]]]:
-        """Scan one file (pickle content; a ``.safetensors`` that is not valid safetensors) and
-        judge it at once: what the policy refuses stops the download and the packager (at their
-        next read) instead of waiting for the end. (The rules refuse a set of files when they
+    ) -> tuple[ScanVerdict | None, list[Finding]]:
+        """Scan one file (``examine``: pickle content, the format scanners) and judge it at
+        once: what the policy refuses stops the download and the packager (at their next read)
+        instead of waiting for the end. (The rules refuse a set of files when they
         refuse one of them, so judging each file alone refuses what judging them all would.)"""
-        verdict, problems = examine(local, packaged.path, packaged.sha256)
-        if verdict is not None or problems:
+        verdict, found = examine(local, packaged.path, packaged.sha256)
+        if verdict is not None or found:
             try:
-                judge([verdict] if verdict else [], self._rules, problems=problems)
+                judge([verdict] if verdict else [], self._rules, found=found)
             except UnsafeModelFile as refused:
                 self._feed.fail(refused)
                 raise
-        return verdict, problems
+        return verdict, found
 
     def _raise_if_scan_failed(self) -> None:
         for future in self._scans:
             if future.done() and future.exception() is not None:
                 future.result()
 
-    def verdicts(self) -> tuple[list[ScanVerdict], list[tuple[str, str, str]]]:
-        """Every pickle verdict, and every (rule, path, why) the format scanners found (waits
-        for the scans still running)."""
-        verdicts, problems = [], []
+    def verdicts(self) -> tuple[list[ScanVerdict], list[Finding]]:
+        """Every pickle verdict, and every finding of the scanners (waits for the scans still
+        running)."""
+        verdicts: list[ScanVerdict] = []
+        found: list[Finding] = []
         for future in self._scans:
-            verdict, found = future.result()
+            verdict, findings = future.result()
             if verdict is not None:
                 verdicts.append(verdict)
-            problems += found
-        return verdicts, problems
+            found += findings
+        return verdicts, found
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
@@ -244,8 +246,8 @@ def stream_import(
             )
         local = {path: file.path for path, file in feed.files.items()}
         sha256 = {item.path: item.sha256 for item in checker.checked}
-        verdicts, problems = checker.verdicts()
-        scan = judge(verdicts, rules, find_remote_code(local, sha256), problems)
+        verdicts, found = checker.verdicts()
+        scan = judge(verdicts, rules, find_remote_code(local, sha256), found)
         artifact = upload.complete(sha256=result.sha256)
     except BaseException:
         if upload is not None:

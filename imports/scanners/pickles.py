@@ -1,4 +1,5 @@
-"""The pickle scanner (picklescan): which files are pickle content, and what loading them runs.
+"""The pickle scanners (picklescan, then fickling): which files are pickle content, and what
+loading them runs.
 
 A file is pickle content when its name says so (``imports.formats``), when its first bytes do
 (pickle protocol 2+, a zip holding a ``.pkl`` as PyTorch writes it, numpy's magic), or when
@@ -11,14 +12,17 @@ from __future__ import annotations
 import errno
 import logging
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from imports.formats import is_pickle_format
+from imports.scanners.base import library_version
 from imports.scanners.safetensors import is_safetensors
+from imports.scanners.second_pickle import Opinion, fickling_opinion
 
-SCANNER = "picklescan"
+SCANNER = "picklescan + fickling"
+_RANK = {"safe": 0, "suspicious": 1, "dangerous": 2}
 # picklescan names the module a pickle imports as written in the pickle: os.system pickled on
 # Linux reads "posix.system". Shown with the name people know.
 _MODULE_ALIASES = {"posix": "os", "nt": "os", "__builtin__": "builtins"}
@@ -35,6 +39,8 @@ class ScanVerdict:
     # "extension", "magic bytes", "zip with pickle" or "imports in its bytes"
     detected_by: str = "extension"
     sha256: str = ""
+    # Each scanner's own verdict: (scanner and version, verdict, detail).
+    opinions: tuple[tuple[str, str, str], ...] = ()
 
 
 def pickle_content(path: Path) -> str:
@@ -150,10 +156,34 @@ def _verdict(
     )  # fmt: skip
 
 
+def scanners_version() -> str:
+    """The pickle scanners with their versions, as recorded with the verdicts."""
+    return f"{library_version('picklescan')}, {library_version('fickling')}"
+
+
+def _second_opinion(first: ScanVerdict, path: Path) -> ScanVerdict:
+    """picklescan's verdict joined with fickling's: the worse of the two, the callables either
+    names, and each one's own verdict in ``opinions``."""
+    second: Opinion = fickling_opinion(path)
+    opinions = (
+        (library_version("picklescan"), first.verdict, first.detail),
+        (library_version("fickling"), second.verdict, second.detail),
+    )
+    if _RANK[second.verdict] <= _RANK[first.verdict]:
+        return replace(first, scanner=SCANNER, opinions=opinions)
+    offending = tuple(sorted(set(first.globals) | set(second.callables)))
+    detail = f"fickling: {second.detail}; picklescan: {first.verdict} ({first.detail})"
+    return replace(
+        first, scanner=SCANNER, verdict=second.verdict, detail=detail, globals=offending,
+        opinions=opinions,
+    )  # fmt: skip
+
+
 def scan_file(path: Path, name: str, *, detected_by: str, sha256: str = "") -> ScanVerdict:
     """The verdict on a file known to be pickle content."""
     result, unparseable = _picklescan(path)
-    return _verdict(result, unparseable, name, detected_by=detected_by, sha256=sha256)
+    first = _verdict(result, unparseable, name, detected_by=detected_by, sha256=sha256)
+    return _second_opinion(first, path)
 
 
 def scan_unproven(path: Path, name: str, *, sha256: str = "") -> ScanVerdict | None:
@@ -163,6 +193,7 @@ def scan_unproven(path: Path, name: str, *, sha256: str = "") -> ScanVerdict | N
     result, unparseable = _picklescan(path)
     if not detected and not result.globals:
         return None
-    return _verdict(
+    first = _verdict(
         result, unparseable, name, detected_by=detected or "imports in its bytes", sha256=sha256
     )
+    return _second_opinion(first, path)

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from imports.formats import AUTO_MAP_CONFIGS, is_python_code
+from imports.scanners.base import WARNING, Finding, own_scanner
+from registry.policy import RULE_REMOTE_CODE
 
 SCANNER = "aegis remote-code"
 MAX_CONFIG_BYTES = 5 * 1024 * 1024
@@ -44,6 +46,22 @@ class RemoteCode:
                 + (f" and {more} more" if more > 0 else "")
             )
         return "; ".join(parts)
+
+    def findings(self) -> list[Finding]:
+        """The finding for each Python file and each auto_map entry."""
+        scanner = own_scanner("remote-code")
+        found = [
+            Finding(path, RULE_REMOTE_CODE, WARNING,
+                    f"Python source (sha256 {sha256}) that transformers imports when the model "
+                    "is loaded with trust_remote_code=True", scanner)
+            for path, sha256 in self.python_files
+        ]  # fmt: skip
+        found += [
+            Finding(name, RULE_REMOTE_CODE, WARNING,
+                    f"auto_map names {reference} as the code of {kind}", scanner)
+            for name, kind, reference in self.auto_map
+        ]  # fmt: skip
+        return found
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -194,6 +194,8 @@ def set_allow_list(client, licenses: str):
             "malformed_weights": "warn",
             "template_injection": "block",
             "keras_code": "block",
+            "onnx_external_data": "block",
+            "onnx_custom_ops": "warn",
             "_save": "Save",
         },
     )

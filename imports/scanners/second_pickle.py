@@ -23,6 +23,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -147,13 +148,34 @@ def _streams(path: Path) -> Iterator[tuple[str, IO[bytes]]]:
                     yield info.filename, payload
 
 
+@lru_cache(maxsize=1)
+def _analyzer() -> Any:
+    """fickling's analyses that can call a pickle (likely) overtly malicious: its lists of
+    unsafe imports (general and ML), bad calls and evals, scanner deactivation, expansion
+    attacks. Those that can only say "likely unsafe" or less (any import outside the standard
+    library, unused variables, odd protocol markers) are left out: they are not a verdict here,
+    and the unused-variable pass alone costs most of the time on a large state dict."""
+    from fickling import analysis
+
+    return analysis.Analyzer(
+        [
+            analysis.ResourceExhaustionAnalysis(),
+            analysis.UnsafeImports(),
+            analysis.UnsafeImportsML(),
+            analysis.BadCalls(),
+            analysis.OvertlyBadEvals(),
+            analysis.ScannerDeactivation(),
+        ]
+    )
+
+
 def _judge(skeleton: bytes) -> tuple[int, list[str], list[str]]:
     """fickling's severity (0-5) for one pickle, its messages at LIKELY_UNSAFE and above, and
     the callables its overtly-malicious findings name."""
     from fickling.analysis import Severity, check_safety
     from fickling.fickle import Pickled
 
-    results = check_safety(Pickled.load(skeleton, fail_on_decode_error=False))
+    results = check_safety(Pickled.load(skeleton, fail_on_decode_error=False), _analyzer())
     messages, callables = [], []
     for result in results.results:
         if result.severity >= Severity.LIKELY_OVERTLY_MALICIOUS:

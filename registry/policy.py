@@ -50,7 +50,7 @@ RULE_LABELS: dict[str, str] = {
 # The rules about what is inside one file (format scanners), each answered block, warn or
 # allow by the ImportRules field of the same name; the words that end a finding's reason.
 FILE_RULES: dict[str, str] = {
-    RULE_MALFORMED_WEIGHTS: "not a valid safetensors file",
+    RULE_MALFORMED_WEIGHTS: "its loader would refuse it",
     RULE_TEMPLATE_INJECTION: "rendering it could run code",
     RULE_KERAS_CODE: "loading it could run code",
     RULE_ONNX_EXTERNAL_DATA: "loading it would read files outside the model's directory",

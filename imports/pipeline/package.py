@@ -86,6 +86,7 @@ def import_record(
         if scan.remote_code is not None:
             record["scan"]["remote_code"] = scan.remote_code.to_json()
         record["scan"]["findings"] = scan.findings_json()
+        record["scan"]["formats"] = scan.formats_json()
     if policy_record is not None:
         record["policy"] = _policy_block(policy_record)
     if imported is not None:

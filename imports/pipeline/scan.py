@@ -12,7 +12,7 @@ from imports.pipeline.base import UnsafeModelFile
 from imports.pipeline.check import CheckResult
 from imports.pipeline.download import Download
 from imports.scanners import format_scanners
-from imports.scanners.base import WARNING, Finding, own_scanner
+from imports.scanners.base import SEVERITIES, WARNING, Finding, own_scanner
 from imports.scanners.pickles import ScanVerdict, scan_unproven, scanners_version
 from imports.scanners.remote_code import RemoteCode, find_remote_code, is_python_source
 from imports.scanners.safetensors import is_safetensors, safetensors_problem
@@ -38,12 +38,21 @@ class ScanResult:
     remote_code: RemoteCode | None = None
     # What every scanner found, file by file (the pickle scanners' own verdicts included).
     scanner_findings: tuple[Finding, ...] = ()
+    # (path, scanner, verdict) of each file a format scanner read: "safe" or the worst finding.
+    formats: tuple[tuple[str, str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["remote_code"] = self.remote_code.to_json() if self.remote_code else None
         data["scanner_findings"] = self.findings_json()
+        data["formats"] = self.formats_json()
         return data
+
+    def formats_json(self) -> list[dict[str, str]]:
+        return [
+            {"path": path, "scanner": scanner, "verdict": verdict}
+            for path, scanner, verdict in self.formats
+        ]
 
     def findings_json(self) -> list[dict[str, str]]:
         return [item.to_json() for item in self.scanner_findings]
@@ -64,6 +73,10 @@ class ScanResult:
             scanner_findings=tuple(
                 Finding.from_json(item) for item in data.get("scanner_findings", ())
             ),
+            formats=tuple(
+                (str(path), str(scanner), str(verdict))
+                for path, scanner, verdict in data.get("formats", ())
+            ),
             remote_code=RemoteCode.from_json(data["remote_code"])
             if data.get("remote_code")
             else None,
@@ -76,6 +89,11 @@ class ScanResult:
         """What the version's page lists: each pickle verdict, then each finding of the format
         scanners (the pickle scanners' own verdicts are in their file's row)."""
         rows = self.verdicts_json()
+        rows += [
+            {"path": path, "scanner": scanner, "verdict": "safe", "globals": [], "detail": ""}
+            for path, scanner, verdict in self.formats
+            if verdict == "safe"
+        ]
         for item in self.scanner_findings:
             if item.rule != RULE_DANGEROUS_PICKLE:
                 rows.append(
@@ -113,7 +131,7 @@ def scan_pickles(download: Download, checked: CheckResult, rules: ImportRules) -
         if verdict is not None:
             verdicts.append(verdict)
     remote = find_remote_code(download.paths, checked.sha256_by_path)
-    return judge(verdicts, rules, remote, found)
+    return judge(verdicts, rules, remote, found, paths=[item.path for item in checked.files])
 
 
 def examine(local: Path, name: str, sha256: str) -> tuple[ScanVerdict | None, list[Finding]]:
@@ -155,9 +173,12 @@ def judge(
     rules: ImportRules,
     remote: RemoteCode | None = None,
     found: Sequence[Finding] = (),
+    paths: Sequence[str] = (),
 ) -> ScanResult:
     """Apply the pickle policy to the verdicts, the remote-code rule to ``remote`` and the
-    file rules to the scanners' findings: ``UnsafeModelFile`` when one refuses the import."""
+    file rules to the scanners' findings: ``UnsafeModelFile`` when one refuses the import.
+    ``paths``: every file of the selection, for the format scanners' verdict on each file they
+    read."""
     ordered = sorted(verdicts, key=lambda item: item.path)
     problems = [(item.rule, item.path, item.evidence) for item in found if item.rule in FILE_RULES]
     try:
@@ -174,4 +195,24 @@ def judge(
         rules_digest=rules.digest(),
         remote_code=remote,
         scanner_findings=tuple(sorted([*found, *(remote.findings() if remote else ())])),
+        formats=format_verdicts(paths, found),
     )
+
+
+def format_verdicts(
+    paths: Sequence[str], found: Sequence[Finding]
+) -> tuple[tuple[str, str, str], ...]:
+    """(path, scanner, verdict) for each file a format scanner read (they choose by name): the
+    worst severity it found in the file, or "safe"."""
+    worst: dict[tuple[str, str], str] = {}
+    for item in found:
+        key = (item.path, item.scanner)
+        if key not in worst or SEVERITIES.index(item.severity) < SEVERITIES.index(worst[key]):
+            worst[key] = item.severity
+    rows = []
+    for path in sorted(paths):
+        readers = [own_scanner(reader.name) for reader in format_scanners(path)]
+        if path.lower().endswith(".safetensors"):
+            readers.insert(0, own_scanner("safetensors"))
+        rows += [(path, scanner, worst.get((path, scanner), "safe")) for scanner in readers]
+    return tuple(rows)

@@ -247,7 +247,7 @@ def stream_import(
         local = {path: file.path for path, file in feed.files.items()}
         sha256 = {item.path: item.sha256 for item in checker.checked}
         verdicts, found = checker.verdicts()
-        scan = judge(verdicts, rules, find_remote_code(local, sha256), found)
+        scan = judge(verdicts, rules, find_remote_code(local, sha256), found, paths=list(sha256))
         artifact = upload.complete(sha256=result.sha256)
     except BaseException:
         if upload is not None:

@@ -169,6 +169,9 @@ def test_findings_reach_aegis_json_the_statement_and_the_version_page(repos, ali
         and "fickling " in (record["scan"]["scanner"])
     )
 
+    formats = {(item["path"], item["verdict"]) for item in record["scan"]["formats"]}
+    assert formats == {("model.safetensors", "safe"), ("extra.safetensors", "warning")}
+
     version = ModelVersion.objects.get()
     statement = json.loads(base64.b64decode(version.attestation["dsseEnvelope"]["payload"]))
     byproducts = statement["predicate"]["runDetails"]["byproducts"]
@@ -190,4 +193,5 @@ def test_findings_reach_aegis_json_the_statement_and_the_version_page(repos, ali
 
     html = alice_client.get(version.get_absolute_url()).content.decode()
     assert 'data-path="extra.safetensors" data-verdict="warning"' in html
+    assert 'data-path="model.safetensors" data-verdict="safe"' in html
     assert "<code>malformed_weights</code>" in html and malformed["scanner"] in html

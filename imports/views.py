@@ -72,6 +72,7 @@ from imports.hub_cache import cached_card, cached_model_info, hub_cache_key
 from imports.import_progress import import_progress_of
 from imports.list_rows import LIST_COLUMNS, rows_html
 from imports.models import ImportRequest
+from imports.scanners import FILE_SCANNERS
 from imports.scanners.remote_code import RemoteCode
 from registry.actions import RegistryError, grant_policy_override
 from registry.card import as_list, card_metadata
@@ -215,13 +216,7 @@ def model_warnings(model: HubModel) -> list[str]:
             f"{len(pickled)} file(s) use a pickle-based format ({', '.join(pickled[:5])}): "
             "loading them can run code. They are scanned during import; prefer safetensors."
         )
-    templated = [item.path for item in model.files if item.path.lower().endswith(".gguf")]
-    if templated:
-        warnings.append(
-            f"{len(templated)} GGUF file(s) ({', '.join(templated[:5])}): their chat templates "
-            "run whenever a prompt is built. The import reads them and refuses one that reaches "
-            "Python internals (policy rule template_injection)."
-        )
+    warnings += format_warnings([item.path for item in model.files])
     if model.gated:
         warnings.append(
             "This model is gated: importing needs an HF token of an account granted access."
@@ -230,6 +225,17 @@ def model_warnings(model: HubModel) -> list[str]:
         warnings.append("The card names no license: check the terms before using the model.")
     warnings.extend(policy_warnings(model))
     return warnings
+
+
+def format_warnings(paths: list[str]) -> list[str]:
+    """What each format scanner says beforehand about the files it would read (the same
+    choice by name as in the scan)."""
+    notes = []
+    for scanner in FILE_SCANNERS:
+        read = [path for path in paths if scanner.applies_to(path)]
+        if read and (note := scanner.before_import(read)):
+            notes.append(note)
+    return notes
 
 
 def policy_warnings(model: HubModel) -> list[str]:

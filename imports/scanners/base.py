@@ -51,6 +51,11 @@ class FileScanner(Protocol):
 
     def scan(self, path: Path, name: str) -> list[Finding]: ...
 
+    def before_import(self, paths: list[str]) -> str | None:
+        """What the Hub model page says about these files (those ``applies_to`` takes) before
+        anyone imports them, or None."""
+        ...
+
 
 @cache
 def library_version(distribution: str) -> str:

@@ -259,6 +259,13 @@ class KerasScanner:
     def applies_to(self, name: str) -> bool:
         return name.lower().endswith(KERAS_SUFFIXES)
 
+    def before_import(self, paths: list[str]) -> str | None:
+        return (
+            f"{len(paths)} Keras file(s) ({', '.join(paths[:5])}): a Lambda layer in their "
+            "config is Python code that loading runs. The import reads the config and refuses "
+            "such code (policy rule keras_code)."
+        )
+
     def scan(self, path: Path, name: str) -> list[Finding]:
         why = keras_problem(path, name)
         if why is None:

@@ -422,6 +422,14 @@ class OnnxScanner:
     def applies_to(self, name: str) -> bool:
         return name.lower().endswith(".onnx")
 
+    def before_import(self, paths: list[str]) -> str | None:
+        return (
+            f"{len(paths)} ONNX file(s) ({', '.join(paths[:5])}): loading reads the external "
+            "data files they name, and custom operators need native libraries. The import "
+            "refuses data read from outside the model's directory (policy rule "
+            "onnx_external_data) and warns about custom operator domains (onnx_custom_ops)."
+        )
+
     def scan(self, path: Path, name: str) -> list[Finding]:
         with path.open("rb", buffering=0) as handle:
             contents = read_onnx(handle, os.fstat(handle.fileno()).st_size)

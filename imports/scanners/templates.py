@@ -156,6 +156,16 @@ class ChatTemplateScanner:
     def applies_to(self, name: str) -> bool:
         return name.lower().endswith(".gguf") or name.rsplit("/", 1)[-1] == "tokenizer_config.json"
 
+    def before_import(self, paths: list[str]) -> str | None:
+        gguf = [path for path in paths if path.lower().endswith(".gguf")]
+        if not gguf:
+            return None  # (every transformers repo has a tokenizer_config.json)
+        return (
+            f"{len(gguf)} GGUF file(s) ({', '.join(gguf[:5])}): their chat templates run "
+            "whenever a prompt is built. The import reads them and refuses one that reaches "
+            "Python internals (policy rule template_injection)."
+        )
+
     def scan(self, path: Path, name: str) -> list[Finding]:
         why = chat_template_problem(path, name)
         if why is None:

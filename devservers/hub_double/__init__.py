@@ -2,9 +2,10 @@
 
 It speaks the part of the Hub's HTTP contract that `huggingface_hub` 2.4 uses (see
 CONTRACTS.md): model search with `Link` paging, model info with file metadata, the
-recursive tree listing, and `/resolve/` downloads with `X-Repo-Commit`, ETags, `Range`
-and a 302 to a separate "CDN" listener for LFS files (a different origin, so the real
-client drops its `Authorization` header exactly as it does against huggingface.co).
+recursive tree listing, the commit listing, a 307 from a renamed repo's old id, and
+`/resolve/` downloads with `X-Repo-Commit`, ETags, `Range` and a 302 to a separate "CDN"
+listener for LFS files (a different origin, so the real client drops its `Authorization`
+header exactly as it does against huggingface.co).
 
 Usage in tests::
 
@@ -17,10 +18,11 @@ Run by hand with the demo repos: ``python -m devservers.hub_double --port 8765``
 
 Modules: `model` (files, commits, repos), `repos` (`RepoStore`: adding and changing them),
 `payloads` (the Hub's JSON views of them), `messages` (requests, answers, errors, paging),
-`routes` (which handler answers), `search`, `model_api` (model info, tree), `resolve` (file
-downloads and the CDN), `server` (the HTTP listeners), `double` (`HubDouble`: knobs, request
-log, start and stop), `demo` (the demo repos). The handlers share the double's underscored
-internals (its lock, repos and signing key); code outside this package uses the public API.
+`routes` (which handler answers; renamed repos' redirects), `search`, `model_api` (model info,
+tree, commits), `resolve` (file downloads and the CDN), `server` (the HTTP listeners), `double`
+(`HubDouble`: knobs, request log, start and stop), `demo` (the demo repos). The handlers share
+the double's underscored internals (its lock, repos and signing key); code outside this package
+uses the public API.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 DOUBLE_TOKEN = "hf_doubletesttoken0000000000000000"  # noqa: S105 - the double's fixed test token
 MAX_PAGE_SIZE = 1000
+COMMITS_PAGE_SIZE = 50  # the Hub's page of a commit listing
 
 
 class HubDouble(RepoStore):
@@ -35,7 +36,10 @@ class HubDouble(RepoStore):
       without `X-Linked-Etag`: an LFS file's only ETag is the git blob id of its pointer).
     - `inject_fault(status, times=.., retry_after=.., path_contains=..)`: answer the next
       matching requests (any listener) with `status`, e.g. 429 with `Retry-After`, or 500.
-    - `tree_page_size`, `max_search_page_size`: page sizes for the tree and search listings.
+    - `tree_page_size`, `max_search_page_size`, `commits_page_size`: page sizes for the tree,
+      search and commit listings.
+    - `rename_repo(old, new)` (the old id answers 307 to the new one), `delete_repo(repo_id)`,
+      `update_repo(repo_id, gated=...)`: what happens to a repo upstream after an import.
     - `corrupt(repo_id, path)`: serve same-size, different bytes for a file.
     - `requests`: the request log; `body_fetches(repo_id, path)` counts file body downloads.
     """
@@ -48,6 +52,7 @@ class HubDouble(RepoStore):
         self.fail_api_with: int | None = None
         self.mirror_mode = "hub"
         self.tree_page_size = MAX_PAGE_SIZE
+        self.commits_page_size = COMMITS_PAGE_SIZE
         self.max_search_page_size = MAX_PAGE_SIZE
         self.requests: list[LoggedRequest] = []
         self.faults: list[InjectedFault] = []

@@ -1,5 +1,5 @@
-"""Model info and tree listings: `GET /api/models/{org}/{name}`, `.../revision/{rev}` and
-`.../tree/{rev}[/{path}]`."""
+"""Model info, tree and commit listings: `GET /api/models/{org}/{name}`, `.../revision/{rev}`,
+`.../tree/{rev}[/{path}]` and `.../commits/{rev}`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from devservers.hub_double.messages import (
     page_response,
 )
 from devservers.hub_double.model import Repo
-from devservers.hub_double.payloads import file_entry, model_info, tree_entries
+from devservers.hub_double.payloads import commit_entries, file_entry, model_info, tree_entries
 
 
 def model_api(request: HubRequest, segments: list[str]) -> Response:
@@ -31,6 +31,8 @@ def model_api(request: HubRequest, segments: list[str]) -> Response:
         if rest[0] == "tree" and len(rest) >= 2:
             prefix = unquote("/".join(rest[2:])).strip("/")
             return _tree(request, repo, unquote(rest[1]), prefix)
+        if rest[0] == "commits" and len(rest) >= 2:
+            return _commits(request, repo, unquote("/".join(rest[1:])))
     raise HubError(404, None, NOT_FOUND_PAGE)
 
 
@@ -72,3 +74,10 @@ def _tree(request: HubRequest, repo: Repo, revision: str, prefix: str) -> Respon
             {"X-Repo-Commit": commit.sha},
         )
     return page_response(request, entries, request.double.tree_page_size)
+
+
+def _commits(request: HubRequest, repo: Repo, revision: str) -> Response:
+    """The history of `revision`, newest first (as `HfApi.list_repo_commits` reads it), paged
+    like the Hub's listings."""
+    commit = request.commit(repo, revision)
+    return page_response(request, commit_entries(repo, commit), request.double.commits_page_size)

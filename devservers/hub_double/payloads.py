@@ -147,3 +147,23 @@ def file_entry(stored: StoredFile) -> dict[str, Any]:
             "pointerSize": stored.pointer_size,
         }
     return entry
+
+
+def commit_entries(repo: Repo, commit: Commit) -> list[dict[str, Any]]:
+    """`commit` and its ancestors, newest first, as the Hub's commit listing describes them
+    (`GET /api/models/{repo}/commits/{rev}`)."""
+    entries: list[dict[str, Any]] = []
+    current: Commit | None = commit
+    while current is not None:
+        title, _, message = current.message.partition("\n")
+        entries.append(
+            {
+                "id": current.sha,
+                "title": title,
+                "message": message.strip(),
+                "authors": [{"user": repo.author, "avatar": ""}],
+                "date": iso(current.time),
+            }
+        )
+        current = repo.commits.get(current.parent) if current.parent else None
+    return entries

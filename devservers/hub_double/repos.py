@@ -31,6 +31,7 @@ class RepoStore:
 
     def __init__(self) -> None:
         self._repos: dict[str, Repo] = {}
+        self._moved: dict[str, str] = {}  # old repo id -> the id it was renamed to
         self._clock = 0
         self._lock = threading.RLock()
 
@@ -121,6 +122,38 @@ class RepoStore:
                 if not hasattr(repo, name) or name in {"repo_id", "commits", "refs"}:
                     raise ValueError(f"unknown repo attribute {name!r}")
                 setattr(repo, name, "manual" if name == "gated" and value is True else value)
+
+    def delete_repo(self, repo_id: str) -> None:
+        """Delete a repo: its API and files answer 404 `RepoNotFound`, as a deleted repo's do
+        (and the ids it was renamed from no longer redirect)."""
+        with self._lock:
+            self._repo(repo_id)
+            del self._repos[repo_id]
+            self._moved = {old: new for old, new in self._moved.items() if new != repo_id}
+
+    def rename_repo(self, repo_id: str, new_repo_id: str) -> None:
+        """Move a repo to `new_repo_id`, as the Hub's "rename or transfer" does: requests for the
+        old id answer 307 with a relative `Location` under the new id (API and files alike),
+        until a repo is created under the old id again."""
+        if new_repo_id.count("/") != 1:
+            raise ValueError(f"the double serves org/name repo ids only, not {new_repo_id!r}")
+        with self._lock:
+            repo = self._repo(repo_id)
+            if new_repo_id in self._repos:
+                raise ValueError(f"repo {new_repo_id} already exists in the double")
+            del self._repos[repo_id]
+            repo.repo_id = new_repo_id
+            self._repos[new_repo_id] = repo
+            self._moved = {old: (new_repo_id if new == repo_id else new)
+                           for old, new in self._moved.items()}  # fmt: skip
+            self._moved[repo_id] = new_repo_id
+            self._moved.pop(new_repo_id, None)
+
+    def _moved_to(self, repo_id: str) -> str | None:
+        """The id a renamed repo answers under now; None when `repo_id` is not a renamed repo's
+        old id (or a repo of that id exists again)."""
+        with self._lock:
+            return None if repo_id in self._repos else self._moved.get(repo_id)
 
     def resolve(self, repo_id: str, revision: str = "main") -> str:
         """The commit sha a branch, tag or sha resolves to."""

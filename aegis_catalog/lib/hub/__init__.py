@@ -15,6 +15,7 @@ from aegis_catalog.lib.hub.client import (
     SEARCH_SORTS,
     HubClient,
     check_search_cursor,
+    matching_files,
 )
 from aegis_catalog.lib.hub.download import ProgressCallback
 from aegis_catalog.lib.hub.errors import (
@@ -38,7 +39,13 @@ from aegis_catalog.lib.hub.errors import (
     validate_repo_id,
     validate_revision,
 )
-from aegis_catalog.lib.hub.models import HubFile, HubModel, HubModelSummary, SearchResult
+from aegis_catalog.lib.hub.models import (
+    HubCommit,
+    HubFile,
+    HubModel,
+    HubModelSummary,
+    SearchResult,
+)
 
 __all__ = [
     "COMMIT_RE",
@@ -51,6 +58,7 @@ __all__ = [
     "EntryNotFound",
     "GatedRepo",
     "HubClient",
+    "HubCommit",
     "HubError",
     "HubFile",
     "HubModel",
@@ -69,6 +77,7 @@ __all__ = [
     "SearchResult",
     "UnsafeFilePath",
     "check_search_cursor",
+    "matching_files",
     "validate_repo_id",
     "validate_revision",
 ]

@@ -24,6 +24,7 @@ from huggingface_hub.utils import (
     get_session,
     hf_raise_for_status,
     http_backoff,
+    parse_datetime,
 )
 
 from aegis_catalog.lib.hub.digests import missing_facts
@@ -47,7 +48,13 @@ from aegis_catalog.lib.hub.errors import (
     validate_revision,
 )
 from aegis_catalog.lib.hub.feed import SnapshotFeed
-from aegis_catalog.lib.hub.models import HubFile, HubModel, HubModelSummary, SearchResult
+from aegis_catalog.lib.hub.models import (
+    HubCommit,
+    HubFile,
+    HubModel,
+    HubModelSummary,
+    SearchResult,
+)
 from aegis_catalog.lib.hub.translate import ErrorTranslator
 
 MAX_CARD_BYTES = 5 * 1024 * 1024
@@ -74,6 +81,20 @@ def check_search_cursor(cursor: str) -> str:
     return cursor
 
 
+def _commit_of(item: Any) -> HubCommit:
+    """One entry of the Hub's commit listing; KeyError/TypeError/ValueError when malformed."""
+    commit = item["id"]
+    if not isinstance(commit, str) or not COMMIT_RE.fullmatch(commit):
+        raise ValueError(f"{str(commit)[:60]!r} is not a commit id")
+    date = item.get("date")
+    return HubCommit(
+        commit=commit,
+        title=str(item.get("title") or "")[:300],
+        authors=tuple(str(author["user"]) for author in item.get("authors") or ()),
+        created_at=parse_datetime(date).astimezone(UTC) if isinstance(date, str) else None,
+    )
+
+
 def _next_cursor(next_url: str | None) -> str | None:
     """The opaque ``cursor`` of the Hub's "next" link (the link's other parameters are the
     search's own, which the next request builds again), or None on the last page."""
@@ -83,6 +104,24 @@ def _next_cursor(next_url: str | None) -> str | None:
     if not values or not SEARCH_CURSOR_RE.fullmatch(values[0]):
         return None
     return values[0]
+
+
+def matching_files(
+    files: Sequence[HubFile], include: Sequence[str], exclude: Sequence[str]
+) -> tuple[HubFile, ...]:
+    """The files matching any `include` pattern (all when empty) and no `exclude` pattern.
+
+    Same fnmatch rules as huggingface_hub's allow/ignore patterns (a trailing '/' means
+    everything under that folder; '*' also crosses '/').
+    """
+    return tuple(
+        filter_repo_objects(
+            items=files,
+            allow_patterns=list(include) or None,
+            ignore_patterns=list(exclude) or None,
+            key=lambda item: item.path,
+        )
+    )
 
 
 # Ask the Hub for the summary fields a search result shows (the default answer omits some).
@@ -320,6 +359,38 @@ class HubClient:
                       for path, fact in facts.items()]  # fmt: skip
         return tuple(sorted(files, key=lambda item: item.path))
 
+    # -- history --
+
+    def list_commits(
+        self, repo_id: str, revision: str, *, limit: int = 50
+    ) -> tuple[HubCommit, ...]:
+        """The newest commits of `revision` (newest first): the first page of the Hub's commit
+        listing, as HfApi.list_repo_commits reads it, at most `limit`."""
+        validate_repo_id(repo_id)
+        validate_revision(revision)
+        url = f"{self.endpoint}/api/models/{repo_id}/commits/{quote(revision, safe='')}"
+        what = f"the commits of {repo_id} at revision {revision!r} on {self.endpoint}"
+        try:
+            response = http_backoff(
+                "GET",
+                url,
+                headers=self._headers(),
+                timeout=self.timeout,
+                max_retries=self.retries,
+                base_wait_time=self.retry_wait,
+                max_wait_time=max(self.retry_wait, 8.0),
+            )
+            hf_raise_for_status(response)
+            payload = response.json()
+        except Exception as error:
+            raise self._translate(error, what=what, repo_id=repo_id, revision=revision) from error
+        try:
+            return tuple(_commit_of(item) for item in payload[:limit])
+        except (KeyError, TypeError, ValueError) as error:
+            raise HubUnavailable(
+                f"The Hub at {self.endpoint} answered {what} with unexpected data ({error})."
+            ) from error
+
     # -- card --
 
     def fetch_card(self, repo_id: str, commit: str) -> str:
@@ -353,19 +424,8 @@ class HubClient:
     def select_files(
         self, model: HubModel, include: Sequence[str], exclude: Sequence[str]
     ) -> tuple[HubFile, ...]:
-        """The files matching any `include` pattern (all when empty) and no `exclude` pattern.
-
-        Same fnmatch rules as huggingface_hub's allow/ignore patterns (a trailing '/' means
-        everything under that folder; '*' also crosses '/').
-        """
-        selected = tuple(
-            filter_repo_objects(
-                items=model.files,
-                allow_patterns=list(include) or None,
-                ignore_patterns=list(exclude) or None,
-                key=lambda item: item.path,
-            )
-        )
+        """`matching_files` of the model; NoFilesMatched when none matches."""
+        selected = matching_files(model.files, include, exclude)
         if not selected:
             raise NoFilesMatched(
                 f"No file of {model.repo_id} at commit {model.commit} matches include"

@@ -76,6 +76,16 @@ class HubModel:
 
 
 @dataclass(frozen=True)
+class HubCommit:
+    """One commit of a repo's history, as the Hub lists it (newest first)."""
+
+    commit: str
+    title: str
+    authors: tuple[str, ...]
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
 class SearchResult:
     """One page of search results.
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx2
 from huggingface_hub.errors import (
@@ -112,7 +114,10 @@ class ErrorTranslator:
             tries = f" (after {self.retries} retries)" if self.retries else ""
             return HubUnavailable(
                 f"The Hub at {self.endpoint} answered HTTP {status} for {what}{tries};"
-                " try again later."
+                " try again later.",
+                retry_after=retry_after(error.response.headers.get("Retry-After"))
+                if error.response is not None
+                else None,
             )
         server = _server_message(error)
         detail = f": {server}" if server else ""
@@ -141,6 +146,23 @@ class ErrorTranslator:
                 f"The Hub at {self.endpoint} answered {what} with unexpected data: {error}"
             )
         return None
+
+
+def retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """The seconds a `Retry-After` header asks to wait (delay-seconds or an HTTP-date), or
+    None when there is none or it cannot be read."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
 def _server_message(error: BaseException) -> str | None:

@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "imports",
     "api",
     "serving",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -292,6 +293,11 @@ AEGIS_HF_RECHECK_SECONDS = env_int("AEGIS_HF_RECHECK_SECONDS", 300, minimum=0)
 # A version up to this size is verified inside its first pull's request; a larger one by a job,
 # the pull answering 503 until it is done (or run `manage.py check_for_serving` beforehand).
 AEGIS_HF_INLINE_CHECK_BYTES = env_int("AEGIS_HF_INLINE_CHECK_BYTES", 512 * 1024 * 1024, minimum=0)
+# Webhooks (registry admins add them in the admin): each delivery is attempted this many times,
+# waiting the backoff doubled after each failure (at most an hour), each request this long.
+AEGIS_WEBHOOK_ATTEMPTS = env_int("AEGIS_WEBHOOK_ATTEMPTS", 6, minimum=1)
+AEGIS_WEBHOOK_BACKOFF_SECONDS = env_int("AEGIS_WEBHOOK_BACKOFF_SECONDS", 30, minimum=0)
+AEGIS_WEBHOOK_TIMEOUT_SECONDS = env_int("AEGIS_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 AEGIS_BUILDER_ID = env_str("AEGIS_BUILDER_ID", "https://aegis-catalog.local/builder")
 
 LOGGING = {

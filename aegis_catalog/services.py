@@ -18,13 +18,16 @@ from aegis_catalog.lib.vault import (
 )
 
 
-def hub_client(*, interactive: bool = False) -> HubClient:
+def hub_client(*, interactive: bool = False, retries: int | None = None) -> HubClient:
     """The Hub client; `interactive` (a page someone waits for) gives up at the first HTTP
-    429/5xx instead of backing off like an import does."""
+    429/5xx instead of backing off like an import does; `retries` for a caller that repeats
+    requests itself (the upstream watch bounds its waits)."""
+    if retries is None:
+        retries = 0 if interactive else settings.AEGIS_HUB_RETRIES
     return HubClient(
         settings.HF_ENDPOINT,
         settings.HF_TOKEN,
-        retries=0 if interactive else settings.AEGIS_HUB_RETRIES,
+        retries=retries,
         retry_wait=settings.AEGIS_HUB_RETRY_WAIT_MS / 1000,
         download_workers=settings.AEGIS_HUB_DOWNLOAD_WORKERS,
     )

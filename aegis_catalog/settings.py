@@ -279,6 +279,12 @@ AEGIS_WORK_DIR_MAX_AGE = env_int("AEGIS_WORK_DIR_MAX_AGE", 3 * 24 * 3600, minimu
 AEGIS_MAINTENANCE_SECONDS = env_int("AEGIS_MAINTENANCE_SECONDS", 300, minimum=10)
 # How often the audit chain's head is signed and stored as an anchor outside the database.
 AEGIS_AUDIT_ANCHOR_SECONDS = env_int("AEGIS_AUDIT_ANCHOR_SECONDS", 3600, minimum=10)
+# The upstream watch (rqcron): every registered model's Hub repo is compared with what was
+# imported this often. A check repeats a Hub request answered 408/429/5xx AEGIS_HUB_RETRIES
+# times, waiting AEGIS_HUB_RETRY_WAIT_MS and doubling, or what Retry-After says, but never
+# longer than AEGIS_UPSTREAM_MAX_WAIT at once (the Hub asking for more: the next pass checks).
+AEGIS_UPSTREAM_WATCH_SECONDS = env_int("AEGIS_UPSTREAM_WATCH_SECONDS", 3600, minimum=60)
+AEGIS_UPSTREAM_MAX_WAIT = env_int("AEGIS_UPSTREAM_MAX_WAIT", 60, minimum=0)
 # How long /healthz reuses its storage probe (a file written to and removed from the store).
 AEGIS_HEALTH_PROBE_SECONDS = env_int("AEGIS_HEALTH_PROBE_SECONDS", 60, minimum=0)
 

@@ -48,6 +48,8 @@ class Action(models.TextChoices):
     API_TOKEN_CREATED = "auth.api_token_created", "API token created"
     API_TOKEN_REVOKED = "auth.api_token_revoked", "API token revoked"
     HUB_REPO_CHOSEN = "serving.hub_repo_chosen", "model chosen for a Hub repo id"
+    UPSTREAM_CHANGED = "upstream.changed", "changed upstream"
+    UPSTREAM_IN_SYNC = "upstream.in_sync", "in sync with upstream again"
 
 
 def _json_safe(value: Any) -> Any:

@@ -153,6 +153,48 @@ class ModelVersion(models.Model):
         return self.model_path + ".sigstore.json"
 
 
+class UpstreamState(models.Model):
+    """What the upstream watch last found in a registered model's Hub repo, compared with its
+    newest version (the baseline): the changes since that version's commit (``diff``, as
+    ``registry.upstream.diff.UpstreamDiff.to_json`` writes it), whether they need a person's
+    attention, and the error of the last attempt when the Hub could not answer (an error never
+    changes ``state`` or ``diff``)."""
+
+    class State(models.TextChoices):
+        IN_SYNC = "in_sync", "in sync"
+        CHANGED = "changed", "changed upstream"
+        GONE = "gone", "gone upstream"
+
+    model = models.OneToOneField(RegisteredModel, on_delete=models.CASCADE, related_name="upstream")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.IN_SYNC)
+    needs_attention = models.BooleanField(default=False, db_index=True)
+    baseline = models.ForeignKey(
+        "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    tracked_revision = models.CharField(max_length=200, blank=True)
+    upstream_commit = models.CharField(max_length=40, blank=True)
+    diff = models.JSONField(default=dict, blank=True, help_text="the changes since the baseline")
+    checked_at = models.DateTimeField(null=True, blank=True, help_text="last successful check")
+    changed_at = models.DateTimeField(null=True, blank=True, help_text="when the diff last moved")
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, help_text="why the last attempt could not check")
+    check_requested_at = models.DateTimeField(null=True, blank=True)
+    check_requested_by = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["model__name"]
+
+    def __str__(self) -> str:
+        return f"upstream of {self.model_id}: {self.state}"
+
+    @property
+    def check_pending(self) -> bool:
+        """A "Check upstream now" asked for after the last attempt."""
+        return self.check_requested_at is not None and (
+            self.attempted_at is None or self.attempted_at < self.check_requested_at
+        )
+
+
 class Pull(models.Model):
     """Who pulled a version's files through the Hugging Face-compatible endpoint (``/hf/``) on
     one day: one row per version, puller and day, counted up as files are served (not one

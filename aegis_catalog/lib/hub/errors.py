@@ -58,12 +58,15 @@ class InvalidToken(HubError):
 class HubUnavailable(HubError):
     """The Hub could not be reached, timed out, or answered with a server error.
 
-    `retry_after`: the seconds the Hub's `Retry-After` header asked to wait (a 429 or 503
-    answer), None when it said nothing.
+    `status`: the HTTP status it answered (None: no answer); `retry_after`: the seconds its
+    `Retry-After` header asked to wait (a 429 or 503 answer), None when it said nothing.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
+        self.status = status
         self.retry_after = retry_after
 
 

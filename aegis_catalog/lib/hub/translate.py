@@ -115,6 +115,7 @@ class ErrorTranslator:
             return HubUnavailable(
                 f"The Hub at {self.endpoint} answered HTTP {status} for {what}{tries};"
                 " try again later.",
+                status=status,
                 retry_after=retry_after(error.response.headers.get("Retry-After"))
                 if error.response is not None
                 else None,

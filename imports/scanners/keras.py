@@ -25,6 +25,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +50,12 @@ CODE_LAYERS = frozenset({"Lambda", "TFOpLambda"})
 # Keys of a Keras 2 config saying the value beside them is a marshalled function.
 FUNCTION_TYPE_KEYS = ("function_type", "output_shape_type")
 CODE_PREFIX = "Python code that load_model can run: "
+# The HDF5 file is read in a child process (``_hdf5_problem``), started with this code.
+HDF5_READ_SECONDS = 60
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+HDF5_CHILD_CODE = (
+    "import sys; from imports.scanners.keras import _hdf5_child; _hdf5_child(sys.argv[1])"
+)
 
 
 def _code_layer(node: dict[str, Any], name: str) -> str | None:
@@ -120,6 +130,11 @@ def hdf5_superblock_offset(path: Path) -> int | None:
 
 class ReadBudgetExceeded(Exception):
     """HDF5 asked for more bytes than the scan allows itself to read."""
+
+
+class HDF5ReaderFailed(Exception):
+    """The child process reading an HDF5 file failed for a reason of its own (not the file's):
+    it could not start, or import this module."""
 
 
 class ConfigTooLarge(Exception):
@@ -212,9 +227,10 @@ def _attribute_problem(file: Any, attribute: str, reader: BoundedReader) -> str 
     return f"its {attribute} carries " + CODE_PREFIX + "; ".join(found[:5]) if found else None
 
 
-def _hdf5_problem(path: Path) -> str | None:
-    """What Python code an HDF5 Keras model's configs (``HDF5_CONFIG_ATTRIBUTES``) carry; only
-    those root attributes are read, through a ``BoundedReader``."""
+def hdf5_problem_here(path: Path) -> str | None:
+    """What Python code an HDF5 Keras model's configs (``HDF5_CONFIG_ATTRIBUTES``) carry, read
+    in this process (``_hdf5_problem`` runs it in a child); only those root attributes are
+    read, through a ``BoundedReader``."""
     with path.open("rb") as raw:
         reader = BoundedReader(raw)
         try:
@@ -234,6 +250,49 @@ def _hdf5_problem(path: Path) -> str | None:
                 )
             return None
     return "; ".join(problem for problem in problems if problem) or None
+
+
+def _hdf5_child(path: str) -> None:
+    """The child's side of ``_hdf5_problem``: the answer as JSON on stdout, a disk error too."""
+    try:
+        answer = {"problem": hdf5_problem_here(Path(path))}
+    except OSError as error:
+        answer = {"disk_error": f"{path}: {error}"}
+    sys.stdout.write(json.dumps(answer))
+
+
+def _hdf5_problem(path: Path) -> str | None:
+    """``hdf5_problem_here`` in a child process. The HDF5 library is C code: a crafted file can
+    send it into an endless loop while it holds the interpreter (a global heap whose object
+    sizes never advance hangs HDF5 2.0 reading any vlen string attribute), or crash it; the
+    worker outlives both, and the file is judged unread. The child gets no secrets (an empty
+    environment but PATH) and no more than ``HDF5_READ_SECONDS``."""
+    command = [sys.executable, "-c", HDF5_CHILD_CODE, str(path.absolute())]
+    environment = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(PROJECT_ROOT)}
+    environment.update(OPENBLAS_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+    try:
+        done = subprocess.run(
+            command, cwd=PROJECT_ROOT, env=environment, capture_output=True, check=False,
+            timeout=HDF5_READ_SECONDS,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return f"the HDF5 library did not finish reading it in {HDF5_READ_SECONDS} s; not read"
+    if done.returncode < 0:
+        signal_name = signal.Signals(-done.returncode).name
+        return f"the HDF5 library crashed reading it ({signal_name}); not read"
+    try:
+        answer = json.loads(done.stdout)
+    except ValueError:
+        answer = None
+    if done.returncode != 0 or not isinstance(answer, dict):
+        last = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise HDF5ReaderFailed(f"the HDF5 reader of {path.name} failed: {last[0]}")
+    if "disk_error" in answer:
+        raise OSError(str(answer["disk_error"]))
+    problem = answer.get("problem")
+    if problem is not None and not isinstance(problem, str):
+        raise HDF5ReaderFailed(f"the HDF5 reader of {path.name} answered {problem!r}")
+    return problem
 
 
 def keras_problem(path: Path, name: str) -> str | None:

@@ -1,6 +1,10 @@
 """HDF5 Keras models (.h5, .hdf5; tf.keras's .keras with the v3 format off): Python code in the
 root attributes model_config and training_config is found; only those attributes are read, a
-bounded number of bytes, and a file HDF5 cannot open is no model."""
+bounded number of bytes, in a child process; a file HDF5 cannot open is no model, one that
+hangs or crashes the HDF5 library is judged unread and the worker goes on.
+
+``keras_problem`` runs the HDF5 reading in a child; the tests that watch what is read call
+``hdf5_problem_here``, the same reading in this process."""
 
 from __future__ import annotations
 
@@ -22,10 +26,16 @@ from imports.scanners import format_scanners, keras
 from imports.scanners.base import DANGEROUS
 from imports.scanners.keras import (
     MAX_CONFIG_BYTES,
+    HDF5ReaderFailed,
     KerasScanner,
+    hdf5_problem_here,
     hdf5_superblock_offset,
     keras_problem,
 )
+
+# Child code that dies as a crashing HDF5 library would: set as keras.HDF5_CHILD_CODE, it tells
+# whether a child was started at all.
+CRASHING_CHILD = "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
 
 
 def dense(name: str) -> dict[str, Any]:
@@ -106,14 +116,9 @@ class ReadLog:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.reads: list[tuple[int, int]] = []
-        self.opened = 0
         log = self
 
         class Logged(keras.BoundedReader):
-            def __init__(self, raw: Any) -> None:
-                super().__init__(raw)
-                log.opened += 1
-
             def readinto(self, buffer: Any) -> int:
                 offset = self.tell()
                 count = super().readinto(buffer)  # a read over the budget raises: not logged
@@ -143,7 +148,7 @@ def test_it_finds_a_tf_op_lambda_and_names_what_it_calls(tmp_path):
     layers = [dense("in"), tf_op_lambda("tf.io.write_file", "io.write_file")]
     path = write(tmp_path, "model.hdf5", h5_bytes(layers))
 
-    problem = keras_problem(path, "model.hdf5") or ""
+    problem = hdf5_problem_here(path) or ""
 
     assert "TFOpLambda layer 'tf.io.write_file' calling 'io.write_file'" in problem
 
@@ -153,7 +158,7 @@ def test_it_finds_any_layer_whose_function_is_a_serialised_lambda(tmp_path):
     shaped = {"class_name": "Reshaper", "config": {"name": "shape", "output_shape_type": "lambda"}}
     path = write(tmp_path, "model.h5", h5_bytes([custom, shaped]))
 
-    problem = keras_problem(path, "model.h5") or ""
+    problem = hdf5_problem_here(path) or ""
 
     assert "serialised Python function in 'mine'" in problem
     assert "serialised Python function in 'shape'" in problem
@@ -165,7 +170,7 @@ def test_it_finds_code_in_the_training_config(tmp_path):
     training = {**TRAINING, "loss": {"class_name": "__lambda__", "config": {"code": "4wAA"}}}
     path = write(tmp_path, "model.h5", h5_bytes([dense("in")], training=training))
 
-    problem = keras_problem(path, "model.h5") or ""
+    problem = hdf5_problem_here(path) or ""
 
     assert problem.startswith("its training_config carries Python code")
     assert "model_config" not in problem
@@ -202,7 +207,7 @@ def test_each_way_a_string_attribute_is_stored_is_read(tmp_path, stored):
     with h5py.File(path, "w") as file:
         file.attrs["model_config"] = stored(json.dumps(config))
 
-    assert "Lambda layer 'backdoor'" in (keras_problem(path, "model.h5") or "")
+    assert "Lambda layer 'backdoor'" in (hdf5_problem_here(path) or "")
 
 
 def test_a_keras_name_holding_hdf5_is_read_as_hdf5(tmp_path):
@@ -249,11 +254,10 @@ def torch_zip() -> bytes:
     ],
 )
 def test_an_h5_that_is_not_hdf5_is_not_opened(tmp_path, monkeypatch, data):
-    log = ReadLog(monkeypatch)
+    monkeypatch.setattr(keras, "HDF5_CHILD_CODE", CRASHING_CHILD)
     path = write(tmp_path, "model.h5", data)
 
-    assert keras_problem(path, "model.h5") is None
-    assert log.opened == 0  # h5py never saw it
+    assert keras_problem(path, "model.h5") is None  # no child started: h5py never saw it
 
 
 @pytest.mark.parametrize("keep", [8, 600, 2048, 4096])
@@ -261,10 +265,10 @@ def test_a_broken_hdf5_file_is_no_model_and_no_error(tmp_path, keep):
     whole = h5_bytes([keras2_lambda("backdoor")], kernel_elements=4096)
     path = write(tmp_path, "model.h5", whole[:keep] + b"\xff" * 64)
 
-    assert keras_problem(path, "model.h5") is None
+    assert hdf5_problem_here(path) is None
 
 
-def test_a_disk_error_is_raised_not_taken_for_a_broken_file(tmp_path, monkeypatch):
+def test_a_disk_error_is_raised_not_taken_for_a_broken_file(tmp_path, monkeypatch, capsys):
     path = write(tmp_path, "model.h5", h5_bytes([dense("in")]))
 
     class FailingDisk(io.BufferedIOBase):
@@ -286,6 +290,15 @@ def test_a_disk_error_is_raised_not_taken_for_a_broken_file(tmp_path, monkeypatc
 
     monkeypatch.setattr(keras, "BoundedReader", OnFailingDisk)
     with pytest.raises(OSError, match="Input/output error"):
+        hdf5_problem_here(path)
+    keras._hdf5_child(str(path))  # the child's side: the error as its answer
+    answer = json.loads(capsys.readouterr().out)
+    assert answer == {"disk_error": f"{path}: [Errno 5] Input/output error"}
+
+    # ...which the parent raises.
+    child = f"import sys, json; sys.stdout.write(json.dumps({answer!r}))"
+    monkeypatch.setattr(keras, "HDF5_CHILD_CODE", child)
+    with pytest.raises(OSError, match="Input/output error"):
         keras_problem(path, "model.h5")
 
 
@@ -301,9 +314,10 @@ def test_a_config_over_the_bound_is_not_read_and_is_a_finding(tmp_path, monkeypa
         file.attrs["model_config"] = np.bytes_(text) if fixed_length else text
         file.attrs["training_config"] = json.dumps(TRAINING).encode()
 
-    problem = keras_problem(path, "model.h5")
+    problem = hdf5_problem_here(path)
 
     assert problem == f"its model_config attribute is over {MAX_CONFIG_BYTES:,} bytes; not read"
+    assert keras_problem(path, "model.h5") == problem
     assert path.stat().st_size > len(text)
     # What was read: never the whole config, and not more than the bound and some metadata.
     assert log.total < MAX_CONFIG_BYTES + keras.MAX_HDF5_METADATA_BYTES
@@ -315,7 +329,7 @@ def test_a_big_config_within_the_bound_is_read(tmp_path):
     layers = [dense("in"), {**keras2_lambda("backdoor"), "pad": padding}]
     path = write(tmp_path, "model.h5", h5_bytes(layers))
 
-    assert "Lambda layer 'backdoor'" in (keras_problem(path, "model.h5") or "")
+    assert "Lambda layer 'backdoor'" in (hdf5_problem_here(path) or "")
 
 
 def test_only_the_config_attributes_are_read_never_the_weights(tmp_path, monkeypatch):
@@ -328,7 +342,7 @@ def test_only_the_config_attributes_are_read_never_the_weights(tmp_path, monkeyp
         start, length = dataset.get_offset(), dataset.get_storage_size()
     assert length == kernel * 4
 
-    assert "Lambda layer 'backdoor'" in (keras_problem(path, "model.h5") or "")
+    assert "Lambda layer 'backdoor'" in (hdf5_problem_here(path) or "")
 
     assert not [(at, size) for at, size in log.reads if at < start + length and start < at + size]
     assert log.total < 64 * 1024
@@ -354,3 +368,57 @@ def test_a_keras_archive_is_still_read_and_an_h5_zip_is_not(tmp_path):
     # json.loads reads UTF-16 bytes as Keras does; a zip named .h5 is loaded as HDF5 (or not).
     assert "Lambda layer 'zipped'" in (keras_problem(archive_path, "m.keras") or "")
     assert keras_problem(h5_named, "m.h5") is None
+
+
+def hanging_hdf5() -> bytes:
+    """A model whose global heap (where variable-length strings live) ends with a free-space
+    object of size 0: HDF5 2.0 decoding the heap never gets past it, holding the interpreter."""
+    data = bytearray(h5_bytes([dense("in")]))
+    heap = data.index(b"GCOL")
+    at = heap + 16  # "GCOL", version, reserved, collection size
+    while (index := int.from_bytes(data[at : at + 2], "little")) != 0:
+        size = int.from_bytes(data[at + 8 : at + 16], "little")
+        at += 16 + (size + 7) // 8 * 8  # index, references, reserved, size; data padded to 8
+    assert index == 0 and int.from_bytes(data[at + 8 : at + 16], "little") > 0
+    data[at + 8 : at + 16] = bytes(8)
+    return bytes(data)
+
+
+def test_a_file_that_hangs_the_hdf5_library_is_judged_unread(tmp_path, monkeypatch):
+    monkeypatch.setattr(keras, "HDF5_READ_SECONDS", 3)
+    path = write(tmp_path, "model.h5", hanging_hdf5())
+
+    [finding] = KerasScanner().scan(path, "model.h5")
+
+    assert finding.evidence == "the HDF5 library did not finish reading it in 3 s; not read"
+    assert finding.rule == "keras_code"
+
+
+def test_a_file_that_crashes_the_hdf5_library_is_judged_unread(tmp_path, monkeypatch):
+    monkeypatch.setattr(keras, "HDF5_CHILD_CODE", CRASHING_CHILD)
+    path = write(tmp_path, "model.h5", h5_bytes([dense("in")]))
+
+    problem = keras_problem(path, "model.h5")
+
+    assert problem == "the HDF5 library crashed reading it (SIGSEGV); not read"
+
+
+def test_a_child_that_cannot_run_is_an_error_not_a_verdict(tmp_path, monkeypatch):
+    monkeypatch.setattr(keras, "HDF5_CHILD_CODE", "import no_such_module_here")
+    path = write(tmp_path, "model.h5", h5_bytes([dense("in")]))
+
+    with pytest.raises(HDF5ReaderFailed, match="No module named 'no_such_module_here'"):
+        keras_problem(path, "model.h5")
+
+
+def test_the_child_gets_no_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAULT_TOKEN", "s.secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    child = "import os, json, sys; sys.stdout.write(json.dumps({'problem': ' '.join(os.environ)}))"
+    monkeypatch.setattr(keras, "HDF5_CHILD_CODE", child)
+    path = write(tmp_path, "model.h5", h5_bytes([dense("in")]))
+
+    names = (keras_problem(path, "model.h5") or "").split()
+
+    assert "VAULT_TOKEN" not in names and "AWS_SECRET_ACCESS_KEY" not in names
+    assert "PATH" in names

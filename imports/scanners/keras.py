@@ -17,6 +17,8 @@ Two formats, told apart by their bytes:
   JSON. Only those two attributes are read, through a file object that refuses to read more
   than a budget: the datasets (the weights) are never read, and a file cannot make the scan
   read or allocate more than ``MAX_CONFIG_BYTES`` and some metadata, whatever its headers say.
+  The HDF5 library reads them in a child process, which a file that hangs or crashes the
+  library takes down instead of the worker.
 
 A file neither format's reader can open is not loadable as a Keras model: no finding.
 """
@@ -261,12 +263,19 @@ def _hdf5_child(path: str) -> None:
     sys.stdout.write(json.dumps(answer))
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _hdf5_problem(path: Path) -> str | None:
     """``hdf5_problem_here`` in a child process. The HDF5 library is C code: a crafted file can
     send it into an endless loop while it holds the interpreter (a global heap whose object
     sizes never advance hangs HDF5 2.0 reading any vlen string attribute), or crash it; the
-    worker outlives both, and the file is judged unread. The child gets no secrets (an empty
-    environment but PATH) and no more than ``HDF5_READ_SECONDS``."""
+    worker outlives both, and the file is judged unread. The child gets no secrets (of the
+    environment only PATH) and no more than ``HDF5_READ_SECONDS``."""
     command = [sys.executable, "-c", HDF5_CHILD_CODE, str(path.absolute())]
     environment = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(PROJECT_ROOT)}
     environment.update(OPENBLAS_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
@@ -278,8 +287,7 @@ def _hdf5_problem(path: Path) -> str | None:
     except subprocess.TimeoutExpired:
         return f"the HDF5 library did not finish reading it in {HDF5_READ_SECONDS} s; not read"
     if done.returncode < 0:
-        signal_name = signal.Signals(-done.returncode).name
-        return f"the HDF5 library crashed reading it ({signal_name}); not read"
+        return f"the HDF5 library crashed reading it ({_signal_name(-done.returncode)}); not read"
     try:
         answer = json.loads(done.stdout)
     except ValueError:

@@ -26,6 +26,24 @@ _RANK = {"safe": 0, "suspicious": 1, "dangerous": 2}
 # picklescan names the module a pickle imports as written in the pickle: os.system pickled on
 # Linux reads "posix.system". Shown with the name people know.
 _MODULE_ALIASES = {"posix": "os", "nt": "os", "__builtin__": "builtins"}
+# What torch.save writes for the tensors and parameters of a state dict beyond picklescan's own
+# safe list (1.0.5 knows torch._utils._rebuild_tensor_v2 and the storages): they rebuild a
+# tensor from the storage and arguments the pickle gives them, and any callable among those
+# arguments is a global of the pickle, judged on its own. Not unknown, so not suspicious.
+CHECKPOINT_GLOBALS = frozenset(
+    {
+        "torch._utils._rebuild_tensor",
+        "torch._utils._rebuild_parameter",
+        "torch._utils._rebuild_parameter_with_state",
+        "torch._tensor._rebuild_from_type_v2",
+        "torch.Size",
+        "torch.device",
+        *(f"torch.{dtype}" for dtype in (
+            "float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
+            "uint8", "bool",
+        )),
+    }
+)  # fmt: skip
 UNPARSEABLE = "the pickle stream could not be parsed to its end, so what loading it runs is unknown"
 
 
@@ -132,7 +150,10 @@ def _verdict(
 ) -> ScanVerdict:
     """Dangerous: imports that run code, or a stream that cannot be read to its end (what a
     loader would run is unknown); suspicious: imports picklescan does not know; else safe."""
-    dangerous, suspicious = _named(result, "dangerous"), _named(result, "suspicious")
+    dangerous = _named(result, "dangerous")
+    suspicious = tuple(
+        name for name in _named(result, "suspicious") if name not in CHECKPOINT_GLOBALS
+    )
     if dangerous or unparseable or (result.issues_count and not suspicious):
         reasons, offending = [], set(suspicious)
         if dangerous or not unparseable:

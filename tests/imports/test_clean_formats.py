@@ -280,18 +280,11 @@ def test_a_clean_model_imports_with_no_finding(repos, repo_id, model_file):
     assert {item["verdict"] for item in judged if item["path"] == model_file} == {"safe"}
 
 
-PARAMETER_NOT_ON_PICKLESCANS_LIST = pytest.mark.xfail(
-    strict=True,
-    reason="picklescan 1.0.5 lists only torch._utils._rebuild_tensor_v2 of torch._utils as safe: "
-    "_rebuild_parameter is an unknown global, so the file is 'suspicious' (fickling: safe)",
-)
-
-
 @pytest.mark.parametrize(
     "repo_id",
     [
         "acme/torch",
-        pytest.param("acme/torch-parameter", marks=PARAMETER_NOT_ON_PICKLESCANS_LIST),
+        "acme/torch-parameter",
         "acme/torch-legacy",
     ],
 )

@@ -148,3 +148,29 @@ def test_a_receiver_failing_twice_gets_the_event_three_times_from_a_real_worker(
     assert {item.headers["X-Aegis-Delivery"] for item in receiver.requests} == {str(delivery.pk)}
     assert (delivery.attempts, delivery.last_status_code, delivery.last_error) == (3, 200, "")
     assert delivery.delivered_at is not None
+
+
+@pytest.mark.django_db
+def test_deliveries_whose_job_was_lost_are_queued_again(receivers_allowed, default_queue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    hook = Webhook.objects.create(name="ops", url="http://10.1.2.3/", secret=SECRET)
+    old = timezone.now() - timedelta(minutes=10)
+    lost = Delivery.objects.create(
+        webhook=hook, event="import.failed", audit_sequence=1, payload={},
+        next_attempt_at=old,
+    )  # fmt: skip
+    Delivery.objects.create(  # due later: its scheduled job is still to come
+        webhook=hook, event="import.failed", audit_sequence=2, payload={},
+        next_attempt_at=timezone.now() + timedelta(minutes=1),
+    )  # fmt: skip
+    Delivery.objects.create(  # done: nothing to send
+        webhook=hook, event="import.failed", audit_sequence=3, payload={}, status="done",
+        next_attempt_at=old,
+    )  # fmt: skip
+
+    assert actions.requeue_pending() == 1
+    [job] = default_queue.jobs
+    assert job.args == (lost.pk,)

@@ -1,7 +1,9 @@
-"""Aegis performance bench: packaging, whole import, worker memory, verification, web.
+"""Aegis performance bench: packaging, whole import, worker memory, scanning's cost,
+verification, web.
 
     python bench/run.py [--size-gib 1] [--runs 5]      (`make bench`, `make bench SIZE_GIB=0.25`)
     python bench/run.py --only import ...               (packaging and the imports only)
+    python bench/run.py --only scan ...                 (scanning's cost on an import only)
 
 Makes its own synthetic repos (bench/synthetic.py) of 0.5x, 1x and 2x the size, serves them
 through the Hub double (in a process of its own), starts SeaweedFS and OpenBao as the tests
@@ -11,7 +13,9 @@ asserts: the table says which targets are met.
 
 The network-bound figures put the throttle (bench/throttle.py: the Hub double and SeaweedFS
 each limited to 100 MB/s) in front of both the import and its baselines, for at most
-THROTTLED_RUNS runs (each moves about 4x the repo's size at that rate).
+THROTTLED_RUNS runs (each moves about 4x the repo's size at that rate). Scanning's cost is the
+import against the same import with its scans replaced by no-ops, in alternating runs
+(bench/scan_overhead.py).
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.scan_overhead import (  # noqa: E402
+    bench_scan_overhead,
+    measure_scan_alone,
+    scan_results,
+    scan_rows,
+)
 from bench.serve import bench_serving  # noqa: E402
 from bench.services import Services  # noqa: E402
 from bench.synthetic import make_repo  # noqa: E402
@@ -341,8 +351,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--wrk-seconds", type=int, default=30)
     parser.add_argument(
         "--only",
-        choices=["import"],
-        help="import: packaging and the imports (throttled too), not verify, /hf/ or the web",
+        choices=["import", "scan"],
+        help="import: packaging and the imports (throttled too), not verify, /hf/ or the web; "
+        "scan: scanning's cost on an import (bench/scan_overhead.py) alone",
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     return parser.parse_args()
@@ -350,8 +361,10 @@ def parse_arguments() -> argparse.Namespace:
 
 def measure(work: Path, size: float, runs: int, options: argparse.Namespace) -> dict[str, Figures]:
     """Every figure, by part: packaging and compression, then imports (unthrottled and
-    throttled) and verification with the services running, then the registry page (without
-    them)."""
+    throttled), scanning's cost (bench/scan_overhead.py) and verification with the services
+    running, then the registry page (without them). With --only scan, scanning's cost alone."""
+    if options.only == "scan":
+        return {"scan": measure_scan_alone(work, size, runs, worker)}
     repos, repo_ids, files_of_main = make_repos(work, size)
     figures = {"packaging": bench_packaging(repos[size], files_of_main, work, runs)}
     figures["compression"] = bench_compression(files_of_main, work)
@@ -360,6 +373,7 @@ def measure(work: Path, size: float, runs: int, options: argparse.Namespace) -> 
         figures.update(measure_with_services(services, work, repo_ids, size, runs, figures))
         if options.only != "import":
             env = services.env(work)
+            figures["scan"] = bench_scan_overhead(worker, env, repo_ids[size], runs)
             verify = bench_verify(figures["imports"]["artifact"], env, runs)
             verify.update(bench_serving(services, env, work, repo_ids[size], runs))
             figures["verify"] = verify
@@ -413,6 +427,8 @@ def make_repos(
 
 def summarise(size: float, runs: int, figures: dict[str, Figures]) -> dict[str, Any]:
     """The figures and ratios written to bench/results.json (without `bench_seconds`)."""
+    if "packaging" not in figures:  # --only scan
+        return {"size_gib": size, "runs": runs, **scan_results(figures["scan"])}
     packaging, imports = figures["packaging"], figures["imports"]
     sum_of_steps = imports["download_s"] + packaging["package_s"] + imports["upload_s"]
     gib = packaging["repo_bytes"] / GiB
@@ -457,6 +473,8 @@ def summarise(size: float, runs: int, figures: dict[str, Figures]) -> dict[str, 
         results["seconds"].update(verify_seconds)
     if "web" in figures:
         results.update(summarise_web(figures["web"]))
+    if "scan" in figures:
+        results.update(scan_results(figures["scan"]))
     return results
 
 
@@ -526,10 +544,14 @@ def verdict(ok: bool) -> str:
 
 def table_rows(results: dict[str, Any], figures: dict[str, Figures]) -> list[Row]:
     """(figure, measured, target, met) for each row of the table."""
+    if "packaging" not in figures:  # --only scan
+        return scan_rows(results)
     rows = packaging_rows(results) + compression_rows(results.get("compression", {}))
     rows += import_rows(results) + throttled_rows(results)
     if "verify" in figures:
         rows += verify_rows(results)
+    if "scan" in figures:
+        rows += scan_rows(results)
     for database, pages in figures.get("web", {}).items():
         for page, measured in ((name, pages[name]) for name in ("registry", "imports")):
             rows += [
@@ -634,25 +656,28 @@ def verify_rows(results: dict[str, Any]) -> list[Row]:
 
 
 def print_table(results: dict[str, Any], rows: list[Row]) -> None:
-    seconds = results["seconds"]
     print()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    throttled = f" ({results['throttled_runs']} throttled)" if "throttled_runs" in results else ""
     print(f"Aegis bench: {size_label(results['size_gib'])} GiB repo, medians of "
-          f"{results['runs']} runs ({results['throttled_runs']} throttled), "
-          f"{os.cpu_count()} CPUs, {when}")  # fmt: skip
+          f"{results['runs']} runs{throttled}, {os.cpu_count()} CPUs, {when}")  # fmt: skip
     print(f"{'figure':<48} {'measured':<28} {'target':<17} met")
     print("-" * 100)
     for name, value, target, met in rows:
         print(f"{name:<48} {value:<28} {target:<17} {met}")
     print("-" * 100)
-    print("seconds: " + ", ".join(
-        f"{name.replace('_', ' ')} {value}"
-        for name, value in seconds.items() if name != "import_stages"
-    ))  # fmt: skip
-    print(f"import stages (s): {seconds['import_stages']}")
-    print(f"throttle CPU: {results['throttle_cpu']}")
+    if "seconds" in results:  # not with --only scan
+        seconds = results["seconds"]
+        print("seconds: " + ", ".join(
+            f"{name.replace('_', ' ')} {value}"
+            for name, value in seconds.items() if name != "import_stages"
+        ))  # fmt: skip
+        print(f"import stages (s): {seconds['import_stages']}")
+        print(f"throttle CPU: {results['throttle_cpu']}")
     if "serve" in results:
         print(f"/hf/ (s): {results['serve']['seconds']}")
+    if "scan" in results:
+        print(f"scan overhead, each run (s): {results['scan']['each_run_s']}")
     print(f"results: {RESULTS.relative_to(ROOT)}; bench took {results['bench_seconds']} s")
 
 

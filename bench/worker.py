@@ -5,6 +5,9 @@
                                                             of content already in the registry
                                                             only links to it, and each run must
                                                             do the whole work)
+    python bench/worker.py import-unscanned REPO_ID MODEL_NAME
+                                                            (the same, its scans replaced by
+                                                             no-ops: bench/scan_overhead.py)
     python bench/worker.py download REPO_ID COMMIT DEST     (snapshot_download alone)
     python bench/worker.py upload TARBALL KEY               (boto3 upload_file alone)
     python bench/worker.py verify TARBALL [--extract]       (verify_model_artifact)
@@ -62,7 +65,7 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_import(repo_id: str, model_name: str) -> dict[str, object]:
+def run_import(repo_id: str, model_name: str, *, scanning: bool = True) -> dict[str, object]:
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aegis_catalog.settings")
@@ -73,6 +76,12 @@ def run_import(repo_id: str, model_name: str) -> dict[str, object]:
     # the steps measured alone load theirs: the figure is the import, not Python's imports.
     import imports.management.commands.hf_import  # noqa: F401
     from imports.models import ImportEvent, ImportRequest
+
+    skipped: list[str] = []
+    if not scanning:
+        from bench.scan_overhead import without_scanning
+
+        skipped = without_scanning()
 
     sampler = RssSampler()
     sampler.start()
@@ -103,6 +112,7 @@ def run_import(repo_id: str, model_name: str) -> dict[str, object]:
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,
+        "scans_skipped": len(skipped),
         "stages": stages,
         "stage_peak_rss_mib": stage_rss,
         "artifact_url": request.result["artifact_url"],
@@ -185,6 +195,8 @@ def main() -> None:
     step, *arguments = sys.argv[1:]
     if step == "import":
         figures = run_import(*arguments)
+    elif step == "import-unscanned":
+        figures = run_import(*arguments, scanning=False)
     elif step == "download":
         figures = run_download(*arguments)
     elif step == "upload":

@@ -18,7 +18,7 @@ from aegis_catalog.lib.hub import (
 from aegis_catalog.web.forms import MAX_PAGE, MAX_QUERY_LENGTH, per_page_field
 from imports.actions import ImportOptions
 from imports.models import ImportRequest
-from registry.models import name_validator, version_validator
+from registry.models import default_version, name_validator, version_validator
 
 MAX_CURSOR_LENGTH = 2000
 
@@ -224,11 +224,6 @@ class ImportForm(forms.Form):
             upload_s3=data["upload_s3"],
             register=data["register"],
         )
-
-
-def default_version(commit: str, today: date) -> str:
-    """``YYYYMMDD-<short commit>``: sorts by date and names the exact source."""
-    return f"{today:%Y%m%d}-{commit[:7]}"
 
 
 def import_form_initial(repo_name: str, commit: str, revision: str, today: date) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from datetime import date
 from typing import Any
 
 from django.conf import settings
@@ -27,6 +28,12 @@ version_validator = RegexValidator(
     VERSION_PATTERN,
     "Use 1-64 letters, digits, '.', '_', '+' or '-', starting with a letter or digit.",
 )
+
+
+def default_version(commit: str, today: date) -> str:
+    """A version name for an import of ``commit``: ``YYYYMMDD-<short commit>`` sorts by date
+    and names the exact source."""
+    return f"{today:%Y%m%d}-{commit[:7]}"
 
 
 class GatedChoices(models.TextChoices):

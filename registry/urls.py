@@ -2,13 +2,16 @@ from __future__ import annotations
 
 from django.urls import path
 
-from registry.views import audit, browse, provenance
+from registry.views import audit, browse, provenance, upstream
 
 app_name = "registry"
 
 urlpatterns = [
     path("", browse.model_list, name="list"),
     path("<str:name>/", browse.model_detail, name="model"),
+    # "-" can start no version name: these never shadow a version's page.
+    path("<str:name>/-/upstream/", upstream.upstream_panel, name="upstream"),
+    path("<str:name>/-/upstream/check/", upstream.upstream_check, name="upstream_check"),
     path("<str:name>/<str:version>/", provenance.version_detail, name="version"),
     path("<str:name>/<str:version>/verify/", provenance.version_verify, name="verify"),
     path(

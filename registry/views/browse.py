@@ -33,6 +33,7 @@ from aegis_catalog.web.permissions import (
 from registry.forms import RegistryFilterForm
 from registry.models import ModelVersion, RegisteredModel
 from registry.pulling import pull_lines
+from registry.views.upstream import badge, upstream_context
 
 
 @require_GET
@@ -76,13 +77,14 @@ def model_list(request: HttpRequest) -> HttpResponse:
 
 
 ROW_HTML = (
-    '<tr><td><a href="{}">{}</a></td><td>{}</td><td class="num">{}</td><td>{}</td><td>{}</td>'
+    '<tr><td><a href="{}">{}</a>{}</td><td>{}</td><td class="num">{}</td><td>{}</td><td>{}</td>'
     "<td>{}</td><td>{}</td><td>{}</td></tr>"
 )
 LIST_COLUMNS = (
     "name", "source_repo", "pipeline_tag", "license", "author", "version_count",
-    "last_imported_at", "latest_version",
+    "last_imported_at", "latest_version", "upstream__state", "upstream__needs_attention",
 )  # fmt: skip
+BADGE_HTML = ' <span class="status {}" data-upstream="{}">{}</span>'
 
 
 def rows_html(models: Iterable[Mapping[str, Any]]) -> SafeString:
@@ -103,10 +105,20 @@ def _cells(model: Mapping[str, Any], base: str, zone: tzinfo) -> tuple[Any, ...]
     else:
         when = "—"
     return (
-        f"{base}{quote(model['name'])}/", model["name"], model["latest_version"] or "—",
+        f"{base}{quote(model['name'])}/", model["name"], _badge(model),
+        model["latest_version"] or "—",
         model["version_count"] or 0, model["source_repo"], model["pipeline_tag"] or "—",
         model["license"] or "—", model["author"] or "—", when,
     )  # fmt: skip
+
+
+def _badge(model: Mapping[str, Any]) -> SafeString | str:
+    """The upstream watch's badge beside the model's name: changed, gone, needs attention."""
+    shown = badge(model["upstream__state"], model["upstream__needs_attention"])
+    if shown is None:
+        return ""
+    text, css = shown
+    return format_html(BADGE_HTML, css, model["upstream__state"], text)
 
 
 @require_GET
@@ -121,7 +133,12 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     page = page_or_404(Paginator(versions, 50), form.cleaned_data["page"] or 1)
     # main, as /hf/ serves it: the newest active version.
     serves_main = versions.filter(status=ModelVersion.Status.ACTIVE).exists()
-    context = {"model": model, "page": page, "serves_main": serves_main}
+    context = {
+        "model": model,
+        "page": page,
+        "serves_main": serves_main,
+        **upstream_context(request, model),
+    }
     return render(
         request, "registry/model_detail.html", {**context, **pull_lines(request, name, "main")}
     )

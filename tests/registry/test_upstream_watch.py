@@ -6,36 +6,25 @@ from __future__ import annotations
 
 import pytest
 
-from devservers.hub_double import safetensors_bytes
 from imports.models import ImportRequest
-from registry.actions import edit_import_policy
-from registry.models import AuditEvent, ImportPolicy, UpstreamState
+from registry.models import AuditEvent, UpstreamState
 from registry.upstream.fetch import Retries
 from registry.upstream.watch import watch_pass
 from tests.factories import imported
+from tests.registry.upstream_support import (
+    NEW_WEIGHTS,
+    REPO,
+    WEIGHTS,
+    import_watched_repo,
+    relicense_and_retrain,
+)
 
 pytestmark = pytest.mark.django_db
-
-REPO = "acme/watched"
-WEIGHTS = safetensors_bytes(1)
 
 
 @pytest.fixture
 def upstream(aegis, fresh_hub_double):
-    """acme/watched (MIT, three files) imported as watched 1; the policy allows MIT and
-    Apache-2.0 only."""
-    fresh_hub_double.add_repo(
-        REPO,
-        {"config.json": '{"model_type": "bert"}', "model.safetensors": WEIGHTS, "notes.txt": "v1"},
-        card_data={"license": "mit", "tags": ["bert"], "language": ["en"]},
-        message="Initial commit",
-    )
-    aegis.settings.HF_ENDPOINT = fresh_hub_double.url
-    edit_import_policy(
-        ImportPolicy.current(), {"allowed_licenses": ["MIT", "Apache-2.0"]}, actor="rosa"
-    )
-    request = imported(REPO)
-    assert request.status == ImportRequest.Status.SUCCEEDED, request.error
+    import_watched_repo(aegis, fresh_hub_double)
     return fresh_hub_double
 
 
@@ -74,17 +63,7 @@ def test_a_new_commit_changing_the_license_and_a_file_is_one_event_needing_atten
     upstream, retries
 ):
     before = upstream.resolve(REPO)
-    new_weights = safetensors_bytes(2, (8, 8))
-    after = upstream.add_commit(
-        REPO,
-        {
-            "README.md": "---\nlicense: cc-by-nc-4.0\ntags:\n- bert\nlanguage:\n- en\n---\n",
-            "model.safetensors": new_weights,
-            "extra.json": "{}",
-            "notes.txt": None,
-        },
-        message="Relicense and retrain",
-    )
+    after = relicense_and_retrain(upstream)
 
     [result] = watch_pass(retries=retries)
 
@@ -109,7 +88,7 @@ def test_a_new_commit_changing_the_license_and_a_file_is_one_event_needing_atten
     assert changed_file["path"] == "model.safetensors"
     assert (changed_file["size_before"], changed_file["size_after"]) == (
         len(WEIGHTS),
-        len(new_weights),
+        len(NEW_WEIGHTS),
     )
     assert (
         changed_file["digest_after"]
@@ -121,7 +100,7 @@ def test_a_new_commit_changing_the_license_and_a_file_is_one_event_needing_atten
     assert event.details["changes"]["license"] == {"before": "mit", "after": "cc-by-nc-4.0"}
     assert event.details["changes"]["commit"] == {"before": before, "after": after}
     assert event.details["files changed"][-1] == (
-        f"model.safetensors ({len(WEIGHTS):,} → {len(new_weights):,} bytes)"
+        f"model.safetensors ({len(WEIGHTS):,} → {len(NEW_WEIGHTS):,} bytes)"
     )
     assert event.details["files added"] == ["extra.json (2 bytes)"]
 

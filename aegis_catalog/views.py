@@ -140,6 +140,7 @@ NAV_URLS = {
     "registry": "registry:list",
     "audit": "audit:list",
     "admin": "admin:index",
+    "approvals": "registry:approvals",
     "tokens": "api_tokens:list",
     "logout": "logout",
 }

@@ -57,7 +57,7 @@ REVISION_REFUSED = (r"\.\.", "//", r"@\{", r"/\.", "^[/.-]", "[/.]$", r"\.lock$"
 _REPO_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?"
 REPO_ID_PATTERN = rf"^{_REPO_PART}/{_REPO_PART}$"
 REPO_ID_REFUSED = (r"\.\.", "--", r"\.git$")
-VersionStatus = Literal["active", "deprecated", "yanked"]
+VersionStatus = Literal["active", "deprecated", "yanked", "awaiting", "rejected"]
 ImportStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 DownloadKind = Literal["artifact", "attestation", "model-sig", "record", "public-key"]
 

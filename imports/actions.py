@@ -85,7 +85,7 @@ def existing_version(
             if sorted((version.import_options or {}).get("include") or []) == sorted(include)
             and sorted((version.import_options or {}).get("exclude") or []) == sorted(exclude)
         ),
-        key=lambda version: version.status == ModelVersion.Status.YANKED,
+        key=lambda version: version.status in ModelVersion.UNSERVED,
     )
     return found[0] if found else None
 
@@ -218,6 +218,12 @@ def request_import(
                 f"{existing.model.name} {existing.version}, which is yanked "
                 f"({existing.status_reason or 'no reason given'}): a registry admin can restore "
                 "that version, or import another commit"
+            )
+        if existing is not None and existing.status == ModelVersion.Status.REJECTED:
+            raise ImportRejected(
+                f"{clean.repo_id}@{commit[:12]} with these file patterns was imported as "
+                f"{existing.model.name} {existing.version}, which a registry admin rejected "
+                f"({existing.status_reason or 'no reason given'}): import another commit"
             )
         if existing is not None:
             return ImportRequested(commit=commit, existing=existing)

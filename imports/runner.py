@@ -122,6 +122,12 @@ def _refuse_if_yanked(holder: ImportRequest) -> None:
             f"({version.status_reason or 'no reason given'}): a registry admin can restore "
             "that version, or import another commit"
         )
+    if version is not None and version.status == ModelVersion.Status.REJECTED:
+        raise pipeline.ContentRejected(
+            f"{holder.repo_id}@{holder.commit[:12]} with these options was imported by import "
+            f"#{holder.pk} as {version.model.name} {version.version}, which a registry admin "
+            f"rejected ({version.status_reason or 'no reason given'}): import another commit"
+        )
 
 
 class ImportRunner:

@@ -140,7 +140,7 @@ def registered_versions(repo_ids: Iterable[str]) -> dict[str, ModelVersion]:
     latest: dict[str, ModelVersion] = {}
     for version in (
         ModelVersion.objects.filter(source_repo__in=list(repo_ids))
-        .exclude(status=ModelVersion.Status.YANKED)
+        .exclude(status__in=(ModelVersion.Status.YANKED, ModelVersion.Status.REJECTED))
         .select_related("model")
         .order_by("source_repo", "-imported_at")
     ):

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from aegis_catalog.lib.vault import TransitClient, TransitKeyInfo
-from registry import attestation, audit
+from registry import approvals, attestation, audit
 from registry.card import CardMetadata
 from registry.models import (
     ImportPolicy,
@@ -237,7 +237,10 @@ def register(
     _clean(model)
     if not created:
         model.save()
-    row = _create_version(new, model, actor=actor, user=user, imported_at=imported_at)
+    awaiting = approvals.approval_required()
+    row = _create_version(
+        new, model, actor=actor, user=user, imported_at=imported_at, awaiting=awaiting
+    )
     if created:
         _audit_model(model, audit.Action.MODEL_CREATED, actor=actor, user=user, details=card_values)
     elif before != _values(model, MODEL_EDITABLE_FIELDS):
@@ -258,8 +261,11 @@ def register(
             "source_commit": new.source_commit,
             "signing_key": f"{new.signing_key.name} v{new.signing_key.version}",
             "files": len(new.manifest),
+            "status": row.status,
         },
     )
+    if awaiting:
+        approvals.request_approval(row, actor=actor, user=user)
     return row
 
 
@@ -270,8 +276,10 @@ def _create_version(
     actor: str,
     user: User | AnonymousUser | None,
     imported_at: datetime | None,
+    awaiting: bool = False,
 ) -> ModelVersion:
     row = ModelVersion(
+        status=ModelVersion.Status.AWAITING if awaiting else ModelVersion.Status.ACTIVE,
         model=model,
         version=new.version,
         model_path=new.model_path,
@@ -321,8 +329,13 @@ def set_version_status(
     user: User | AnonymousUser | None = None,
 ) -> ModelVersion:
     """Deprecate, yank or restore a version; a reason is required for the record."""
-    if status not in ModelVersion.Status.values:
-        raise RegistryError(f"unknown status {status!r}")
+    if status not in STATUS_ACTIONS:
+        raise RegistryError(f"a version cannot be set to {status!r} here")
+    if version.status in (ModelVersion.Status.AWAITING, ModelVersion.Status.REJECTED):
+        raise RegistryError(
+            f"{version.model.name} {version.version} is {version.get_status_display()}: it is "
+            "approved or rejected on the approvals page, not deprecated, yanked or restored"
+        )
     if not reason.strip():
         raise RegistryError("a reason is required to change a version's status")
     before = version.status
@@ -507,6 +520,7 @@ POLICY_EDITABLE_FIELDS = (
     "pickle_policy",
     "max_import_bytes",
     "require_commit",
+    "require_approval",
     "remote_code",
     "malformed_weights",
     "template_injection",

@@ -71,6 +71,30 @@ def _stored_file(url: str, filename: str, content_type: str) -> FileResponse:
     return response
 
 
+class VersionNotApproved(Exception):
+    """A version awaiting approval (its artifact is not downloadable yet: 409) or rejected (its
+    stored files were removed: 410)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _refuse_unapproved(item: ModelVersion, kind: str) -> None:
+    label = f"{item.model.name} {item.version}"
+    if item.status == ModelVersion.Status.AWAITING and kind == "artifact":
+        raise VersionNotApproved(
+            f"{label} awaits approval by a registry admin: its artifact is not downloadable "
+            "until it is approved",
+            409,
+        )
+    if item.status == ModelVersion.Status.REJECTED and kind in ("artifact", "record"):
+        reason = f" ({item.status_reason})" if item.status_reason else ""
+        raise VersionNotApproved(
+            f"{label} was rejected{reason}: its stored files were removed", 410
+        )
+
+
 class VersionYanked(Exception):
     """The artifact of a yanked version, asked for without an auditor's explicit override."""
 
@@ -88,11 +112,14 @@ def download_response(
     item: ModelVersion, kind: str, *, allow_yanked: bool = False
 ) -> HttpResponseBase:
     """One of a version's downloads (a key of ``download_names``) as an attachment, with the
-    version's status in ``X-Aegis-Version-Status``. Raises VersionYanked for the artifact of a
+    version's status in ``X-Aegis-Version-Status``. Raises VersionNotApproved for the artifact of
+    a version awaiting approval or the stored files of a rejected one, VersionYanked for the
+    artifact of a
     yanked version unless ``allow_yanked`` (the caller checked who asks), ObjectNotFound or
     StorageError when a stored object cannot be read."""
     if kind == "artifact" and item.status == ModelVersion.Status.YANKED and not allow_yanked:
         raise VersionYanked(yanked_message(item))
+    _refuse_unapproved(item, kind)
     response = _download(item, kind)
     response[STATUS_HEADER] = item.status
     return response

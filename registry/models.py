@@ -110,6 +110,13 @@ class ModelVersion(models.Model):
         ACTIVE = "active", "active"
         DEPRECATED = "deprecated", "deprecated"
         YANKED = "yanked", "yanked"
+        # Imports need approval (ImportPolicy.require_approval): signed and stored, not served
+        # until a registry admin other than the requester approves (VersionApproval).
+        AWAITING = "awaiting", "awaiting approval"
+        REJECTED = "rejected", "rejected"
+
+    # Never served nor offered as an import's result to link to.
+    UNSERVED = (Status.YANKED, Status.AWAITING, Status.REJECTED)
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
     version = models.CharField(max_length=64, validators=[version_validator])
@@ -466,6 +473,11 @@ class ImportPolicy(models.Model):
         default=False,
         help_text="imports must name a 40-character commit, not a branch or tag that can move",
     )
+    require_approval = models.BooleanField(
+        default=False,
+        help_text="a version an import registers awaits approval by a registry admin other than "
+        "its requester before it is served or downloadable",
+    )
     # The rules about what the scan finds in the files: each answered block, warn or allow.
     remote_code = _rule_answer(
         UnknownLicense.choices,
@@ -569,3 +581,30 @@ class PolicyOverride(models.Model):
             "granted_by": self.granted_by,
             "granted_at": self.granted_at.isoformat() if self.granted_at else "",
         }
+
+
+class VersionApproval(models.Model):
+    """The approval a version awaits (ImportPolicy.require_approval) and its decision: who asked
+    (the import's actor), who approved or rejected it, when and why."""
+
+    class Decision(models.TextChoices):
+        PENDING = "pending", "awaiting approval"
+        APPROVED = "approved", "approved"
+        REJECTED = "rejected", "rejected"
+
+    version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE, related_name="approval")
+    requested_by = models.CharField(max_length=300)
+    requested_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decision = models.CharField(max_length=10, choices=Decision.choices, default=Decision.PENDING)
+    decided_by = models.CharField(max_length=300, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["requested_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"approval of {self.version_id}: {self.decision}"

@@ -37,6 +37,18 @@ def record_url(version: ModelVersion) -> str:
     return version.model_path.rsplit("/", 1)[0] + "/aegis.json"
 
 
+def stored_urls(version: ModelVersion) -> tuple[str, ...]:
+    """Every object stored for the version: the tarball, beside it its model signature and
+    attestation, and aegis.json."""
+    tarball = version.model_path
+    return (
+        tarball,
+        tarball + MODEL_SIGNATURE_SUFFIX,
+        tarball + ATTESTATION_SUFFIX,
+        record_url(version),
+    )
+
+
 def artifact_layout(version: ModelVersion) -> int:
     """2: the tarball holds only model/ and MANIFEST.sha256; 1: model.sig and aegis.json inside
     (versions registered before layout 2 record no layout)."""

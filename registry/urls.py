@@ -2,18 +2,21 @@ from __future__ import annotations
 
 from django.urls import path
 
-from registry.views import audit, browse, provenance, upstream
+from registry.views import approvals, audit, browse, provenance, upstream
 
 app_name = "registry"
 
 urlpatterns = [
     path("", browse.model_list, name="list"),
+    # Before "<name>/<version>/": a model named "-" cannot exist.
+    path("-/approvals/", approvals.approval_queue, name="approvals"),
     path("<str:name>/", browse.model_detail, name="model"),
     # "-" can start no version name: these never shadow a version's page.
     path("<str:name>/-/upstream/", upstream.upstream_panel, name="upstream"),
     path("<str:name>/-/upstream/check/", upstream.upstream_check, name="upstream_check"),
     path("<str:name>/<str:version>/", provenance.version_detail, name="version"),
     path("<str:name>/<str:version>/verify/", provenance.version_verify, name="verify"),
+    path("<str:name>/<str:version>/approval/", approvals.decide, name="decide"),
     path(
         "<str:name>/<str:version>/verify/<int:run>/",
         provenance.version_verification,

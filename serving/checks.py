@@ -37,8 +37,13 @@ CHECK_JOB = "serving.jobs.first_pull_check"
 
 
 def refuse_unservable(version: ModelVersion) -> None:
-    """Yanked versions and versions signed by a revoked key are never served."""
+    """Versions awaiting approval or rejected, yanked versions and versions signed by a revoked
+    key are never served."""
     label = f"{version.model.name} {version.version}"
+    if version.status == ModelVersion.Status.AWAITING:
+        raise revision_refused(f"{label} awaits approval. It is not served.", status=403)
+    if version.status == ModelVersion.Status.REJECTED:
+        raise revision_refused(f"{label} was rejected. It is not served.", status=410)
     if version.status == ModelVersion.Status.YANKED:
         reason = f": {version.status_reason.strip()}" if version.status_reason.strip() else ""
         raise revision_refused(f"{label} was yanked{reason}. It is not served.", status=410)

@@ -99,7 +99,7 @@ def find_version(repo: Repo, revision: str) -> ModelVersion:
     if found is None and SHA_RE.match(revision):
         found = newest.filter(sha256__startswith=revision).first()
         if found is None:
-            servable = newest.exclude(status=ModelVersion.Status.YANKED)
+            servable = newest.exclude(status__in=ModelVersion.UNSERVED)
             found = (
                 servable.filter(source_commit=revision).first()
                 or newest.filter(source_commit=revision).first()

@@ -10,6 +10,9 @@ EVENTS: dict[str, str] = {
     "import.failed": "an import failed (its error and error code in details)",
     "registry.version_yanked": "a version was yanked",
     "upstream.changed": "a registered model's upstream repo changed",
+    "approval.requested": "a version awaits approval",
+    "approval.approved": "a version was approved (now active)",
+    "approval.rejected": "a version was rejected (its stored files removed)",
 }
 
 

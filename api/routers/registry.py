@@ -22,6 +22,7 @@ from api.routers.keys import key_out
 from registry.downloads import (
     STATUS_HEADER,
     RecordMismatch,
+    VersionNotApproved,
     VersionYanked,
     download_response,
 )
@@ -307,6 +308,8 @@ def download_file(
         return download_response(item, kind, allow_yanked=allowed)
     except VersionYanked as refusal:
         raise ApiError(410, str(refusal), headers=status) from refusal
+    except VersionNotApproved as refusal:
+        raise ApiError(refusal.status, f"{refusal}.", headers=status) from refusal
     except RecordMismatch as mismatch:
         raise ApiError(409, f"{mismatch}.", headers=status) from mismatch
     except InvalidStorageKey as error:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from imports.pipeline.attest import RunDetails, attest_artifact
 from imports.pipeline.base import (
+    ContentRejected,
     ContentYanked,
     DigestMismatch,
     PipelineError,
@@ -57,6 +58,7 @@ __all__ = [
     "MODEL_SIGNATURE_SUFFIX",
     "CheckResult",
     "CheckedFile",
+    "ContentRejected",
     "ContentYanked",
     "DigestMismatch",
     "Download",

@@ -38,6 +38,12 @@ class ContentYanked(PipelineError):
     code = "yanked"
 
 
+class ContentRejected(PipelineError):
+    """The same content was imported before and a registry admin rejected its version."""
+
+    code = "rejected"
+
+
 class StoreError(PipelineError):
     code = "store"
 

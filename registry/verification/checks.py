@@ -20,6 +20,7 @@ from registry.verification.result import (
     UntrustedKey,
     VerificationError,
     VerificationResult,
+    VersionNotActive,
     VersionYanked,
     WeightsLoadFailed,
 )
@@ -171,7 +172,8 @@ def check_signed_digest(tarball: Path, artifact_name: str, result: VerificationR
 
 
 def check_not_yanked(result: VerificationResult) -> None:
-    """The version (given, or the latest registered with the artifact's sha256) is not yanked."""
+    """The version (given, or the latest registered with the artifact's sha256) is not yanked,
+    nor awaiting approval or rejected."""
     registered = result.version
     if registered is None:
         registered = (
@@ -184,6 +186,14 @@ def check_not_yanked(result: VerificationResult) -> None:
     if registered is not None and registered.status == ModelVersion.Status.YANKED:
         raise VersionYanked(
             f"{registered.model.name} {registered.version} is yanked: {registered.status_reason}"
+        )
+    if registered is not None and registered.status in (
+        ModelVersion.Status.AWAITING,
+        ModelVersion.Status.REJECTED,
+    ):
+        raise VersionNotActive(
+            f"{registered.model.name} {registered.version} is {registered.get_status_display()}"
+            ", not active: a registry admin has not approved it"
         )
     result.passed(
         "not_yanked",

@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from aegis_catalog.lib.storage import InvalidStorageKey, ObjectNotFound, StorageError
 from aegis_catalog.web.permissions import (
     AUDIT_GROUPS,
+    REGISTRY_ADMIN,
     VERIFY_GROUPS,
     browse_required,
     require_groups,
@@ -39,11 +40,12 @@ from registry.downloads import (
     ALLOW_YANKED,
     STATUS_HEADER,
     RecordMismatch,
+    VersionNotApproved,
     VersionYanked,
     download_names,
     download_response,
 )
-from registry.models import AuditEvent, ModelVersion, VerificationRun
+from registry.models import AuditEvent, ModelVersion, VerificationRun, VersionApproval
 from registry.provenance import artifact_layout, artifact_root
 from registry.pulling import pull_lines, recent_pulls
 from registry.verification.runs import VerificationQueueUnavailable, request_verification
@@ -270,13 +272,35 @@ def _provenance_context(request: HttpRequest, item: ModelVersion) -> dict[str, A
         "can_audit": can_audit,
         "pulls": recent_pulls(item) if can_audit else [],
         "verification": _latest_outcome(item),
+        **_approval_context(request, item),
         **pull_lines(request, item.model.name, item.version),
     }
 
 
+def _approval_context(request: HttpRequest, item: ModelVersion) -> dict[str, Any]:
+    """The version's approval, and whether this user may decide it (a registry admin who is
+    not its requester; the action checks again)."""
+    try:
+        approval = item.approval  # (selected with the version)
+    except VersionApproval.DoesNotExist:
+        approval = None
+    if approval is None:
+        return {"approval": None}
+    is_requester = approval.requested_by == request.user.get_username() or (
+        approval.requested_by_user_id is not None
+        and approval.requested_by_user_id == request.user.pk
+    )
+    can_decide = (
+        approval.decision == VersionApproval.Decision.PENDING
+        and user_in_group(request.user, REGISTRY_ADMIN)
+        and not is_requester
+    )
+    return {"approval": approval, "can_decide": can_decide, "is_requester": is_requester}
+
+
 def _version_or_404(name: str, version: str) -> ModelVersion:
     return get_object_or_404(
-        ModelVersion.objects.select_related("model", "signing_key", "imported_by_user"),
+        ModelVersion.objects.select_related("model", "signing_key", "imported_by_user", "approval"),
         model__name=name,
         version=version,
     )
@@ -378,6 +402,8 @@ def version_download(request: HttpRequest, name: str, version: str, kind: str) -
         return download_response(item, kind, allow_yanked=allow_yanked)
     except VersionYanked as refusal:
         response = error_page(request, 410, "Version yanked", str(refusal))
+    except VersionNotApproved as refusal:
+        response = error_page(request, refusal.status, "Not approved", f"{refusal}.")
     except RecordMismatch as mismatch:
         response = error_page(request, 409, "Import record does not match", f"{mismatch}.")
     except InvalidStorageKey as error:

@@ -103,7 +103,8 @@ def test_the_drift_badge_the_diff_and_the_one_click_import(
 
         page.goto("/registry/watched/")
         page.click("#upstream-check-button")
-        worker = start_worker_thread("default")
+        expect(page.locator("#upstream-pending")).to_contain_text("asked by rosa")
+        worker = start_worker_thread("default")  # once queued: a burst worker stops when idle
         expect(page.locator("#upstream-in-sync")).to_be_visible(timeout=60_000)
         expect(page.locator("#upstream-badge")).to_be_empty()
         worker.join(timeout=30)

@@ -17,7 +17,7 @@ from ninja import NinjaAPI
 
 from api.auth import TokenOrSession
 from api.errors import error_response, install_error_handlers
-from api.routers import audit, imports, keys, registry
+from api.routers import approvals, audit, imports, keys, registry
 
 __all__ = ["api", "error_response", "not_found"]
 
@@ -38,6 +38,7 @@ api.add_router("", registry.router)
 api.add_router("", keys.router)
 api.add_router("", imports.router)
 api.add_router("", audit.router)
+api.add_router("", approvals.router)
 
 
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:

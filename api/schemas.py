@@ -376,3 +376,49 @@ class AuditEventOut(Schema):
 
 class AuditPage(PageInfo):
     items: list[AuditEventOut]
+
+
+# --- approvals and the upstream watch -------------------------------------------------------
+
+ApprovalDecision = Literal["pending", "approved", "rejected"]
+
+
+class ApprovalOut(Schema):
+    model: str
+    version: str
+    status: VersionStatus
+    decision: ApprovalDecision
+    requested_by: str
+    requested_at: datetime
+    decided_by: str
+    decided_at: datetime | None
+    reason: str
+    url: str = Field(description="the version in the API")
+    html_url: str = Field(description="the version's provenance page")
+
+
+class ApprovalList(Schema):
+    pending: list[ApprovalOut] = Field(description="oldest first")
+    decided: list[ApprovalOut] = Field(description="the 20 latest decisions, newest first")
+
+
+class DecisionIn(Schema):
+    decision: Literal["approve", "reject"]
+    reason: str = Field(..., min_length=1, max_length=2000, pattern=PLAIN_TEXT)
+
+
+UpstreamStateName = Literal["not_checked", "in_sync", "changed", "gone"]
+
+
+class UpstreamOut(Schema):
+    model: str
+    state: UpstreamStateName = Field(description="not_checked until the watch's first pass")
+    needs_attention: bool
+    baseline_version: str | None = Field(description="the version the diff is measured from")
+    tracked_revision: str
+    upstream_commit: str
+    diff: dict[str, Any] = Field(description="what changed since the baseline's commit")
+    checked_at: datetime | None
+    changed_at: datetime | None
+    attempted_at: datetime | None
+    error: str = Field(description="why the last attempt could not check (never a change)")

@@ -76,14 +76,14 @@ def version_summary(request: HttpRequest, item: ModelVersion) -> schemas.Version
     )
 
 
-def _model_or_404(name: str) -> RegisteredModel:
+def model_or_404(name: str) -> RegisteredModel:
     model = RegisteredModel.objects.filter(name=name).first()
     if model is None:
         raise ApiError(404, f"There is no registered model {name!r}.", "name")
     return model
 
 
-def _version_or_404(name: str, version: str) -> ModelVersion:
+def version_or_404(name: str, version: str) -> ModelVersion:
     item = (
         ModelVersion.objects.select_related("model", "signing_key")
         .filter(model__name=name, version=version)
@@ -150,7 +150,7 @@ def get_model(
 ) -> schemas.ModelDetail:
     """One registered model, its card metadata, and its versions (newest first, by page)."""
     require(request, BROWSE_GROUPS, "browse the registry")
-    model = _model_or_404(name)
+    model = model_or_404(name)
     versions = model.versions.order_by("-imported_at", "-pk")
     rows, info = page_of(request, versions, paging.page, paging.per_page, {})
     for row in rows:
@@ -224,7 +224,7 @@ def get_version(
     """One version: where the artifact is, its digest, status, signing key, source, metadata,
     and links to download the artifact, attestation, model.sig, aegis.json and public key."""
     require(request, BROWSE_GROUPS, "browse the registry")
-    item = _version_or_404(name, version)
+    item = version_or_404(name, version)
     model = item.model
 
     def download(kind: str) -> str:
@@ -301,7 +301,7 @@ def download_file(
     answer carries ``X-Aegis-Version-Status``. A yanked version's artifact answers 410 with the
     reason unless an auditor or registry admin sets ``allow_yanked``."""
     require(request, BROWSE_GROUPS, "download registry files")
-    item = _version_or_404(name, version)
+    item = version_or_404(name, version)
     status = {STATUS_HEADER: item.status}
     allowed = allow_yanked and user_in_group(request.auth, *AUDIT_GROUPS)  # type: ignore[attr-defined]
     try:

@@ -248,5 +248,8 @@ def test_it_serves_its_openapi_description(db):
         "/api/v1/imports",
         "/api/v1/imports/{import_id}",
         "/api/v1/audit/events",
+        "/api/v1/approvals",
+        "/api/v1/models/{name}/versions/{version}/approval",
+        "/api/v1/models/{name}/upstream",
     }
     assert schema["components"]["schemas"]["ErrorOut"]["required"] == ["error"]

@@ -36,8 +36,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import h5py
-
 from imports.scanners.base import DANGEROUS, Finding, own_scanner
 from registry.policy import RULE_KERAS_CODE
 
@@ -185,6 +183,14 @@ class BoundedReader(io.RawIOBase):
         return count
 
 
+def _h5py() -> Any:
+    """h5py, imported where HDF5 is read (the child process): not in every worker that only
+    imports the scanners (it and numpy cost some 20 MiB of resident memory)."""
+    import h5py
+
+    return h5py
+
+
 def _attribute_text(file: Any, attribute: str, reader: BoundedReader) -> str | None:
     """A root attribute as load_model reads it: a scalar string (str, or bytes it decodes as
     UTF-8); None when it is absent or load_model could not read it as JSON text."""
@@ -193,7 +199,7 @@ def _attribute_text(file: Any, attribute: str, reader: BoundedReader) -> str | N
         if attribute not in file.attrs:
             return None
         handle = file.attrs.get_id(attribute)
-        if handle.shape != () or h5py.check_string_dtype(handle.dtype) is None:
+        if handle.shape != () or _h5py().check_string_dtype(handle.dtype) is None:
             return None
         # A fixed-length string's size is known before reading it; a variable-length one's
         # only from the heap holding it, which the reader's budget bounds.
@@ -236,7 +242,7 @@ def hdf5_problem_here(path: Path) -> str | None:
     with path.open("rb") as raw:
         reader = BoundedReader(raw)
         try:
-            with h5py.File(reader, "r") as file:
+            with _h5py().File(reader, "r") as file:
                 problems = [
                     _attribute_problem(file, attribute, reader)
                     for attribute in HDF5_CONFIG_ATTRIBUTES

@@ -1,8 +1,8 @@
 """Checking registered models against their Hub repos: one model, or a pass over all.
 
-The baseline is a model's newest version (by import time); the tracked revision is the branch
-or tag its newest versions were imported from (a version imported from a pinned commit follows
-the revision of the one before it; ``main`` when none names one).
+The baseline is a model's newest version (by import time) that was not rejected; the tracked
+revision is the branch or tag its newest versions were imported from (a version imported from a
+pinned commit follows the revision of the one before it; ``main`` when none names one).
 """
 
 from __future__ import annotations
@@ -77,7 +77,12 @@ def check_model(
     model = RegisteredModel.objects.filter(pk=model_id).first()
     if model is None:
         return CheckResult(f"#{model_id}", "skipped", detail="no such model")
-    version = model.versions.order_by("-imported_at", "-pk").first()
+    # A rejected version's files were removed: the registry holds what came before it.
+    version = (
+        model.versions.exclude(status=ModelVersion.Status.REJECTED)
+        .order_by("-imported_at", "-pk")
+        .first()
+    )
     if version is None:
         return CheckResult(model.name, "skipped", detail="no version to compare with")
     revision = tracked_revision(model)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from imports.models import ImportRequest
-from registry.models import AuditEvent, UpstreamState
+from registry.models import AuditEvent, ModelVersion, UpstreamState
 from registry.upstream.fetch import Retries
 from registry.upstream.watch import watch_pass
 from tests.factories import imported
@@ -238,3 +238,16 @@ def test_importing_the_new_commit_brings_the_model_back_in_sync(upstream, retrie
     assert current.upstream_commit == after
     [event] = events("upstream.in_sync")
     assert event.details["version"] == "2"
+
+
+def test_a_rejected_newer_version_is_not_the_baseline(upstream, retries):
+    after = upstream.add_commit(REPO, {"notes.txt": "v2"}, message="Notes")
+    assert imported(REPO, "watched", "2").status == ImportRequest.Status.SUCCEEDED
+    ModelVersion.objects.filter(version="2").update(status=ModelVersion.Status.REJECTED)
+
+    [result] = watch_pass(retries=retries)
+
+    current = state()
+    assert result.outcome == "changed"
+    assert current.baseline is not None and current.baseline.version == "1"
+    assert current.diff["commit"]["after"] == after

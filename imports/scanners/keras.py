@@ -260,13 +260,18 @@ def hdf5_problem_here(path: Path) -> str | None:
     return "; ".join(problem for problem in problems if problem) or None
 
 
-def _hdf5_child(path: str) -> None:
-    """The child's side of ``_hdf5_problem``: the answer as JSON on stdout, a disk error too."""
+def _hdf5_child(path: str, *, exit: bool = True) -> None:
+    """The child's side of ``_hdf5_problem``: the answer as JSON on stdout, a disk error too;
+    then the child ends at once (``os._exit``): the HDF5 library's own clean-up at exit can
+    crash on a file whose reads failed, and the answer is already given."""
     try:
         answer = {"problem": hdf5_problem_here(Path(path))}
     except OSError as error:
         answer = {"disk_error": f"{path}: {error}"}
     sys.stdout.write(json.dumps(answer))
+    sys.stdout.flush()
+    if exit:
+        os._exit(0)
 
 
 def _signal_name(number: int) -> str:

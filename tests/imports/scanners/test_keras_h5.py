@@ -9,11 +9,13 @@ hangs or crashes the HDF5 library is judged unread and the worker goes on.
 from __future__ import annotations
 
 import base64
-import errno
 import io
 import json
 import marshal
 import pickle
+import subprocess
+import sys
+import textwrap
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -271,28 +273,44 @@ def test_a_broken_hdf5_file_is_no_model_and_no_error(tmp_path, keep):
 def test_a_disk_error_is_raised_not_taken_for_a_broken_file(tmp_path, monkeypatch, capsys):
     path = write(tmp_path, "model.h5", h5_bytes([dense("in")]))
 
-    class FailingDisk(io.BufferedIOBase):
-        def __init__(self, raw: Any) -> None:
-            self.raw_file = raw
+    # The HDF5 library can crash at the exit of a process in which a read of it failed: the
+    # failing disk is given to the reader in a process of its own, as the scan does.
+    script = textwrap.dedent(
+        """
+        import errno, io, json, sys
+        from pathlib import Path
+        from imports.scanners import keras
 
-        def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-            return self.raw_file.seek(offset, whence)
+        class FailingDisk(io.BufferedIOBase):
+            def __init__(self, raw):
+                self.raw_file = raw
+            def seek(self, offset, whence=io.SEEK_SET):
+                return self.raw_file.seek(offset, whence)
+            def tell(self):
+                return self.raw_file.tell()
+            def readinto(self, buffer):
+                raise OSError(errno.EIO, "Input/output error")
 
-        def tell(self) -> int:
-            return self.raw_file.tell()
+        class OnFailingDisk(keras.BoundedReader):
+            def __init__(self, raw):
+                super().__init__(FailingDisk(raw))
 
-        def readinto(self, buffer: Any) -> int:
-            raise OSError(errno.EIO, "Input/output error")
-
-    class OnFailingDisk(keras.BoundedReader):
-        def __init__(self, raw: Any) -> None:
-            super().__init__(FailingDisk(raw))
-
-    monkeypatch.setattr(keras, "BoundedReader", OnFailingDisk)
-    with pytest.raises(OSError, match="Input/output error"):
-        hdf5_problem_here(path)
-    keras._hdf5_child(str(path))  # the child's side: the error as its answer
-    answer = json.loads(capsys.readouterr().out)
+        keras.BoundedReader = OnFailingDisk
+        try:
+            keras.hdf5_problem_here(Path(sys.argv[1]))
+        except OSError as error:
+            sys.stdout.write(f"raised {error}\\n")
+        keras._hdf5_child(sys.argv[1])  # the child's side: the error as its answer, then exit
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        cwd=keras.PROJECT_ROOT, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    raised, answer_text = done.stdout.split("\n", 1)
+    assert raised == "raised [Errno 5] Input/output error"
+    answer = json.loads(answer_text)
     assert answer == {"disk_error": f"{path}: [Errno 5] Input/output error"}
 
     # ...which the parent raises.

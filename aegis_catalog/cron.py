@@ -2,8 +2,10 @@
 (``make run`` starts it beside the worker). Every ``AEGIS_MAINTENANCE_SECONDS``:
 
 - imports whose worker stopped answering are marked failed, old work directories removed;
-- the audit chain's head is signed through Vault and stored as an anchor (when it moved);
 - webhook deliveries whose job was lost (Redis down) are queued again.
+
+Every ``AEGIS_AUDIT_ANCHOR_SECONDS``, the audit chain's head is signed through Vault and stored
+as an anchor (when it moved).
 
 Every ``AEGIS_UPSTREAM_WATCH_SECONDS``, the upstream watch compares each registered model with
 its Hub repo (``registry.upstream``); RQ stops a pass that runs longer than the interval (or

@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from registry.admin import ReadOnlyModelAdmin
 from webhooks import actions
 from webhooks.events import EVENTS
 from webhooks.models import Delivery, Webhook
@@ -83,18 +84,9 @@ class WebhookAdmin(admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ReadOnlyModelAdmin):
     list_display = (
         "event", "audit_sequence", "webhook", "status", "attempts", "last_status_code",
         "last_error", "created_at", "delivered_at", "next_attempt_at",
     )  # fmt: skip
     list_filter = ("status", "event")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -72,6 +72,11 @@ class ScanResult:
             rules_digest=str(data.get("rules_digest", "")),
             scanner_findings=tuple(
                 Finding.from_json(item) for item in data.get("scanner_findings", ())
+            )
+            # (a scan stored by the code before findings: its (rule, path, why) triples)
+            or tuple(
+                Finding(str(path), str(rule), WARNING, str(why), "")
+                for rule, path, why in data.get("problems", ())
             ),
             formats=tuple(
                 (str(path), str(scanner), str(verdict))

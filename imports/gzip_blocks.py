@@ -14,11 +14,12 @@ it: the output stays byte-reproducible.
 
 from __future__ import annotations
 
+import collections
 import queue
 import struct
 import tarfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
@@ -49,6 +50,9 @@ STORE_RATIO = 0.97
 STORED_BLOCK_MAX = 65_535
 
 
+Piece = bytes | memoryview
+
+
 class Readable(Protocol):
     def readinto(self, buffer: memoryview) -> int: ...
 
@@ -70,9 +74,21 @@ def deflate_block(
     Blocks are compressed independently (as pigz does), so they can be compressed on several
     cores; the output depends only on the block, its dictionary, the level and the flag.
     """
+    return b"".join(deflate_pieces(block, dictionary, level, final, store_incompressible))
+
+
+def deflate_pieces(
+    block: bytes | bytearray,
+    dictionary: bytes,
+    level: int,
+    final: bool,
+    store_incompressible: bool = False,
+) -> Sequence[Piece]:
+    """``deflate_block``'s bytes in pieces: stored blocks are their headers and views of
+    ``block`` itself (not copied; valid while ``block`` is unchanged)."""
     if store_incompressible and looks_incompressible(block, dictionary, level):
-        return stored_blocks(block, final)
-    return _deflate(block, dictionary, level, final)
+        return stored_pieces(block, final)
+    return [_deflate(block, dictionary, level, final)]
 
 
 def looks_incompressible(block: bytes | bytearray, dictionary: bytes, level: int) -> bool:
@@ -98,15 +114,20 @@ def stored_blocks(block: bytes | bytearray, final: bool) -> bytes:
     last block of the stream), LEN and NLEN (little-endian), then up to 65,535 bytes as they
     are. Every block of ours starts byte-aligned, so the 3 header bits and their padding to
     the byte boundary are that one byte. An empty final block is one stored block of 0 bytes."""
+    return b"".join(stored_pieces(block, final))
+
+
+def stored_pieces(block: bytes | bytearray, final: bool) -> list[Piece]:
+    """``stored_blocks`` as headers and views of ``block`` (nothing copied)."""
     view = memoryview(block)
-    parts: list[bytes | memoryview] = []
+    parts: list[Piece] = []
     for start in range(0, len(block), STORED_BLOCK_MAX):
         chunk = view[start : start + STORED_BLOCK_MAX]
         last = final and start + STORED_BLOCK_MAX >= len(block)
         parts += (struct.pack("<BHH", int(last), len(chunk), len(chunk) ^ 0xFFFF), chunk)
     if final and not block:
         parts.append(struct.pack("<BHH", 1, 0, 0xFFFF))
-    return b"".join(parts)  # one copy of the block
+    return parts
 
 
 def _deflate(
@@ -128,23 +149,31 @@ class GzipPipeline:
 
     Blocks are deflated by a pool of threads (isal releases the GIL), and a writer thread takes
     their results in order, so reading and hashing the input, compressing, and hashing and
-    writing the output all overlap. At most ``max_pending`` blocks wait: memory stays bounded
-    whatever the size of the model.
+    writing the output all overlap. At most ``workers + 1`` blocks wait: memory stays bounded
+    whatever the size of the model. ``output`` gets each block's bytes in pieces (stored
+    blocks are views of the block: valid only during the call), and the blocks of
+    ``new_block`` are used again once written out, so no block is allocated and faulted in
+    afresh for every 4 MiB of the stream.
     """
 
     def __init__(
         self,
-        output: Callable[[bytes], None],
+        output: Callable[[Piece], None],
         *,
         level: int,
         workers: int,
         store_incompressible: bool = False,
+        block_size: int = BLOCK_SIZE,
     ) -> None:
         self._output = output
         self._level = level
         self._store_incompressible = store_incompressible
+        self._block_size = block_size
+        self._spare: collections.deque[bytearray] = collections.deque()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aegis-gzip")
-        self._pending: queue.Queue[Future[bytes] | None] = queue.Queue(maxsize=workers + 1)
+        self._pending: queue.Queue[tuple[Future[Sequence[Piece]], bytes | bytearray] | None] = (
+            queue.Queue(maxsize=workers + 1)
+        )
         self._error: BaseException | None = None
         self._crc = 0
         self._size = 0
@@ -152,19 +181,27 @@ class GzipPipeline:
         self._writer = threading.Thread(target=self._drain, name="aegis-gzip-writer", daemon=True)
         self._writer.start()
 
+    def new_block(self) -> bytearray:
+        """A block to fill and submit: one written out before, or a new one."""
+        try:
+            return self._spare.pop()
+        except IndexError:
+            return bytearray(self._block_size)
+
     def submit(self, block: bytearray | bytes, *, final: bool) -> None:
-        """Queue one block of the tar stream (the last one with ``final``); blocks while the
-        writer is behind, and raises the writer's error if it failed."""
+        """Queue one block of the tar stream (the last one with ``final``), which is the
+        pipeline's until it is written out; blocks while the writer is behind, and raises the
+        writer's error if it failed."""
         self._crc = isal_zlib.crc32(block, self._crc)
         self._size += len(block)
         future = self._pool.submit(
-            deflate_block, block, self._dictionary, self._level, final, self._store_incompressible
+            deflate_pieces, block, self._dictionary, self._level, final, self._store_incompressible
         )
         self._dictionary = bytes(block[-GZIP_WINDOW:])
         while True:
             self._raise_if_failed()
             try:
-                self._pending.put(future, timeout=0.2)
+                self._pending.put((future, block), timeout=0.2)
                 return
             except queue.Full:
                 continue
@@ -203,16 +240,20 @@ class GzipPipeline:
         except BaseException as error:
             self._error = error
         while True:
-            future = self._pending.get()
-            if future is None:
+            item = self._pending.get()
+            if item is None:
                 return
+            future, block = item
             if self._error is not None:
                 future.cancel()
                 continue
             try:
-                self._output(future.result())
+                for piece in future.result():
+                    self._output(piece)
             except BaseException as error:
                 self._error = error
+            if isinstance(block, bytearray) and len(block) == self._block_size:
+                self._spare.append(block)
 
 
 class TarStream:
@@ -223,10 +264,16 @@ class TarStream:
     compression blocks start: the output is the same on every run.
     """
 
-    def __init__(self, submit: Callable[..., None], block_size: int) -> None:
+    def __init__(
+        self,
+        submit: Callable[..., None],
+        block_size: int,
+        new_block: Callable[[], bytearray] | None = None,
+    ) -> None:
         self._submit = submit
         self._block_size = block_size
-        self._block = bytearray(block_size)
+        self._new_block = new_block or (lambda: bytearray(block_size))
+        self._block = self._new_block()
         self._used = 0
         self._held: bytearray | None = None  # a full block, sent once we know it is not last
         self.position = 0  # bytes of tar stream so far
@@ -235,7 +282,7 @@ class TarStream:
         if self._held is not None:
             self._submit(self._held, final=False)
         self._held = self._block
-        self._block = bytearray(self._block_size)
+        self._block = self._new_block()
         self._used = 0
 
     def write(self, data: bytes) -> None:

@@ -200,9 +200,10 @@ ModelFile = Path | ModelSource
 
 
 class ArtifactUpload(Protocol):
-    """Where the compressed bytes also go while they are written (a store upload)."""
+    """Where the compressed bytes also go while they are written (a store upload). ``data``
+    is only valid during the call (a view of a block that is used again): keep a copy."""
 
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes | memoryview) -> None: ...
 
 
 def package_snapshot(
@@ -373,7 +374,7 @@ class _TarballOutput:
         self.sha256 = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self.sha256.update(data)
         self.size += len(data)
         if self.fd is not None:
@@ -404,7 +405,9 @@ class _EntryWriter:
         self.current = ""  # the entry being written, for error messages
         self.on_file: Callable[[PackagedFile], None] | None = None
 
-    def write_all(self, output: Callable[[bytes], None], workers: int | None, layout: int) -> None:
+    def write_all(
+        self, output: Callable[[bytes | memoryview], None], workers: int | None, layout: int
+    ) -> None:
         gzip_pipeline = GzipPipeline(
             output,
             level=GZIP_LEVEL,
@@ -412,7 +415,7 @@ class _EntryWriter:
             store_incompressible=layout >= 3,
         )
         try:
-            stream = TarStream(gzip_pipeline.submit, BLOCK_SIZE)
+            stream = TarStream(gzip_pipeline.submit, BLOCK_SIZE, gzip_pipeline.new_block)
             for name, kind, source in self.entries:
                 self.current = name
                 self._write_entry(stream, name, kind, source)

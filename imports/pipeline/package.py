@@ -342,7 +342,7 @@ class _StreamedUpload:
             upload = None
         return cls(upload)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self._upload is None:
             raise _StreamFailed("the upload was aborted")
         try:

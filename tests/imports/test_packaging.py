@@ -224,7 +224,7 @@ class CollectingUpload:
         self.received = bytearray()
         self.writes = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self.received += data
         self.writes += 1
 
@@ -275,7 +275,7 @@ def test_it_stops_and_removes_the_partial_file_when_the_upload_fails(tmp_path):
     files = write_tree(tmp_path / "src", {"big.bin": os.urandom(3 * packaging.BLOCK_SIZE)})
 
     class FailingUpload:
-        def write(self, data: bytes) -> None:
+        def write(self, data: bytes | memoryview) -> None:
             raise OSError(errno.ECONNRESET, "Connection reset by peer")
 
     with pytest.raises(PackagingError, match="Connection reset"):

@@ -191,11 +191,12 @@ class Upload(Protocol):
     raises a StorageError as soon as the store refused part of it. `complete(sha256=...)`
     makes the object visible at `url` and checks its size; the caller hashed the bytes it
     wrote and vouches for `sha256`. `abort` discards everything written, completed or not.
+    `write` copies what it keeps: the caller may reuse `data`'s buffer once it returns.
     """
 
     url: str
 
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes | memoryview) -> None: ...
 
     def complete(self, *, sha256: str) -> StoredObject: ...
 

@@ -93,7 +93,7 @@ class LocalUpload:
         self._fd = self._target.enter_context(_atomic_target(destination, self._what))
         self._size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         try:
             _write_all(self._fd, data)
         except OSError as error:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import collections
 import contextlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,7 +38,11 @@ class S3Upload:
     CRC32, not SHA-256: the parts only need checking in transit (the artifact's SHA-256 is
     computed by the packager and signed), and a SHA-256 per part would cost both ends one more
     hash of every byte. Against tampering on the way, botocore signs each payload's SHA-256 on
-    a plain-http endpoint, and TLS protects it over https."""
+    a plain-http endpoint, and TLS protects it over https.
+
+    What is written is copied into a part buffer; the buffers of parts sent are used again
+    (at most one more than the parts in flight), so memory is allocated once, not for every
+    part."""
 
     def __init__(
         self, store: S3Store, object_key: str, *, content_type: str, expected_size: int | None
@@ -54,10 +57,11 @@ class S3Upload:
             while expected_size * 1.1 / part_size > MAX_PARTS:
                 part_size *= 2
         self._part_size = part_size
-        # What was written and is not in a part yet: joined into a part (one copy) once they
-        # add up to part_size.
-        self._chunks: collections.deque[bytes | memoryview] = collections.deque()
+        # The part being filled (what was written and is not sent yet), and buffers of parts
+        # already sent, to fill again.
+        self._part: bytearray | None = None
         self._buffered = 0
+        self._spare: list[bytearray] = []
         self._parts: dict[int, dict[str, Any]] = {}
         self._part_crc32: dict[int, int] = {}
         self._size = 0
@@ -82,32 +86,21 @@ class S3Upload:
             ) from error
         self._upload_id = answer["UploadId"]
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self._raise_if_failed()
-        self._chunks.append(data if type(data) is bytes else bytes(data))
-        self._buffered += len(data)
-        while self._buffered >= self._part_size:
-            self._submit(self._take(self._part_size))
+        view = memoryview(data).cast("B")
+        while view:
+            if self._part is None:
+                self._part = self._spare.pop() if self._spare else bytearray(self._part_size)
+            count = min(len(view), self._part_size - self._buffered)
+            self._part[self._buffered : self._buffered + count] = view[:count]
+            self._buffered += count
+            view = view[count:]
+            if self._buffered == self._part_size:
+                part, self._part, self._buffered = self._part, None, 0
+                self._submit(part)
 
-    def _take(self, size: int) -> bytes:
-        """The first `size` bytes written and not yet sent, as one part."""
-        pieces: list[bytes | memoryview] = []
-        needed = size
-        while needed:
-            chunk = self._chunks[0]
-            if len(chunk) <= needed:
-                pieces.append(self._chunks.popleft())
-                needed -= len(chunk)
-            else:
-                view = memoryview(chunk)
-                pieces.append(view[:needed])
-                self._chunks[0] = view[needed:]
-                needed = 0
-        self._buffered -= size
-        only = pieces[0]
-        return only if len(pieces) == 1 and isinstance(only, bytes) else b"".join(pieces)
-
-    def _submit(self, part: bytes) -> None:
+    def _submit(self, part: bytes | bytearray) -> None:
         number = len(self._futures) + 1
         if number > MAX_PARTS:
             raise StorageError(f"{self.url} would need more than {MAX_PARTS} parts")
@@ -117,7 +110,7 @@ class S3Upload:
         self._size += len(part)
         self._futures.append(self._pool.submit(self._upload_part, number, part))
 
-    def _upload_part(self, number: int, part: bytes) -> None:
+    def _upload_part(self, number: int, part: bytes | bytearray) -> None:
         try:
             if self._error is not None:
                 return
@@ -143,6 +136,8 @@ class S3Upload:
                     error, bucket=self._store.bucket, url=self.url, action="uploading"
                 )
         finally:
+            if isinstance(part, bytearray):
+                self._spare.append(part)
             self._slots.release()
 
     def _raise_if_failed(self) -> None:
@@ -155,7 +150,9 @@ class S3Upload:
         check_sha256(sha256)
         self._raise_if_failed()
         if self._buffered or not self._futures:
-            self._submit(self._take(self._buffered))
+            last = b"" if self._part is None else bytes(self._part[: self._buffered])
+            self._part, self._buffered = None, 0
+            self._submit(last)
         for future in self._futures:
             future.result()
         self._pool.shutdown()

@@ -323,3 +323,25 @@ def test_it_reports_an_unreachable_endpoint_when_a_streamed_upload_starts() -> N
     with pytest.raises(StorageUnavailable, match="unreachable") as caught:
         S3Store(config).open_upload("m/1/m.tar.gz")
     assert "secret-value" not in str(caught.value)
+
+
+def test_a_streamed_upload_keeps_a_copy_of_what_it_is_given(
+    seaweedfs: SeaweedS3, s3_bucket: str
+) -> None:
+    # The packager hands over views of blocks it fills again at once; more parts than can be
+    # in flight, so the upload's own part buffers are filled again too.
+    store = S3Store(
+        seaweedfs.storage_config(s3_bucket, multipart_chunksize=5 * MiB, max_concurrency=1)
+    )
+    data = os.urandom(31 * MiB + 7)
+    scratch = bytearray(MiB + 3)
+    upload = store.open_upload("m/1/reused.bin")
+    for start in range(0, len(data), len(scratch)):
+        piece = data[start : start + len(scratch)]
+        scratch[: len(piece)] = piece
+        upload.write(memoryview(scratch)[: len(piece)])
+        scratch[:] = bytes(len(scratch))  # the caller's buffer, reused
+    upload.complete(sha256=hashlib.sha256(data).hexdigest())
+
+    body = seaweedfs.client().get_object(Bucket=s3_bucket, Key="m/1/reused.bin")["Body"].read()
+    assert body == data

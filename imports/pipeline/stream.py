@@ -1,19 +1,23 @@
 """Stages 3 to 7 in one pass (the default): download, check, scan and package at once, the
 tarball going up to the store as it is written.
 
-Files are fetched in the tarball's order (``aegis_catalog.lib.hub.feed``) into the work
-directory, and the packager reads each while it arrives: every byte is hashed once, as it is
-copied into the tar stream, and the compressed bytes go up as multipart parts. When a file's
+Files are fetched in the tarball's order (``aegis_catalog.lib.hub.feed``) and the packager
+reads each while it arrives: every byte is hashed once, as it is copied into the tar stream, and
+the compressed bytes go up as multipart parts. A safetensors file whose header, in its first
+chunk, proves it (``imports.scanners.safetensors.proven_by_head``: what the scan would prove
+from the work copy) is kept in memory until the packager has copied it, never written to the
+work directory: no scanner reads it afterwards. Every other file is written to the work
+directory, for its scanners and for a retry. When a file's
 last byte is in, its sha256 (or git blob id) is compared with the Hub's (a mismatch aborts the
 upload then and there, naming the file) and pickle content is scanned, on a thread of its own,
 from the work copy. The upload is completed only once every verdict is in and the policy has
 judged them: a refusal aborts it too. So the store holds the tarball only when everything up
 to here succeeded, and the digests signed into model.sig are the ones computed in this pass.
 
-The files stay in the work directory for a retry (and for the scanner): a retry after a
-failure here fetches only the files that had not arrived whole, reads the others from disk,
-and packages and uploads the tarball again from its first byte (the upload of the failed
-attempt is discarded first, even when its process died).
+A retry after a failure here fetches the files kept in memory and those that had not arrived
+whole, reads the others from the work directory, and packages and uploads the tarball again
+from its first byte (the upload of the failed attempt is discarded first, even when its process
+died).
 """
 
 from __future__ import annotations
@@ -40,9 +44,11 @@ from imports.pipeline.base import DigestMismatch, Progress, UnsafeModelFile, _no
 from imports.pipeline.check import CheckedFile, CheckResult, compare_with_hub
 from imports.pipeline.resolve import Resolution
 from imports.pipeline.scan import ScanResult, examine, judge
+from imports.scanners import format_scanners
 from imports.scanners.base import Finding
 from imports.scanners.pickles import ScanVerdict
 from imports.scanners.remote_code import find_remote_code
+from imports.scanners.safetensors import proven_by_head
 from registry.policy import ImportRules
 
 logger = logging.getLogger(__name__)
@@ -76,6 +82,19 @@ class Streamed:
             name=str(data["name"]),
             layout=int(data["layout"]),
         )
+
+
+class _ProvenWeightsInMemory:
+    """What the feed keeps in memory: safetensors files (that no format scanner reads) whose
+    header, in their first chunk, proves them safetensors. The scan would prove the same from
+    a work copy (the header checked against the file's size) and read nothing more, so they
+    need none; any other file is written to the work directory."""
+
+    def candidate(self, name: str, size: int) -> bool:
+        return name.lower().endswith(".safetensors") and not format_scanners(name)
+
+    def keep(self, name: str, size: int, head: bytes) -> bool:
+        return proven_by_head(size, head)
 
 
 class _BlobHashingSource:
@@ -142,7 +161,8 @@ class _Checker:
     def __call__(self, packaged: PackagedFile) -> None:
         self._raise_if_scan_failed()
         expected = self._expected[packaged.path]
-        local = self._feed.files[packaged.path].path
+        file = self._feed.files[packaged.path]
+        local = file.path
         try:
             blob = self.blobs.get(packaged.path)
             self.checked.append(
@@ -156,6 +176,8 @@ class _Checker:
         except DigestMismatch:
             local.unlink(missing_ok=True)  # a retry fetches it again
             raise
+        if file.in_memory:
+            return  # proven safetensors by its header: no verdict, nothing found
         self._scans.append(self._pool.submit(self._scan, local, packaged))
 
     def _scan(
@@ -225,7 +247,11 @@ def stream_import(
     root = artifact_root_name(model_name, version)
     order = sorted(resolution.files, key=lambda item: item.path.encode("utf-8"))
     feed = hub.feed(
-        resolution.repo_id, resolution.commit, snapshot_dir, [(i.path, i.size) for i in order]
+        resolution.repo_id,
+        resolution.commit,
+        snapshot_dir,
+        [(item.path, item.size) for item in order],
+        in_memory=_ProvenWeightsInMemory(),
     )
     upload: Upload | None = None
     checker = _Checker(resolution, feed, rules)
@@ -244,7 +270,7 @@ def stream_import(
                 compress_workers=compress_workers,
                 on_file=checker,
             )
-        local = {path: file.path for path, file in feed.files.items()}
+        local = {path: file.path for path, file in feed.files.items() if not file.in_memory}
         sha256 = {item.path: item.sha256 for item in checker.checked}
         verdicts, found = checker.verdicts()
         scan = judge(verdicts, rules, find_remote_code(local, sha256), found, paths=list(sha256))

@@ -38,20 +38,31 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
     """The parsed JSON header and the size of the data part after it."""
     size = path.stat().st_size
     with path.open("rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) < 8:
-            raise NotSafetensors("shorter than the 8-byte header length")
-        length = int.from_bytes(prefix, "little")
-        if not 2 <= length <= min(size - 8, MAX_HEADER_BYTES):
-            raise NotSafetensors(f"a header length of {length:,} bytes does not fit the file")
+        length = header_length(handle.read(8), size)
         raw = handle.read(length)
+    return parse_header(raw), size - 8 - length
+
+
+def header_length(prefix: bytes, size: int) -> int:
+    """The header length the first 8 bytes of a ``size``-byte file give, if it fits."""
+    if len(prefix) < 8:
+        raise NotSafetensors("shorter than the 8-byte header length")
+    length = int.from_bytes(prefix[:8], "little")
+    if not 2 <= length <= min(size - 8, MAX_HEADER_BYTES):
+        raise NotSafetensors(f"a header length of {length:,} bytes does not fit the file")
+    return length
+
+
+def parse_header(raw: bytes) -> dict[str, Any]:
     try:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (UnicodeDecodeError, ValueError) as error:
         raise NotSafetensors(f"the header is not JSON: {error}") from None
+    except RecursionError:
+        raise NotSafetensors("the header's JSON nests too deeply to read") from None
     if not isinstance(header, dict):
         raise NotSafetensors("the header is not a JSON object")
-    return header, size - 8 - length
+    return header
 
 
 def _tensor_range(name: str, entry: Any) -> tuple[int, int]:
@@ -86,6 +97,25 @@ def check_safetensors(path: Path) -> int:
     (no gap, no overlap, nothing after the last tensor).
     """
     header, data_size = read_header(path)
+    return _check_header(header, data_size)
+
+
+def proven_by_head(size: int, head: bytes | memoryview) -> bool:
+    """Whether a ``size``-byte file whose first bytes are ``head`` is proven safetensors by
+    them: its whole header is in ``head`` and passes every check of ``check_safetensors``
+    (the data part is known by its size; its bytes are the tensors, which no loader runs)."""
+    try:
+        length = header_length(bytes(head[:8]), size)
+        if 8 + length > len(head):
+            return False  # the header goes on past what was given
+        _check_header(parse_header(bytes(head[8 : 8 + length])), size - 8 - length)
+    except NotSafetensors:
+        return False
+    return True
+
+
+def _check_header(header: dict[str, Any], data_size: int) -> int:
+    """The number of tensors of a header whose tensors' bytes take ``data_size`` bytes."""
     metadata = header.pop("__metadata__", {})
     if not isinstance(metadata, dict) or not all(
         isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import pickle
+import struct
 import tarfile
 
 import pytest
@@ -19,6 +21,7 @@ from imports.actions import ImportOptions
 from imports.jobs import run_import
 from imports.models import ImportRequest
 from imports.rebuild import rebuild_version
+from imports.workdirs import work_dir_of
 from registry.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +43,15 @@ def one_pass(aegis_s3, fresh_hub_double, monkeypatch):
     aegis_s3.settings.AEGIS_ONE_PASS_IMPORT = True
     monkeypatch.setattr(feed, "DEFAULT_CHUNK_SIZE", MiB)
     return fresh_hub_double
+
+
+def safetensors_file(tensor_bytes: int) -> bytes:
+    """A valid safetensors file: one U8 tensor of random bytes."""
+    header = json.dumps(
+        {"w": {"dtype": "U8", "shape": [tensor_bytes], "data_offsets": [0, tensor_bytes]}}
+    ).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + os.urandom(tensor_bytes)
 
 
 def start(repo_id: str, name: str) -> ImportRequest:
@@ -260,3 +272,43 @@ def test_many_small_files_an_empty_one_and_folders_pass_in_order(one_pass, seawe
 
     assert request.status == ImportRequest.Status.SUCCEEDED, request.error
     assert rebuild_version(ModelVersion.objects.get()).reproduced
+
+
+def test_proven_safetensors_stay_in_memory_and_a_retry_fetches_them_again(
+    one_pass, seaweedfs, s3_bucket
+):
+    proven = safetensors_file(3 * MiB)
+    files: dict[str, str | bytes] = {
+        "a.safetensors": proven,  # its header, in its first chunk, proves it
+        "b.safetensors": os.urandom(2 * MiB),  # not safetensors: scanned from the work copy
+        "config.json": '{"model_type": "bert"}',
+        "z.txt": "the last file",
+    }
+    one_pass.add_repo("acme/kept", files, card_data={"license": "mit"})
+    one_pass.inject_fault(500, times=None, path_contains="z.txt", methods=("GET",))
+
+    request = start("acme/kept", "kept")
+
+    assert request.status == ImportRequest.Status.FAILED
+    assert "z.txt" in request.error
+    snapshot = work_dir_of(request.pk) / "snapshot"
+    on_disk = {p.name for p in snapshot.iterdir() if p.is_file()}
+    assert {"b.safetensors", "config.json"} <= on_disk
+    assert not {name for name in on_disk if name.startswith("a.safetensors")}  # nor a .part
+    assert bucket_contents(seaweedfs, s3_bucket) == ([], [])
+
+    one_pass.clear_faults()
+    actions.retry_import(request, actor="alice", enqueue=False)
+    run_import(request.pk)
+    request.refresh_from_db()
+
+    assert request.status == ImportRequest.Status.SUCCEEDED, request.error
+    assert one_pass.body_fetches("acme/kept", "a.safetensors") == 2 * 4  # again, 4 chunks
+    assert one_pass.body_fetches("acme/kept", "b.safetensors") == 2  # once, from the disk after
+    version = ModelVersion.objects.get()
+    assert rebuild_version(version).reproduced
+    manifest = {item["path"]: item["sha256"] for item in version.manifest}
+    assert manifest["a.safetensors"] == hashlib.sha256(proven).hexdigest()
+    findings = version.import_options["policy"]["findings"]
+    [malformed] = [item for item in findings if item["rule"] == "malformed_weights"]
+    assert "b.safetensors" in malformed["reason"] and "a.safetensors" not in malformed["reason"]

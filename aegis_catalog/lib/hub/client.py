@@ -47,7 +47,7 @@ from aegis_catalog.lib.hub.errors import (
     validate_repo_path,
     validate_revision,
 )
-from aegis_catalog.lib.hub.feed import SnapshotFeed
+from aegis_catalog.lib.hub.feed import InMemory, SnapshotFeed
 from aegis_catalog.lib.hub.models import (
     HubCommit,
     HubFile,
@@ -479,11 +479,18 @@ class HubClient:
         ).run(progress)
 
     def feed(
-        self, repo_id: str, commit: str, dest_dir: Path, files: Sequence[tuple[str, int]]
+        self,
+        repo_id: str,
+        commit: str,
+        dest_dir: Path,
+        files: Sequence[tuple[str, int]],
+        *,
+        in_memory: InMemory | None = None,
     ) -> SnapshotFeed:
         """`files` ((path, size) as listed at the pinned `commit`) downloaded into `dest_dir`
-        in the order given, each readable while it arrives (`SnapshotFeed`). Use it as a
-        context manager; digests are the reader's to check."""
+        in the order given, each readable while it arrives (`SnapshotFeed`); those
+        `in_memory` keeps are kept in memory only. Use it as a context manager; digests are
+        the reader's to check."""
         validate_repo_id(repo_id)
         if not isinstance(commit, str) or not COMMIT_RE.fullmatch(commit):
             raise InvalidRevision(
@@ -504,6 +511,7 @@ class HubClient:
             dest_dir=Path(dest_dir),
             files=files,
             workers=self.download_workers,
+            in_memory=in_memory,
         )
 
     def _check_download_host(self, repo_id: str, path: str, commit: str) -> None:

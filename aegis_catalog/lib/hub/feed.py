@@ -11,19 +11,22 @@ for files it will not need for a while. Memory stays flat: bytes go from the soc
 and are read back from the page cache.
 
 A file already complete in the destination (same size as listed: from an earlier attempt) is
-not fetched; `<path>.part` files of an earlier attempt are discarded. No digest is checked here:
+not fetched; `<path>.part` files of an earlier attempt are discarded. A file kept in memory is
+not in the destination afterwards: another feed fetches it again. No digest is checked here:
 the consumer hashes what it reads (it is the one place every byte passes through).
 Plain Python: no Django.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from huggingface_hub import get_hf_file_metadata, hf_hub_url
@@ -33,19 +36,45 @@ from aegis_catalog.lib.hub.download import limit_read_size
 from aegis_catalog.lib.hub.errors import HubError, HubUnavailable
 
 MiB = 1024 * 1024
-DEFAULT_CHUNK_SIZE = 8 * MiB
+DEFAULT_CHUNK_SIZE = 4 * MiB
 PART_SUFFIX = ".part"
 STOP_PATIENCE_SECONDS = 5.0
 
 Translate = Callable[[BaseException, str], HubError]
 
 
-@dataclass
+class InMemory(Protocol):
+    """Which files a feed keeps in memory only (the caller's choice)."""
+
+    def candidate(self, name: str, size: int) -> bool:
+        """Whether the file (repo path, size) may be kept in memory: its chunks are fetched
+        into memory until `keep` decides."""
+        ...
+
+    def keep(self, name: str, size: int, head: bytes) -> bool:
+        """Asked once per candidate, when its first chunk (``head``) is in: keep it in memory
+        only (True), or write it to the disk (False)."""
+        ...
+
+
+class Keep(enum.Enum):
+    """Where a file's bytes go: the disk, memory only, or not decided yet (a candidate for
+    memory whose first chunk is not in: its chunks are held in memory meanwhile)."""
+
+    DISK = "disk"
+    MEMORY = "memory"
+    UNDECIDED = "undecided"
+
+
+@dataclass(eq=False)
 class _Chunk:
     file: FeedFile
     start: int
     length: int
     position: int  # where it starts in the feed's order of all bytes
+    # The bytes, as they came off the socket, of a chunk fetched into memory (None once the
+    # reader has copied them, or once they are written to the disk).
+    pieces: list[bytes] | None = None
 
 
 @dataclass(eq=False)
@@ -57,7 +86,10 @@ class FeedFile:
     path: Path
     feed: SnapshotFeed
     position: int = 0  # where the file starts in the feed's order of all bytes
-    complete: bool = False  # all on disk at `path`
+    complete: bool = False  # all arrived: on disk at `path`, or in memory
+    keep: Keep = Keep.DISK
+    _chunks: list[_Chunk] = field(default_factory=list)
+    _held: list[_Chunk] = field(default_factory=list)  # in before the file's keep was decided
     _done: list[bool] = field(default_factory=list)  # per chunk
     _contiguous: int = 0  # bytes on disk from the start, without a gap
     _location: str = ""
@@ -66,6 +98,11 @@ class FeedFile:
     @property
     def part(self) -> Path:
         return self.path.with_name(self.path.name + PART_SUFFIX)
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the file's bytes are kept in memory only (never on disk at `path`)."""
+        return self.keep is Keep.MEMORY
 
     def open(self) -> FeedReader:
         """A reader of the file's bytes as they arrive (or of the file on disk when complete)."""
@@ -80,14 +117,24 @@ class FeedReader:
         self._file = file
         self._feed = file.feed
         self._offset = 0
+        self._piece = 0  # in memory: the piece of the current chunk, and where in it
+        self._within = 0
         self._fd = self._open()
 
     def _open(self) -> int:
+        """The file's descriptor; -1 for a file kept in memory."""
         with self._feed.condition:
-            while not self._file.complete and not self._file.part.exists():
+            while not self._file.complete and not self._started():
                 self._feed.wait()
+            if self._file.in_memory:
+                return -1
             path = self._file.path if self._file.complete else self._file.part
             return os.open(path, os.O_RDONLY)
+
+    def _started(self) -> bool:
+        if self._file.keep is Keep.DISK:
+            return self._file.part.exists()
+        return self._file.keep is Keep.MEMORY
 
     def readinto(self, buffer: memoryview | bytearray) -> int:
         view = memoryview(buffer)
@@ -95,11 +142,30 @@ class FeedReader:
         if self._offset >= self._file.size:
             return 0
         available = self._feed.available(self._file, self._offset)
-        count = os.readv(self._fd, [view[: min(len(view), available - self._offset)]])
+        view = view[: min(len(view), available - self._offset)]
+        count = self._copy_from_memory(view) if self._fd < 0 else os.readv(self._fd, [view])
         if count == 0:
             raise HubUnavailable(f"{self._file.name!r} is shorter on disk than it was downloaded")
         self._offset += count
         self._feed.consumed(self._file.position + self._offset)
+        return count
+
+    def _copy_from_memory(self, view: memoryview) -> int:
+        """Copy the next bytes of the (complete) chunk the reader is in; a chunk read to its
+        end is let go."""
+        chunk = self._file._chunks[self._offset // self._feed.chunk_size]
+        pieces = chunk.pieces
+        if not pieces:
+            return 0
+        piece = pieces[self._piece]
+        count = min(len(view), len(piece) - self._within)
+        view[:count] = memoryview(piece)[self._within : self._within + count]
+        self._within += count
+        if self._within == len(piece):
+            self._piece, self._within = self._piece + 1, 0
+            if self._piece == len(pieces):
+                chunk.pieces = None
+                self._piece = 0
         return count
 
     def read(self, size: int = -1) -> bytes:
@@ -163,6 +229,49 @@ class _ChunkSink:
         return self._written
 
 
+class _MemorySink:
+    """The file-like object http_get writes one chunk into when it is fetched into memory:
+    the pieces are kept as they came (no copy)."""
+
+    def __init__(self, chunk: _Chunk) -> None:
+        self._chunk = chunk
+        self.pieces: list[bytes] = []
+        self._written = 0
+
+    def write(self, data: bytes) -> int:
+        if self._written + len(data) > self._chunk.length:
+            raise HubUnavailable(
+                f"{self._chunk.file.name!r}: the server sent more bytes than the range asked for"
+            )
+        self.pieces.append(bytes(data))  # (a copy only if it was not bytes)
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        # http_get rewinds only when a server ignored a resumed Range: keep what is before.
+        target = offset if whence == 0 else self._written + offset
+        kept: list[bytes] = []
+        size = 0
+        for piece in self.pieces:
+            if size + len(piece) > target:
+                piece = piece[: max(0, target - size)]
+            if piece:
+                kept.append(piece)
+            size += len(piece)
+        self.pieces, self._written = kept, size
+        return self._written
+
+    def truncate(self, size: int | None = None) -> int:
+        return self._written if size is None else size
+
+    @property
+    def written(self) -> int:
+        return self._written
+
+
 class SnapshotFeed:
     """Downloads `files` (repo path, size) of `repo_id` at `commit` into `dest_dir`, in order.
 
@@ -184,6 +293,7 @@ class SnapshotFeed:
         workers: int,
         chunk_size: int | None = None,
         lookahead: int | None = None,
+        in_memory: InMemory | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._headers = headers
@@ -193,11 +303,16 @@ class SnapshotFeed:
         self.repo_id = repo_id
         self.commit = commit
         self._workers = max(1, workers)
-        self._chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
+        self.chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
         # Enough for every worker to have a chunk on the way, and no more: at the end of the
         # download, what is left for the consumer is what the last chunks brought.
-        self._lookahead = lookahead or self._workers * self._chunk_size
-        self.condition = threading.Condition()
+        self._lookahead = lookahead or self._workers * self.chunk_size
+        self._in_memory = in_memory
+        # One lock, two conditions: readers wait on `condition` for bytes, the downloads on
+        # `_room` for the reader to leave room ahead of it (each is woken only for its own).
+        lock = threading.RLock()
+        self.condition = threading.Condition(lock)
+        self._room = threading.Condition(lock)
         self._error: BaseException | None = None
         self._stopped = False
         self._consumed = 0
@@ -221,10 +336,13 @@ class SnapshotFeed:
                 item.complete = True
             else:
                 path.unlink(missing_ok=True)
-                starts = range(0, size, self._chunk_size) if size else [0]
+                if size and self._in_memory is not None and self._in_memory.candidate(name, size):
+                    item.keep = Keep.UNDECIDED
+                starts = range(0, size, self.chunk_size) if size else [0]
                 for start in starts:
-                    length = min(self._chunk_size, size - start)
-                    self._chunks.append(_Chunk(item, start, length, position + start))
+                    length = min(self.chunk_size, size - start)
+                    item._chunks.append(_Chunk(item, start, length, position + start))
+                self._chunks += item._chunks
                 item._done = [False] * len(starts)
             self.files[name] = item
             position += size
@@ -236,7 +354,12 @@ class SnapshotFeed:
         with self.condition:
             if self._error is None:
                 self._error = error
-            self.condition.notify_all()
+            self._wake_everyone()
+
+    def _wake_everyone(self) -> None:
+        """(Holding the lock.) Wake readers and downloads alike: the feed stops or failed."""
+        self.condition.notify_all()
+        self._room.notify_all()
 
     def raise_if_failed(self) -> None:
         if self._error is not None:
@@ -264,7 +387,13 @@ class SnapshotFeed:
         with self.condition:
             if position > self._consumed:
                 self._consumed = position
-                self.condition.notify_all()
+                if self._next_chunk < len(self._chunks) and self._may_start(
+                    self._chunks[self._next_chunk]
+                ):
+                    self._room.notify_all()
+
+    def _may_start(self, chunk: _Chunk) -> bool:
+        return chunk.position < self._consumed + self._lookahead
 
     # -- the downloading side --
 
@@ -284,12 +413,14 @@ class SnapshotFeed:
     ) -> None:
         with self.condition:
             self._stopped = True
-            self.condition.notify_all()
+            self._wake_everyone()
         # After a failure, a download stuck on a silent connection is not waited for long: its
         # thread only writes to a part file, which the next feed discards.
         patience = None if error is None else STOP_PATIENCE_SECONDS
         for thread in self._threads:
             thread.join(patience)
+        for chunk in self._chunks:
+            chunk.pieces = None  # what a failed consumer did not read
 
     def _take(self) -> _Chunk | None:
         with self.condition:
@@ -297,10 +428,10 @@ class SnapshotFeed:
                 if self._next_chunk >= len(self._chunks):
                     return None
                 chunk = self._chunks[self._next_chunk]
-                if chunk.position < self._consumed + self._lookahead:
+                if self._may_start(chunk):
                     self._next_chunk += 1
                     return chunk
-                self.condition.wait(1.0)
+                self._room.wait(1.0)
             return None
 
     def _work(self) -> None:
@@ -317,7 +448,7 @@ class SnapshotFeed:
                                 error, f"{chunk.file.name!r} of {self.repo_id} at {self.commit}"
                             )
                         )
-                    self.condition.notify_all()
+                    self._wake_everyone()
                 return
 
     def _location(self, file: FeedFile) -> str:
@@ -347,44 +478,90 @@ class SnapshotFeed:
     def _fetch(self, chunk: _Chunk) -> None:
         file = chunk.file
         location = self._location(file)
+        if file.keep is Keep.DISK:
+            fd = os.open(file.part, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                with self.condition:
+                    self.condition.notify_all()  # the part file exists: a reader may open it
+                self._get(chunk, location, _ChunkSink(fd, chunk))
+            finally:
+                os.close(fd)
+            self._chunk_done(chunk)
+        else:
+            sink = _MemorySink(chunk)
+            self._get(chunk, location, sink)
+            chunk.pieces = sink.pieces
+            self._settle(chunk)
+
+    def _get(self, chunk: _Chunk, location: str, sink: _ChunkSink | _MemorySink) -> None:
+        """The chunk's bytes into ``sink`` (http_get: its retries, resuming where it was)."""
+        file = chunk.file
+        if chunk.length:
+            headers = self._headers_for(location)
+            if chunk.length < file.size:
+                # A whole file is asked for without a Range: the Hub may send small text
+                # files gzip-encoded, which a range of would not mean the same bytes.
+                end = chunk.start + chunk.length - 1
+                headers["Range"] = f"bytes={chunk.start}-{end}"
+            http_get(
+                location,
+                sink,  # type: ignore[arg-type]
+                headers=headers,
+                expected_size=chunk.length,
+                displayed_filename=file.name,
+            )
+        if sink.written != chunk.length:
+            raise HubUnavailable(
+                f"{file.name!r} of {self.repo_id} at {self.commit}: bytes {chunk.start}-"
+                f"{chunk.start + chunk.length} arrived with {sink.written:,} bytes"
+            )
+
+    def _settle(self, chunk: _Chunk) -> None:
+        """A chunk fetched into memory is in: the first chunk of an undecided file has the
+        caller decide where the file goes; a chunk of a file that goes to the disk is written
+        there; one in before its file was decided waits in memory for the decision."""
+        file = chunk.file
+        with self.condition:
+            if file.keep is Keep.UNDECIDED and chunk.start != 0:
+                file._held.append(chunk)
+                return
+        if file.keep is Keep.UNDECIDED:
+            assert self._in_memory is not None and chunk.pieces is not None
+            head = b"".join(chunk.pieces)
+            keep = Keep.MEMORY if self._in_memory.keep(file.name, file.size, head) else Keep.DISK
+            with self.condition:
+                file.keep = keep
+                waiting, file._held = [chunk, *file._held], []
+        else:
+            waiting = [chunk]
+        if file.keep is Keep.DISK:
+            self._write_out(file, waiting)
+        for item in waiting:
+            self._chunk_done(item)
+
+    def _write_out(self, file: FeedFile, chunks: list[_Chunk]) -> None:
+        """Write chunks fetched into memory at their offsets of the part file, and let go."""
         fd = os.open(file.part, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
-            with self.condition:
-                self.condition.notify_all()  # the part file exists: a reader may open it
-            sink = _ChunkSink(fd, chunk)
-            if chunk.length:
-                headers = self._headers_for(location)
-                if chunk.length < file.size:
-                    # A whole file is asked for without a Range: the Hub may send small text
-                    # files gzip-encoded, which a range of would not mean the same bytes.
-                    end = chunk.start + chunk.length - 1
-                    headers["Range"] = f"bytes={chunk.start}-{end}"
-                http_get(
-                    location,
-                    sink,  # type: ignore[arg-type]
-                    headers=headers,
-                    expected_size=chunk.length,
-                    displayed_filename=file.name,
-                )
-            if sink.written != chunk.length:
-                raise HubUnavailable(
-                    f"{file.name!r} of {self.repo_id} at {self.commit}: bytes {chunk.start}-"
-                    f"{chunk.start + chunk.length} arrived with {sink.written:,} bytes"
-                )
+            for chunk in chunks:
+                sink = _ChunkSink(fd, chunk)
+                for piece in chunk.pieces or ():
+                    sink.write(piece)
+                chunk.pieces = None
         finally:
             os.close(fd)
-        self._chunk_done(chunk)
 
     def _chunk_done(self, chunk: _Chunk) -> None:
         file = chunk.file
         with self.condition:
-            file._done[chunk.start // self._chunk_size] = True
+            file._done[chunk.start // self.chunk_size] = True
             done = file._done
-            index = file._contiguous // self._chunk_size if file.size else 0
+            index = file._contiguous // self.chunk_size if file.size else 0
             while index < len(done) and done[index]:
                 index += 1
-            file._contiguous = min(file.size, index * self._chunk_size)
+            file._contiguous = min(file.size, index * self.chunk_size)
             if all(done):
-                file.part.replace(file.path)
+                if not file.in_memory:
+                    file.part.replace(file.path)
                 file.complete = True
             self.condition.notify_all()

@@ -16,7 +16,7 @@ from imports import pipeline
 from imports.pipeline.check import CheckedFile, CheckResult
 from imports.pipeline.download import Download
 from imports.scanners import pickles
-from imports.scanners.safetensors import NotSafetensors, check_safetensors
+from imports.scanners.safetensors import NotSafetensors, check_safetensors, proven_by_head
 from registry.policy import ImportRules
 
 
@@ -43,20 +43,21 @@ def test_a_real_file_is_proven(tmp_path):
 F32 = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
 
 
-@pytest.mark.parametrize(
-    ("data", "reason"),
-    [
-        (b"\x80\x03B\x02\x00\x00\x00\x00{0cos\nsystem\n", "header length"),
-        (struct.pack("<Q", 4) + b"[1] ", "not a JSON object"),
-        (raw({"a": F32, "b": {**F32, "data_offsets": [4, 12]}}, b"\0" * 12), "overlap"),
-        (raw({"a": F32, "b": {**F32, "data_offsets": [12, 20]}}, b"\0" * 20), "gap"),
-        (raw({"a": {**F32, "shape": [3]}}, b"\0" * 8), "do not hold"),
-        (raw({"a": F32}, b"\0" * 8 + b"cos\nsystem\n"), "cover 8 of the file's 19"),
-        (raw({"a": {**F32, "dtype": "OBJECT"}}, b"\0" * 8), "unknown dtype"),
-        (raw({"__metadata__": {"n": 1}, "a": F32}, b"\0" * 8), "map of strings"),
-        (struct.pack("<Q", 25) + b'{"a": 1, "a": 2}         ', "twice"),
-    ],
-)
+BROKEN = [
+    (b"\x80\x03B\x02\x00\x00\x00\x00{0cos\nsystem\n", "header length"),
+    (struct.pack("<Q", 4) + b"[1] ", "not a JSON object"),
+    (raw({"a": F32, "b": {**F32, "data_offsets": [4, 12]}}, b"\0" * 12), "overlap"),
+    (raw({"a": F32, "b": {**F32, "data_offsets": [12, 20]}}, b"\0" * 20), "gap"),
+    (raw({"a": {**F32, "shape": [3]}}, b"\0" * 8), "do not hold"),
+    (raw({"a": F32}, b"\0" * 8 + b"cos\nsystem\n"), "cover 8 of the file's 19"),
+    (raw({"a": {**F32, "dtype": "OBJECT"}}, b"\0" * 8), "unknown dtype"),
+    (raw({"__metadata__": {"n": 1}, "a": F32}, b"\0" * 8), "map of strings"),
+    (struct.pack("<Q", 25) + b'{"a": 1, "a": 2}         ', "twice"),
+    (struct.pack("<Q", 200_000) + b"[" * 100_000 + b"]" * 100_000, "nests too deeply"),
+]
+
+
+@pytest.mark.parametrize(("data", "reason"), BROKEN)
 def test_a_file_breaking_a_rule_is_not_proven(tmp_path, data, reason):
     with pytest.raises(NotSafetensors, match=reason):
         check_safetensors(write(tmp_path, "model.safetensors", data))
@@ -90,3 +91,18 @@ def test_a_proven_file_is_not_run_through_the_pickle_scanner(tmp_path, monkeypat
 def test_a_pickle_saved_as_safetensors_is_not_proven(tmp_path):
     with pytest.raises(NotSafetensors):
         check_safetensors(write(tmp_path, "m.safetensors", pickle.dumps({"w": 1}, protocol=4)))
+
+
+@pytest.mark.parametrize(("data", "reason"), BROKEN)
+def test_its_first_bytes_prove_nothing_the_file_would_not(data, reason):
+    # What a download keeps in memory (its first chunk) is judged as the whole file would be.
+    assert not proven_by_head(len(data), data)
+
+
+def test_its_first_bytes_prove_a_real_file_only_when_they_hold_the_whole_header():
+    data = save({"w": np.arange(1000, dtype=np.float32)}, metadata={"format": "pt"})
+    length = 8 + struct.unpack("<Q", data[:8])[0]
+
+    assert proven_by_head(len(data), data[:length])  # the header, none of the tensor
+    assert not proven_by_head(len(data), data[: length - 1])  # the header goes on
+    assert not proven_by_head(len(data) + 4, data[:length])  # 4 bytes after the tensors

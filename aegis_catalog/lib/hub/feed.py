@@ -7,8 +7,14 @@ a reader that returns the bytes of a file as soon as they are on disk, in order,
 those still on the way, so a consumer (the packager) works on the first bytes of a model while
 the last are still downloading. Downloads stay at most `lookahead` bytes ahead of what the
 reader has consumed: several connections fill the file the reader is in, instead of one each
-for files it will not need for a while. Memory stays flat: bytes go from the socket to the disk
-and are read back from the page cache.
+for files it will not need for a while.
+
+A file the caller does not need on disk afterwards is kept in memory instead (`InMemory`: asked
+once per candidate, with its size and its first chunk's bytes, so it can look at a header
+before deciding): its chunks stay as they came off the socket until the reader has copied them,
+nothing written to the disk or read back. A candidate it declines goes to the disk from then on,
+the chunks held meanwhile included. Memory stays flat either way: at most `lookahead` bytes,
+and a chunk per worker, are ahead of the reader.
 
 A file already complete in the destination (same size as listed: from an earlier attempt) is
 not fetched; `<path>.part` files of an earlier attempt are discarded. A file kept in memory is

@@ -51,7 +51,9 @@ class BaselineMismatch(RuntimeError):
 def without_scanning(replace: Replace = setattr) -> list[str]:
     """Make the one-pass import in this process skip every scan: `examine` (the safetensors
     header check, the format scanners, the pickle scanners), `find_remote_code` and `judge`
-    (the policy over their findings) as imports.pipeline.stream calls them become no-ops. The
+    (the policy over their findings) as imports.pipeline.stream calls them become no-ops, and
+    the header proof of the shards the pass keeps in memory (`ProvenWeightsInMemory.keep`)
+    keeps them unread. The
     list returned fills with the paths whose scan was skipped. `replace` is `setattr`, or a
     test's `monkeypatch.setattr`."""
     from imports.pipeline import stream
@@ -80,17 +82,25 @@ def without_scanning(replace: Replace = setattr) -> list[str]:
     ) -> ScanResult:
         return ScanResult(verdicts=(), rules_digest=rules.digest())
 
-    for name, no_op in (
-        ("examine", examine),
-        ("find_remote_code", find_remote_code),
-        ("judge", judge),
+    def keep(policy: object, name: str, size: int, head: bytes, *more: object) -> bool:
+        # A shard is kept in memory unread, as if its header had proven it.
+        skipped.append(name)
+        return True
+
+    weights = getattr(stream, "ProvenWeightsInMemory", None)
+    for owner, name, no_op in (
+        (stream, "examine", examine),
+        (stream, "find_remote_code", find_remote_code),
+        (stream, "judge", judge),
+        (weights, "keep", keep),  # the shards' header proof
     ):
-        if not callable(getattr(stream, name, None)):
+        if not callable(getattr(owner, name, None)):
+            what = name if owner is stream else f"ProvenWeightsInMemory.{name}"
             raise BaselineMismatch(
-                f"imports.pipeline.stream has no {name}() any more: bench/scan_overhead.py's "
+                f"imports.pipeline.stream has no {what}() any more: bench/scan_overhead.py's "
                 "baseline must replace what the one-pass import now calls to scan"
             )
-        replace(stream, name, no_op)
+        replace(owner, name, no_op)
     return skipped
 
 

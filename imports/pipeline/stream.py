@@ -84,7 +84,7 @@ class Streamed:
         )
 
 
-class _ProvenWeightsInMemory:
+class ProvenWeightsInMemory:
     """What the feed keeps in memory: safetensors files (that no format scanner reads) whose
     header, in their first chunk, proves them safetensors. The scan would prove the same from
     a work copy (the header checked against the file's size) and read nothing more, so they
@@ -251,7 +251,7 @@ def stream_import(
         resolution.commit,
         snapshot_dir,
         [(item.path, item.size) for item in order],
-        in_memory=_ProvenWeightsInMemory(),
+        in_memory=ProvenWeightsInMemory(),
     )
     upload: Upload | None = None
     checker = _Checker(resolution, feed, rules)

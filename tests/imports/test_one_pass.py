@@ -65,6 +65,13 @@ def start(repo_id: str, name: str) -> ImportRequest:
     return request
 
 
+def retried(request: ImportRequest) -> ImportRequest:
+    actions.retry_import(request, actor="alice", enqueue=False)
+    run_import(request.pk)
+    request.refresh_from_db()
+    return request
+
+
 def bucket_contents(seaweedfs, bucket: str) -> tuple[list[str], list[str]]:
     """Keys of the objects and of the unfinished multipart uploads in the bucket."""
     client = seaweedfs.client()
@@ -235,9 +242,7 @@ def test_the_hub_failing_mid_stream_aborts_the_upload_and_a_retry_fetches_only_t
     assert bucket_contents(seaweedfs, s3_bucket) == ([], [])
 
     one_pass.clear_faults()
-    actions.retry_import(request, actor="alice", enqueue=False)
-    run_import(request.pk)
-    request.refresh_from_db()
+    request = retried(request)
     assert request.status == ImportRequest.Status.SUCCEEDED, request.error
     assert one_pass.body_fetches("acme/flaky", "a.safetensors") == 12  # once, in 12 chunks
     assert rebuild_version(ModelVersion.objects.get()).reproduced
@@ -298,9 +303,7 @@ def test_proven_safetensors_stay_in_memory_and_a_retry_fetches_them_again(
     assert bucket_contents(seaweedfs, s3_bucket) == ([], [])
 
     one_pass.clear_faults()
-    actions.retry_import(request, actor="alice", enqueue=False)
-    run_import(request.pk)
-    request.refresh_from_db()
+    request = retried(request)
 
     assert request.status == ImportRequest.Status.SUCCEEDED, request.error
     assert one_pass.body_fetches("acme/kept", "a.safetensors") == 2 * 4  # again, 4 chunks

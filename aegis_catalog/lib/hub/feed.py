@@ -199,32 +199,20 @@ class FeedReader:
         self.close()
 
 
-class _ChunkSink:
-    """The file-like object http_get writes one chunk into (at its offset, never past it)."""
+class _Sink:
+    """The file-like object http_get writes one chunk into (never past the chunk's range)."""
 
-    def __init__(self, fd: int, chunk: _Chunk) -> None:
-        self._fd = fd
+    def __init__(self, chunk: _Chunk) -> None:
         self._chunk = chunk
         self._written = 0
 
-    def write(self, data: bytes) -> int:
+    def _check_room(self, data: bytes) -> None:
         if self._written + len(data) > self._chunk.length:
             raise HubUnavailable(
                 f"{self._chunk.file.name!r}: the server sent more bytes than the range asked for"
             )
-        view = memoryview(data)
-        while view:
-            count = os.pwrite(self._fd, view, self._chunk.start + self._written)
-            self._written += count
-            view = view[count:]
-        return len(data)
 
     def tell(self) -> int:
-        return self._written
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        # http_get rewinds only when a server ignored a resumed Range: start the chunk over.
-        self._written = offset if whence == 0 else self._written + offset
         return self._written
 
     def truncate(self, size: int | None = None) -> int:
@@ -235,26 +223,40 @@ class _ChunkSink:
         return self._written
 
 
-class _MemorySink:
-    """The file-like object http_get writes one chunk into when it is fetched into memory:
-    the pieces are kept as they came (no copy)."""
+class _ChunkSink(_Sink):
+    """A chunk written at its offset of the part file."""
 
-    def __init__(self, chunk: _Chunk) -> None:
-        self._chunk = chunk
-        self.pieces: list[bytes] = []
-        self._written = 0
+    def __init__(self, fd: int, chunk: _Chunk) -> None:
+        super().__init__(chunk)
+        self._fd = fd
 
     def write(self, data: bytes) -> int:
-        if self._written + len(data) > self._chunk.length:
-            raise HubUnavailable(
-                f"{self._chunk.file.name!r}: the server sent more bytes than the range asked for"
-            )
+        self._check_room(data)
+        view = memoryview(data)
+        while view:
+            count = os.pwrite(self._fd, view, self._chunk.start + self._written)
+            self._written += count
+            view = view[count:]
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        # http_get rewinds only when a server ignored a resumed Range: start the chunk over.
+        self._written = offset if whence == 0 else self._written + offset
+        return self._written
+
+
+class _MemorySink(_Sink):
+    """A chunk fetched into memory: the pieces are kept as they came (no copy)."""
+
+    def __init__(self, chunk: _Chunk) -> None:
+        super().__init__(chunk)
+        self.pieces: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self._check_room(data)
         self.pieces.append(bytes(data))  # (a copy only if it was not bytes)
         self._written += len(data)
         return len(data)
-
-    def tell(self) -> int:
-        return self._written
 
     def seek(self, offset: int, whence: int = 0) -> int:
         # http_get rewinds only when a server ignored a resumed Range: keep what is before.
@@ -268,13 +270,6 @@ class _MemorySink:
                 kept.append(piece)
             size += len(piece)
         self.pieces, self._written = kept, size
-        return self._written
-
-    def truncate(self, size: int | None = None) -> int:
-        return self._written if size is None else size
-
-    @property
-    def written(self) -> int:
         return self._written
 
 

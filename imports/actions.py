@@ -18,6 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from aegis_catalog.queues import require_queue
 from imports.errors import ImportCancelled, ImportSuperseded, error_code, failure_message
 from imports.hub_cache import pinned_commit
 from imports.models import ImportEvent, ImportRequest, Stage
@@ -44,12 +45,11 @@ QUEUE_UNAVAILABLE = "the import queue is unavailable (Redis does not answer)"
 def check_queue() -> None:
     """Raise ImportQueueUnavailable unless the queue's Redis answers (never shows its URL,
     which may carry a password)."""
-    try:
-        django_rq.get_connection(QUEUE_NAME).ping()
-    except (RedisError, OSError):
-        raise ImportQueueUnavailable(
-            f"{QUEUE_UNAVAILABLE}: nothing was started; try again once it is back"
-        ) from None
+    require_queue(
+        QUEUE_NAME,
+        ImportQueueUnavailable,
+        f"{QUEUE_UNAVAILABLE}: nothing was started; try again once it is back",
+    )
 
 
 def request_rebuild(version: ModelVersion, *, actor: str, user_id: int | None) -> None:

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from aegis_catalog.queues import require_queue
 from registry import audit
 from registry.models import AuditEvent, ModelVersion, RegisteredModel, UpstreamState
 from registry.upstream.diff import UpstreamDiff
@@ -98,13 +99,12 @@ def record_upstream_error(model: RegisteredModel, *, error: str) -> UpstreamStat
 def request_upstream_check(model: RegisteredModel, *, actor: str) -> UpstreamState:
     """Queue a check of ``model`` now (once the request is committed); raises
     UpstreamQueueUnavailable, with nothing written, when Redis does not answer."""
-    try:
-        django_rq.get_connection(QUEUE_NAME).ping()
-    except (RedisError, OSError):
-        raise UpstreamQueueUnavailable(
-            "the job queue is unavailable (Redis does not answer): nothing was queued; try "
-            "again once it is back"
-        ) from None
+    require_queue(
+        QUEUE_NAME,
+        UpstreamQueueUnavailable,
+        "the job queue is unavailable (Redis does not answer): nothing was queued; try again "
+        "once it is back",
+    )
     with transaction.atomic():
         state = _locked_state(model)
         state.check_requested_at = timezone.now()

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from aegis_catalog.queues import require_queue
 from registry.models import ModelVersion, VerificationRun
 from registry.verify import VerificationError, verify_and_record
 
@@ -32,13 +33,12 @@ class VerificationQueueUnavailable(Exception):
 def request_verification(version: ModelVersion, *, actor: str, user: Any = None) -> VerificationRun:
     """Queue a verification of ``version`` (once the row is committed); raises
     VerificationQueueUnavailable, with nothing written, when Redis does not answer."""
-    try:
-        django_rq.get_connection(QUEUE_NAME).ping()
-    except (RedisError, OSError):
-        raise VerificationQueueUnavailable(
-            "the job queue is unavailable (Redis does not answer): nothing was queued; try "
-            "again once it is back"
-        ) from None
+    require_queue(
+        QUEUE_NAME,
+        VerificationQueueUnavailable,
+        "the job queue is unavailable (Redis does not answer): nothing was queued; try again "
+        "once it is back",
+    )
     run = VerificationRun.objects.create(
         version=version,
         requested_by=actor[:300],

@@ -307,7 +307,7 @@ def test_proven_safetensors_stay_in_memory_and_a_retry_fetches_them_again(
 
     assert request.status == ImportRequest.Status.SUCCEEDED, request.error
     assert one_pass.body_fetches("acme/kept", "a.safetensors") == 2 * 4  # again, 4 chunks
-    assert one_pass.body_fetches("acme/kept", "b.safetensors") == 2  # once, from the disk after
+    assert one_pass.body_fetches("acme/kept", "b.safetensors") == 2  # once (2 chunks): from disk
     version = ModelVersion.objects.get()
     assert rebuild_version(version).reproduced
     manifest = {item["path"]: item["sha256"] for item in version.manifest}

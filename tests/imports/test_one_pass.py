@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import pickle
-import struct
 import tarfile
 
 import pytest
@@ -16,6 +14,7 @@ import pytest
 from aegis_catalog import services
 from aegis_catalog.lib import storage
 from aegis_catalog.lib.hub import feed
+from devservers.hub_double import safetensors_bytes
 from imports import actions
 from imports.actions import ImportOptions
 from imports.jobs import run_import
@@ -43,15 +42,6 @@ def one_pass(aegis_s3, fresh_hub_double, monkeypatch):
     aegis_s3.settings.AEGIS_ONE_PASS_IMPORT = True
     monkeypatch.setattr(feed, "DEFAULT_CHUNK_SIZE", MiB)
     return fresh_hub_double
-
-
-def safetensors_file(tensor_bytes: int) -> bytes:
-    """A valid safetensors file: one U8 tensor of random bytes."""
-    header = json.dumps(
-        {"w": {"dtype": "U8", "shape": [tensor_bytes], "data_offsets": [0, tensor_bytes]}}
-    ).encode()
-    header += b" " * (-len(header) % 8)
-    return struct.pack("<Q", len(header)) + header + os.urandom(tensor_bytes)
 
 
 def start(repo_id: str, name: str) -> ImportRequest:
@@ -282,7 +272,7 @@ def test_many_small_files_an_empty_one_and_folders_pass_in_order(one_pass, seawe
 def test_proven_safetensors_stay_in_memory_and_a_retry_fetches_them_again(
     one_pass, seaweedfs, s3_bucket
 ):
-    proven = safetensors_file(3 * MiB)
+    proven = safetensors_bytes(1, (768, 1024))  # 3 MiB of float32 and a little
     files: dict[str, str | bytes] = {
         "a.safetensors": proven,  # its header, in its first chunk, proves it
         "b.safetensors": os.urandom(2 * MiB),  # not safetensors: scanned from the work copy
